@@ -1,0 +1,67 @@
+"""The `dropd` command line: parses arguments and hands each subcommand to its module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daemon import __version__
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, required=True, metavar="F",
+                        help="the TOML configuration file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for every `dropd` subcommand."""
+    parser = argparse.ArgumentParser(prog="dropd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dropd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    _config_arg(run)
+
+    check_config = commands.add_parser("check-config", help="check a configuration file")
+    _config_arg(check_config)
+
+    sandbox = commands.add_parser("sandbox", help="a local stand-in of the provider's API")
+    sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any)")
+    sandbox.add_argument("--store", type=Path, default=Path("sandbox-store"),
+                         help="folder that keeps every accepted upload")
+    sandbox.add_argument("--client", action="append", default=None, metavar="ID:SECRET",
+                         help="a client the token endpoint accepts (repeatable)")
+    sandbox.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS",
+                         help="how long an issued token is valid")
+
+    demo = commands.add_parser("demo", help="a first run: sandbox, daemon and sample files")
+    demo.add_argument("--keep", action="store_true", help="keep the demo folder afterwards")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dropd` console command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "sandbox":
+        from daemon import sandbox
+
+        return sandbox.main(args)
+    if args.command == "check-config":
+        from daemon import config
+
+        return config.check_config_command(args.config)
+    if args.command == "run":
+        from daemon import service
+
+        return service.main(args.config)
+    if args.command == "demo":
+        from daemon import demo
+
+        return demo.main(keep=args.keep)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
