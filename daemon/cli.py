@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="how long an issued token is valid")
 
     demo = commands.add_parser("demo", help="a first run: sandbox, daemon and sample files")
-    demo.add_argument("--keep", action="store_true", help="keep the demo folder afterwards")
+    demo.add_argument("--dir", type=Path, default=None,
+                      help="where to put the demo (default: a new temporary folder)")
     return parser
 
 
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from daemon import demo
 
-        return demo.main(keep=args.keep)
+        return demo.main(args.dir)
     raise AssertionError(f"unhandled command {args.command}")
 
 

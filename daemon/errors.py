@@ -85,11 +85,11 @@ class UploadError(DropdError):
 class TokenError(UploadError):
     """No access token can be had for an environment, or a fresh one was refused."""
 
-    def __init__(self, environment: str, reason: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, environment: str, reason: str, *, rejected: bool = False) -> None:
         super().__init__(f"environment {environment}: {reason}")
         self.environment = environment
         self.reason = reason
-        self.retry_after = retry_after
+        self.rejected = rejected  # the credentials were refused, not merely unreachable
 
 
 class TransientUploadError(UploadError):

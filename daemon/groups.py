@@ -1,0 +1,251 @@
+"""One group at run time: ownership, recovery of its spool, scanning, claiming, closing batches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from daemon import api
+from daemon.archive import file_sha256
+from daemon.auth import TokenSource, read_secret
+from daemon.batch import BatchTiming, GroupLine, OpenBatch
+from daemon.config import Config, DaemonSettings, Group
+from daemon.delivery import BatchResult, Delivery, ResultKind, end_batch
+from daemon.errors import SecretError, SpoolError
+from daemon.intake import FileKind, ReadyFile, SettleTracker, ready_files, scan_folder
+from daemon.spool import BatchState, FileRecord, Spool, iso
+from daemon.watch import FolderWatcher
+
+log = structlog.get_logger()
+
+RESCAN_SECONDS = 60.0  # a full rescan catches what events missed (overflow, other hosts)
+STANDBY_RETRY_SECONDS = 2.0  # how often a standby dropd tries the owner lock
+
+
+@dataclass(eq=False)
+class GroupWorker:
+    group: Group
+    delivery: Delivery
+    spool: Spool
+    wall: Callable[[], datetime]
+    tracker: SettleTracker = field(default_factory=SettleTracker)
+    line: GroupLine = field(default_factory=GroupLine)
+    owner: bool = False
+    standby_logged: bool = False
+    next_owner_try: float = 0.0
+    dirty: bool = True
+    next_scan: float = 0.0
+    error: tuple[str, str] | None = None  # (step, reason) while something needs a person
+    failures: int = 0  # consecutive waits and retries, for the backoff
+    failed_batches: int = 0
+    last_upload: str | None = None
+    in_flight_since: float = 0.0
+    batch_files: dict[str, int] = field(default_factory=dict)
+
+    # -- ownership and recovery -------------------------------------------------------------
+
+    def take_ownership(self, now: float, watcher: FolderWatcher | None) -> None:
+        """Take the folder's lock and recover its spool; stand by if another dropd has it."""
+        if now < self.next_owner_try:
+            return
+        self.next_owner_try = now + STANDBY_RETRY_SECONDS
+        try:
+            if not self.spool.try_lock():
+                self._standby()
+                return
+            self.owner = True
+            self.recover(now)
+        except (SpoolError, OSError) as exc:
+            self.set_error("folder", f"{self.group.folder}: {_reason(exc)}")
+            return
+        self._watch(watcher)
+        log.info("group_owned", group=self.group.key, folder=str(self.group.folder),
+                 batches_recovered=len(self.line.waiting))
+
+    def _standby(self) -> None:
+        if not self.standby_logged:
+            log.warning("group_standby", group=self.group.key, folder=str(self.group.folder),
+                        reason="another dropd holds the folder's lock; taking over when it goes")
+            self.standby_logged = True
+
+    def _watch(self, watcher: FolderWatcher | None) -> None:
+        if watcher is None:
+            return
+        try:
+            watcher.watch(self.group.key, self.group.folder)
+        except OSError as exc:
+            log.warning("watch_failed", group=self.group.key, reason=_reason(exc),
+                        fix="raise fs.inotify.max_user_watches or set poll_seconds")
+
+    def recover(self, now: float) -> None:
+        """Put every batch found in the spool back in line, oldest first; close open ones."""
+        for batch_id in self.spool.batch_ids():
+            manifest = self.spool.load(batch_id)
+            count = len(list(self.spool.files_dir(batch_id).glob("*")))
+            if manifest.state is BatchState.OPEN:
+                manifest.state = BatchState.CLAIMED
+                self.spool.save(manifest)
+            self.line.waiting.append(batch_id)
+            self.batch_files[batch_id] = count
+            log.info("batch_recovered", group=self.group.key, batch=batch_id,
+                     state=manifest.state.value, files=count)
+
+    # -- intake -----------------------------------------------------------------------------
+
+    def scan(self, now: float, daemon: DaemonSettings) -> None:
+        """Look at the folder again and claim every file that is complete."""
+        self.dirty = False
+        every = daemon.poll_seconds or RESCAN_SECONDS
+        self.next_scan = now + every
+        try:
+            seen = scan_folder(self.group.folder)
+        except OSError as exc:
+            self.set_error("folder", f"{self.group.folder} cannot be read: {_reason(exc)}; "
+                                     "check the share is mounted and dropd may read it")
+            return
+        if self.error and self.error[0] == "folder":
+            self.error = None
+        self.tracker.observe(seen, now)
+        mode = self.group.done_markers
+        for ready in ready_files(seen, self.tracker, now, daemon.settle_seconds, mode):
+            self._take(ready, now)
+        settle_at = self.tracker.next_settle_at(daemon.settle_seconds)
+        if settle_at is not None:
+            self.next_scan = min(self.next_scan, settle_at)
+
+    def _take(self, ready: ReadyFile, now: float) -> None:
+        try:
+            if ready.kind is FileKind.OTHER:
+                self._fail_alone(ready)
+            elif ready.kind is FileKind.ZIP:
+                self._batch_alone(ready, now)
+            else:
+                self._join_open(ready, now)
+        except SpoolError as exc:
+            self.set_error("intake", str(exc))
+        self.tracker.forget(ready.name)
+
+    def _join_open(self, ready: ReadyFile, now: float) -> None:
+        if not self.line.takes(ready.name):
+            self.close_open()
+            manifest = self.spool.open_batch(self.wall())
+            self.line.open = OpenBatch(manifest.batch, now, now)
+            log.info("batch_opened", group=self.group.key, batch=manifest.batch)
+        assert self.line.open is not None
+        if self.spool.claim(self.line.open.batch_id, ready):
+            self.line.add(ready.name, now)
+            log.info("file_claimed", group=self.group.key, batch=self.line.open.batch_id,
+                     file=ready.name, bytes=ready.size, markers=list(ready.markers))
+
+    def _batch_alone(self, ready: ReadyFile, now: float) -> None:
+        manifest = self.spool.open_batch(self.wall())
+        if self.spool.claim(manifest.batch, ready):
+            log.info("file_claimed", group=self.group.key, batch=manifest.batch,
+                     file=ready.name, bytes=ready.size, markers=list(ready.markers))
+        self._close(manifest.batch)
+
+    def _fail_alone(self, ready: ReadyFile) -> None:
+        manifest = self.spool.open_batch(self.wall())
+        if not self.spool.claim(manifest.batch, ready):
+            return
+        files = self.spool.files_dir(manifest.batch)
+        manifest.files = [FileRecord(n, (files / n).stat().st_size, file_sha256(files / n),
+                                     "other" if n == ready.name else "marker")
+                          for n in sorted(os.listdir(files))]
+        reason = (f"{ready.name} is not a file dropd uploads (only *.csv, message.properties "
+                  "and *.zip are); rename it or drop it elsewhere")
+        result = end_batch(self.delivery, manifest, "intake", reason)
+        self.record(result, self.wall())
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def close_due(self, now: float, timing: BatchTiming) -> None:
+        """Close the open batch once its quiet or max-wait window has passed."""
+        if self.line.open is not None and now >= self.line.open.closes_at(timing):
+            self.close_open()
+
+    def close_open(self) -> None:
+        """Close the open batch and put it in line (state `claimed` on disk)."""
+        if self.line.open is not None:
+            self._close(self.line.open.batch_id)
+            self.line.open = None
+
+    def _close(self, batch_id: str) -> None:
+        manifest = self.spool.load(batch_id)
+        manifest.state = BatchState.CLAIMED
+        self.spool.save(manifest)
+        count = len(os.listdir(self.spool.files_dir(batch_id)))
+        self.batch_files[batch_id] = count
+        self.line.waiting.append(batch_id)
+        log.info("batch_closed", group=self.group.key, batch=batch_id, files=count,
+                 position=len(self.line.waiting))
+
+    def next_deadline(self, timing: BatchTiming) -> float | None:
+        """The next moment this group needs the scheduler."""
+        times = [t for t in (self.line.next_deadline(timing), self.next_scan) if t is not None]
+        if not self.owner:
+            times.append(self.next_owner_try)
+        return min(times) if times else None
+
+    # -- status -----------------------------------------------------------------------------
+
+    def record(self, result: BatchResult, moment: datetime) -> None:
+        """Keep what status needs from a batch's result."""
+        if result.kind is ResultKind.SENT:
+            self.last_upload = iso(moment)
+            self.error = None
+        elif result.kind is ResultKind.FAILED:
+            self.failed_batches += 1
+            self.error = (result.step, result.reason)
+        else:
+            self.error = (result.step, result.reason)
+
+    def set_error(self, step: str, reason: str) -> None:
+        if self.error != (step, reason):
+            log.error("group_error", group=self.group.key, step=step, reason=reason)
+        self.error = (step, reason)
+
+    def files_waiting(self) -> int:
+        """Files dropped and not yet sent or failed."""
+        open_files = len(self.line.open.names) if self.line.open else 0
+        queued = sum(self.batch_files.get(b, 0) for b in self.line.waiting)
+        return self.tracker.watched() + open_files + queued
+
+
+def token_sources(config: Config) -> dict[str, TokenSource | SecretError]:
+    """One token source per environment (shared by its groups), or why it has none."""
+    daemon = config.daemon
+    sources: dict[str, TokenSource | SecretError] = {}
+    for name, env in config.environments.items():
+        try:
+            sources[name] = TokenSource(env, read_secret(env), daemon.state_dir,
+                                        (daemon.connect_timeout_seconds,
+                                         daemon.read_timeout_seconds))
+        except SecretError as exc:
+            log.error("secret_unavailable", environment=name, reason=exc.reason)
+            sources[name] = exc
+    return sources
+
+
+def build_group(config: Config, group: Group, tokens: TokenSource | SecretError,
+                wall: Callable[[], datetime]) -> GroupWorker:
+    """A group's run-time state, with its environment's token source and an HTTP session."""
+    env = config.environments[group.environment]
+    daemon = config.daemon
+    spool = Spool(group.folder, group.key)
+    delivery = Delivery(group, env, spool, tokens, api.new_session(env.ca_bundle),
+                        (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
+                        daemon.give_up_after_seconds, wall)
+    return GroupWorker(group, delivery, spool, wall)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SpoolError):
+        return exc.reason
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)

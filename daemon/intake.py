@@ -1,0 +1,161 @@
+"""Which dropped files are ready: file types, temporary names, `.done` markers, settle time."""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.config import DoneMarkers
+
+MARKER_SUFFIX = ".done"
+# Names that writers use while a file is still on its way (rule 1).
+_TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
+
+
+class FileKind(enum.Enum):
+    CSV = "csv"
+    PROPERTIES = "properties"  # message.properties, the custom notification
+    ZIP = "zip"  # a ready-made upload, sent as its own batch
+    MARKER = "marker"  # NAME.done / STEM.done, travels with its file, never uploaded
+    OTHER = "other"  # fails on its own at step intake
+
+
+@dataclass(frozen=True, slots=True)
+class FileSeen:
+    """One regular file in a drop folder as a scan saw it."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    kind: FileKind
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyFile:
+    """A complete file, with the markers that travel with it."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    kind: FileKind
+    markers: tuple[str, ...] = ()
+
+
+def is_temporary(name: str) -> bool:
+    """True for names writers use while a file is incomplete, and hidden files."""
+    lowered = name.lower()
+    return name.startswith((".", "~")) or lowered.endswith(_TEMPORARY_SUFFIXES)
+
+
+def classify(name: str) -> FileKind | None:
+    """The kind of a dropped file by its name; None for names never taken."""
+    if is_temporary(name):
+        return None
+    lowered = name.lower()
+    if lowered.endswith(MARKER_SUFFIX):
+        return FileKind.MARKER
+    if lowered.endswith(".csv"):
+        return FileKind.CSV
+    if name == "message.properties":
+        return FileKind.PROPERTIES
+    if lowered.endswith(".zip"):
+        return FileKind.ZIP
+    return FileKind.OTHER
+
+
+def scan_folder(folder: Path) -> list[FileSeen]:
+    """List the regular files directly in `folder`; links, FIFOs, devices, folders are skipped.
+
+    Raises OSError if the folder cannot be listed (gone, unmounted, no permission).
+    """
+    seen: list[FileSeen] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            kind = classify(entry.name)
+            if kind is None:
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # vanished between listing and stat: the next pass decides
+            if stat.S_ISREG(info.st_mode):
+                seen.append(FileSeen(entry.name, info.st_size, info.st_mtime_ns, kind))
+    return seen
+
+
+def markers_for(name: str, marker_names: Iterable[str]) -> tuple[str, ...]:
+    """The markers present for `name`: `NAME.done` and `STEM.done`."""
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    wanted = (name + MARKER_SUFFIX, stem + MARKER_SUFFIX)
+    present = set(marker_names)
+    return tuple(dict.fromkeys(m for m in wanted if m in present))
+
+
+@dataclass(slots=True)
+class _Watched:
+    size: int
+    mtime_ns: int
+    unchanged_since: float
+
+
+class SettleTracker:
+    """Remembers each file's size and mtime, and since when neither has changed."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, _Watched] = {}
+
+    def observe(self, seen: Iterable[FileSeen], now: float) -> None:
+        """Record a scan: changed or new files start their settle time again at `now`."""
+        current: dict[str, _Watched] = {}
+        for item in seen:
+            before = self._files.get(item.name)
+            if before and (before.size, before.mtime_ns) == (item.size, item.mtime_ns):
+                current[item.name] = before
+            else:
+                current[item.name] = _Watched(item.size, item.mtime_ns, now)
+        self._files = current
+
+    def forget(self, name: str) -> None:
+        """Stop watching a file (it was claimed)."""
+        self._files.pop(name, None)
+
+    def settled(self, name: str, now: float, settle_seconds: float) -> bool:
+        """True once `name` has been unchanged for `settle_seconds`."""
+        watched = self._files.get(name)
+        return watched is not None and now - watched.unchanged_since >= settle_seconds
+
+    def watched(self) -> int:
+        """How many files are being watched (seen, not yet taken)."""
+        return len(self._files)
+
+    def next_settle_at(self, settle_seconds: float) -> float | None:
+        """When the next watched file will have settled, if any is watched."""
+        times = [w.unchanged_since + settle_seconds for w in self._files.values()]
+        return min(times) if times else None
+
+
+def ready_files(seen: list[FileSeen], tracker: SettleTracker, now: float,
+                settle_seconds: float, mode: DoneMarkers) -> list[ReadyFile]:
+    """The files of a scan that are complete under the group's marker mode (rule 1)."""
+    marker_names = [f.name for f in seen if f.kind is FileKind.MARKER]
+    ready: list[ReadyFile] = []
+    for item in seen:
+        if item.kind is FileKind.MARKER:
+            continue
+        markers = markers_for(item.name, marker_names)
+        if _is_ready(item.name, bool(markers), tracker, now, settle_seconds, mode):
+            ready.append(ReadyFile(item.name, item.size, item.mtime_ns, item.kind, markers))
+    return ready
+
+
+def _is_ready(name: str, has_marker: bool, tracker: SettleTracker, now: float,
+              settle_seconds: float, mode: DoneMarkers) -> bool:
+    if mode is DoneMarkers.REQUIRED:
+        return has_marker
+    if mode is DoneMarkers.AUTO and has_marker:
+        return True
+    return tracker.settled(name, now, settle_seconds)

@@ -1,0 +1,62 @@
+"""systemd notifications (sdnotify): READY, WATCHDOG from the working loop, STATUS, STOPPING."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import sdnotify
+import structlog
+
+log = structlog.get_logger()
+
+
+class Notifier:
+    """Talks to systemd through $NOTIFY_SOCKET; without one, every call does nothing."""
+
+    def __init__(self) -> None:
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        # sdnotify reads NOTIFY_SOCKET once, here, and swallows every error itself.
+        self._notifier = sdnotify.SystemdNotifier()
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        self.watchdog_interval = usec / 2e6 if usec > 0 else 0.0
+        self._last_ping = 0.0
+        self._last_status = ""
+
+    def _send(self, *lines: str) -> None:
+        if self.enabled:
+            self._notifier.notify("\n".join(lines))
+
+    def ready(self, status: str) -> None:
+        """Tell systemd the spool is recovered and every folder scanned."""
+        self._last_status = _ascii(status)
+        self._send("READY=1", f"STATUS={self._last_status}")
+        self._last_ping = time.monotonic()
+
+    def heartbeat(self, healthy: bool, status: str) -> None:
+        """Ping the watchdog (only while healthy) and send STATUS when it changed."""
+        status = _ascii(status)
+        if status != self._last_status:
+            self._last_status = status
+            self._send(f"STATUS={status}")
+        now = time.monotonic()
+        if self.watchdog_interval and now - self._last_ping >= self.watchdog_interval:
+            if healthy:
+                self._send("WATCHDOG=1")
+                self._last_ping = now
+            else:
+                log.error("watchdog_withheld", reason="the file-event observer has died")
+
+    def next_heartbeat(self, now: float) -> float | None:
+        """When the watchdog wants its next ping (monotonic), if it is on."""
+        if not self.watchdog_interval:
+            return None
+        return self._last_ping + self.watchdog_interval - (time.monotonic() - now)
+
+    def stopping(self) -> None:
+        self._send("STOPPING=1")
+
+
+def _ascii(text: str) -> str:
+    # sdnotify encodes latin-1 and silently drops what it cannot: keep STATUS plain ASCII.
+    return text.encode("ascii", "replace").decode("ascii").replace("\n", " ")

@@ -1,0 +1,236 @@
+"""The main loop: one scheduler thread owns all state; watchdog and uploads only post to its queue.
+
+    watchdog threads ──FolderChanged──▶ ┐
+    upload pool ─────────Finished─────▶ ├─ inbox ─▶ scheduler: scan, claim, close, start uploads
+    signal handlers ───────Signal─────▶ ┘
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import queue
+import random
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from daemon import log as logsetup
+from daemon.batch import Backoff, BatchTiming
+from daemon.config import Config, load_config
+from daemon.delivery import BatchResult, ResultKind, deliver
+from daemon.errors import ConfigError, DropdError
+from daemon.groups import GroupWorker, build_group, token_sources
+from daemon.notify import Notifier
+from daemon.spool import utc_now
+from daemon.status import StatusWriter
+from daemon.watch import FolderChanged, FolderWatcher
+
+log = structlog.get_logger()
+
+STOP_GRACE_SECONDS = 30.0  # how long SIGTERM waits for uploads in flight
+LOOP_CEILING_SECONDS = 5.0  # the loop wakes at least this often (watchdog, standby)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    group: str
+    batch_id: str
+    result: BatchResult
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    signum: int
+
+
+class Scheduler:
+    """Owns every group's state; the only thread that decides anything."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = utc_now) -> None:
+        self.config = config
+        self.clock = clock
+        self.wall = wall
+        self.inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.timing = BatchTiming(config.daemon.quiet_seconds, config.daemon.max_wait_seconds)
+        self.backoff = Backoff(config.daemon.retry_initial_seconds,
+                               config.daemon.retry_max_seconds)
+        self.rng = random.Random()
+        self.notifier = Notifier()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(config.groups))),
+                                       thread_name_prefix="upload")
+        self.watcher: FolderWatcher | None = None
+        self.status = StatusWriter(config.daemon.state_dir)
+        self.groups: dict[str, GroupWorker] = {}
+        self.stopping = False
+
+    def start(self) -> None:
+        """Recover every spool, scan every folder, then tell systemd we are ready."""
+        if self.config.daemon.poll_seconds == 0:
+            self.watcher = FolderWatcher(self.inbox)
+        now = self.clock()
+        tokens = token_sources(self.config)
+        for key, group in self.config.groups.items():
+            worker = build_group(self.config, group, tokens[group.environment], self.wall)
+            self.groups[key] = worker
+            worker.take_ownership(now, self.watcher)
+        for worker in self.groups.values():
+            worker.scan(now, self.config.daemon)
+        self.notifier.ready(self.summary())
+        log.info("daemon_ready", groups=len(self.groups),
+                 batches_waiting=sum(len(w.line.waiting) for w in self.groups.values()))
+
+    def run(self) -> None:
+        """Handle messages and timers until SIGTERM; then stop cleanly."""
+        while not self.stopping:
+            self._handle(self._next_message())
+            self._tick()
+        self._shutdown()
+
+    def _next_message(self) -> object | None:
+        timeout = max(0.0, min(self._next_deadline() - self.clock(), LOOP_CEILING_SECONDS))
+        try:
+            return self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _handle(self, message: object | None) -> None:
+        while message is not None:
+            if isinstance(message, FolderChanged) and message.group in self.groups:
+                self.groups[message.group].dirty = True
+            elif isinstance(message, Finished):
+                self._finished(message)
+            elif isinstance(message, Signal):
+                self._signal(message.signum)
+            try:
+                message = self.inbox.get_nowait()
+            except queue.Empty:
+                message = None
+
+    def _tick(self) -> None:
+        now = self.clock()
+        daemon = self.config.daemon
+        for worker in self.groups.values():
+            if not worker.owner:
+                worker.take_ownership(now, self.watcher)
+                continue
+            if worker.dirty or now >= worker.next_scan:
+                worker.scan(now, daemon)
+            worker.close_due(now, self.timing)
+            self._start_next(worker, now)
+        self.notifier.heartbeat(self.watcher is None or self.watcher.alive(), self.summary())
+        self.status.write(self.groups.values(), self.wall())
+
+    def _start_next(self, worker: GroupWorker, now: float) -> None:
+        if self.stopping:
+            return
+        batch_id = worker.line.next_to_send(now)
+        if batch_id is None:
+            return
+        worker.line.start(batch_id)
+        worker.in_flight_since = now
+        future = self.pool.submit(deliver, worker.delivery, batch_id)
+        group = worker.group.key
+        future.add_done_callback(lambda f: self.inbox.put(Finished(group, batch_id, _result(f))))
+
+    def _finished(self, message: Finished) -> None:
+        worker = self.groups.get(message.group)
+        if worker is None:
+            return
+        result, now = message.result, self.clock()
+        worker.record(result, self.wall())
+        if result.kind in (ResultKind.SENT, ResultKind.FAILED):
+            worker.line.finish(message.batch_id)
+            worker.failures = 0
+            return
+        worker.failures += 1
+        delay = self.backoff.delay(worker.failures, self.rng, result.retry_after)
+        worker.line.retry_later(now + delay)
+        log.warning("batch_waits", group=message.group, batch=message.batch_id,
+                    step=result.step, reason=result.reason, retry_in_seconds=round(delay, 2))
+
+    def _next_deadline(self) -> float:
+        now = self.clock()
+        deadlines = [w.next_deadline(self.timing) for w in self.groups.values()]
+        deadlines.append(self.notifier.next_heartbeat(now))
+        return min((d for d in deadlines if d is not None), default=now + LOOP_CEILING_SECONDS)
+
+    def _signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            log.info("daemon_stopping", signal=signal.Signals(signum).name)
+            self.stopping = True
+        elif signum == signal.SIGHUP:
+            log.warning("reload_not_available", reason="this release reads its config at "
+                        "start-up only; restart dropd to apply a changed config")
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        if self.watcher is not None:
+            self.watcher.stop()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while any(w.line.in_flight for w in self.groups.values()) and time.monotonic() < deadline:
+            try:
+                message = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(message, Finished):
+                self._finished(message)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for worker in self.groups.values():
+            worker.spool.unlock()
+        self.status.write(self.groups.values(), self.wall())
+        log.info("daemon_stopped")
+
+    def summary(self) -> str:
+        """The one-line STATUS= summary (ASCII: sdnotify drops anything else)."""
+        waiting = sum(w.files_waiting() for w in self.groups.values())
+        errors = sum(1 for w in self.groups.values() if w.error)
+        return f"{len(self.groups)} groups, {waiting} files waiting, {errors} in error"
+
+
+def _result(future: object) -> BatchResult:
+    # A bug in delivery must not lose the batch: it stays in the spool and waits.
+    try:
+        return future.result()  # type: ignore[attr-defined, no-any-return]
+    except DropdError as exc:
+        return BatchResult(ResultKind.WAIT, "internal", str(exc))
+    except Exception as exc:
+        log.exception("delivery_crashed")
+        return BatchResult(ResultKind.WAIT, "internal", f"{type(exc).__name__}: {exc}")
+
+
+def main(config_path: Path) -> int:
+    """`dropd run`: exit 2 on a bad config, 0 after a clean stop."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        logsetup.configure()
+        for problem in exc.problems:
+            log.error("config_invalid", problem=problem)
+        return 2
+    logsetup.configure(config.daemon.log_format)
+    faulthandler.enable()
+    try:
+        config.daemon.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.error("config_invalid", problem=f"daemon.state_dir: {config.daemon.state_dir} "
+                  f"cannot be created ({exc.strerror}); create it or fix the path")
+        return 2
+    scheduler = Scheduler(config)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        scheduler.inbox.put(Signal(signum))  # SimpleQueue.put is safe in a signal handler
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    log.info("daemon_starting", config=str(config_path), groups=len(config.groups))
+    scheduler.start()
+    scheduler.run()
+    return 0

@@ -1,0 +1,252 @@
+"""The on-disk batch: claim by rename, manifest (temp, fsync, rename), move to sent/ or failed/.
+
+    FOLDER/.dropd/lock                       one owner per folder (fcntl lock)
+    FOLDER/.dropd/work/BATCH/manifest.json   the batch's state, the truth after a crash
+    FOLDER/.dropd/work/BATCH/files/          the claimed originals (and their markers)
+    FOLDER/.dropd/work/BATCH/upload.zip      the ZIP once built
+    FOLDER/sent/YYYY-MM-DD/BATCH/            files + receipt.json
+    FOLDER/failed/BATCH/                     files + error.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import fcntl
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import SpoolError
+from daemon.intake import ReadyFile
+
+SPOOL_DIR = ".dropd"
+ZIP_NAME = "upload.zip"
+
+
+class BatchState(enum.Enum):
+    OPEN = "open"  # files are still joining
+    CLAIMED = "claimed"  # closed, in line
+    ZIPPED = "zipped"  # upload.zip is complete
+    UPLOADING = "uploading"  # a POST may have reached the server
+    SENT = "sent"  # answered 200; the move to sent/ is what is left
+    FAILED = "failed"  # failed for good; the move to failed/ is what is left
+
+
+@dataclass(slots=True)
+class FileRecord:
+    name: str
+    bytes: int
+    sha256: str = ""
+    kind: str = "csv"
+    markers: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Manifest:
+    batch: str
+    group: str
+    state: BatchState
+    created: str
+    files: list[FileRecord] = field(default_factory=list)
+    zip: dict[str, Any] | None = None
+    attempts: int = 0
+    first_attempt: str | None = None
+    record: dict[str, Any] | None = None  # receipt or error, written when the batch ends
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as JSON-ready data."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        """Rebuild a manifest from `to_json` output."""
+        files = [FileRecord(**f) for f in data.pop("files", [])]
+        state = BatchState(data.pop("state"))
+        return cls(state=state, files=files, **data)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_batch_id(moment: datetime) -> str:
+    """A batch id that sorts by time: `20261123T085810.123456Z-3f9a`."""
+    stamp = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file, fsync, rename, fsync of the folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def record_name(folder: Path, stem: str) -> str:
+    """`STEM.json`, or `STEM.dropd.json` where a dropped file already bears that name."""
+    plain = f"{stem}.json"
+    return f"{stem}.dropd.json" if (folder / plain).exists() else plain
+
+
+class Spool:
+    """One group folder's batches on disk."""
+
+    def __init__(self, folder: Path, group: str) -> None:
+        self.folder = folder
+        self.group = group
+        self.root = folder / SPOOL_DIR
+        self.work = self.root / "work"
+        self._lock_fd: int | None = None
+
+    def batch_dir(self, batch_id: str) -> Path:
+        return self.work / batch_id
+
+    def files_dir(self, batch_id: str) -> Path:
+        return self.work / batch_id / "files"
+
+    def zip_path(self, batch_id: str) -> Path:
+        return self.work / batch_id / ZIP_NAME
+
+    def ensure(self) -> None:
+        """Create `.dropd/work/` if missing. Raises SpoolError if it cannot."""
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(self.work, _os_reason(exc)) from exc
+
+    def try_lock(self) -> bool:
+        """Take the folder's owner lock without waiting; False if another dropd holds it."""
+        if self._lock_fd is not None:
+            return True
+        self.ensure()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                return False
+            raise SpoolError(self.root / "lock", _os_reason(exc)) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        """Let go of the owner lock."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def open_batch(self, moment: datetime) -> Manifest:
+        """Create a new open batch. Raises SpoolError if the spool cannot be written."""
+        manifest = Manifest(new_batch_id(moment), self.group, BatchState.OPEN, iso(moment))
+        try:
+            self.files_dir(manifest.batch).mkdir(parents=True)
+            self.save(manifest)
+        except OSError as exc:
+            raise SpoolError(self.batch_dir(manifest.batch), _os_reason(exc)) from exc
+        return manifest
+
+    def claim(self, batch_id: str, ready: ReadyFile) -> bool:
+        """Rename a ready file and its markers into the batch; False if it vanished."""
+        target = self.files_dir(batch_id)
+        try:
+            os.rename(self.folder / ready.name, target / ready.name)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise SpoolError(self.folder / ready.name, _os_reason(exc)) from exc
+        for marker in ready.markers:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self.folder / marker, target / marker)
+        fsync_dir(target)
+        fsync_dir(self.folder)
+        return True
+
+    def save(self, manifest: Manifest) -> None:
+        """Write the manifest atomically. Raises SpoolError if the disk refuses."""
+        path = self.batch_dir(manifest.batch) / "manifest.json"
+        try:
+            write_json_atomic(path, manifest.to_json())
+        except OSError as exc:
+            raise SpoolError(path, _os_reason(exc)) from exc
+
+    def load(self, batch_id: str) -> Manifest:
+        """Read a batch's manifest. Raises SpoolError if it is missing or unreadable."""
+        path = self.batch_dir(batch_id) / "manifest.json"
+        try:
+            return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise SpoolError(path, f"cannot read the batch manifest: {exc}") from exc
+
+    def batch_ids(self) -> list[str]:
+        """Every batch in the spool, oldest first."""
+        if not self.work.is_dir():
+            return []
+        return sorted(p.name for p in self.work.iterdir() if (p / "manifest.json").exists())
+
+    def finish(self, manifest: Manifest, record: dict[str, Any], moment: datetime) -> Path:
+        """Record the outcome, then move the batch's files to sent/ or failed/; returns where."""
+        manifest.record = record
+        self.save(manifest)
+        return self.complete_move(manifest, moment)
+
+    def complete_move(self, manifest: Manifest, moment: datetime) -> Path:
+        """Write the record beside the files and move them out; safe to repeat after a crash."""
+        assert manifest.record is not None
+        dest = self.destination(manifest, moment)
+        source = self.files_dir(manifest.batch)
+        try:
+            if source.is_dir():
+                stem = "receipt" if manifest.state is BatchState.SENT else "error"
+                write_json_atomic(source / record_name(source, stem), manifest.record)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(source, dest)
+                fsync_dir(dest.parent)
+            shutil.rmtree(self.batch_dir(manifest.batch))
+            fsync_dir(self.work)
+        except OSError as exc:
+            raise SpoolError(source, _os_reason(exc)) from exc
+        return dest
+
+    def destination(self, manifest: Manifest, moment: datetime) -> Path:
+        """`sent/YYYY-MM-DD/BATCH` (UTC date) or `failed/BATCH`."""
+        if manifest.state is BatchState.SENT:
+            day = str((manifest.record or {}).get("finished", iso(moment)))[:10]
+            return self.folder / "sent" / day / manifest.batch
+        return self.folder / "failed" / manifest.batch
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full; free some space and dropd carries on"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; give dropd's user write access"
+    return exc.strerror or str(exc)

@@ -1,0 +1,58 @@
+"""Group status like the provider's integration tiles: Valid, Processing or Error, kept on disk."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from daemon.spool import iso, write_json_atomic
+
+if TYPE_CHECKING:
+    from daemon.groups import GroupWorker
+
+log = structlog.get_logger()
+STATUS_FILE = "status.json"
+
+
+class GroupState(enum.Enum):
+    VALID = "Valid"
+    PROCESSING = "Processing"
+    ERROR = "Error"
+
+
+def group_status(worker: GroupWorker) -> dict[str, Any]:
+    """One group's status as the status file and `dropd status` show it."""
+    if worker.error is not None:
+        state, (step, reason) = GroupState.ERROR, worker.error
+    else:
+        busy = worker.line.in_flight or worker.line.waiting or worker.line.open
+        state, step, reason = (GroupState.PROCESSING if busy else GroupState.VALID), "", ""
+    return {"group": worker.group.key, "friendly_name": worker.group.friendly_name,
+            "status": state.value, "step": step, "reason": reason,
+            "role": "owner" if worker.owner else "standby",
+            "last_upload": worker.last_upload, "files_waiting": worker.files_waiting(),
+            "batches_failed": worker.failed_batches}
+
+
+class StatusWriter:
+    """Writes `state_dir/status.json` atomically, only when something changed."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / STATUS_FILE
+        self._last: list[dict[str, Any]] | None = None
+
+    def write(self, workers: Iterable[GroupWorker], moment: datetime) -> None:
+        groups = [group_status(w) for w in workers]
+        if groups == self._last:
+            return
+        try:
+            write_json_atomic(self.path, {"updated": iso(moment), "groups": groups})
+        except OSError as exc:
+            log.warning("status_not_written", path=str(self.path), reason=exc.strerror)
+            return
+        self._last = groups

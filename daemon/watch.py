@@ -1,0 +1,75 @@
+"""Turning watchdog's file events into "something changed in group G" on the scheduler's queue.
+
+Every event only means "look at this folder again": which files are complete is decided by
+intake from a fresh scan, never from the event itself (watchdog's events differ by observer
+and miss writes made by other hosts on network shares).
+"""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+log = structlog.get_logger()
+
+
+class FolderChanged:
+    """A message for the scheduler: group `group` should be scanned again."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+
+
+class _Notifier(FileSystemEventHandler):
+    # Handlers only enqueue: an exception here would kill the observer thread silently.
+    def __init__(self, group: str, inbox: queue.SimpleQueue[object]) -> None:
+        self._message = FolderChanged(group)
+        self._inbox = inbox
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type != "opened":
+            self._inbox.put(self._message)
+
+
+class FolderWatcher:
+    """Native file events for each group's folder (top level only: sent/ is never walked)."""
+
+    def __init__(self, inbox: queue.SimpleQueue[object]) -> None:
+        self._inbox = inbox
+        self._observer: BaseObserver = Observer()
+        self._watches: dict[str, ObservedWatch] = {}
+        self._observer.start()
+
+    def watch(self, group: str, folder: Path) -> None:
+        """Start watching `folder` for `group`. Raises OSError if it cannot be watched."""
+        if group in self._watches:
+            return
+        self._watches[group] = self._observer.schedule(
+            _Notifier(group, self._inbox), str(folder), recursive=False)
+
+    def unwatch(self, group: str) -> None:
+        """Stop watching a group's folder (it went away, or the group was removed)."""
+        watch = self._watches.pop(group, None)
+        if watch is not None:
+            try:
+                self._observer.unschedule(watch)
+            except (KeyError, OSError) as exc:
+                log.warning("unwatch_failed", group=group, reason=str(exc))
+
+    def watching(self, group: str) -> bool:
+        return group in self._watches
+
+    def alive(self) -> bool:
+        """False once the observer thread has died (then events are lost)."""
+        return self._observer.is_alive()
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
