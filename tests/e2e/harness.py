@@ -1,0 +1,182 @@
+"""Real processes for end-to-end tests: `dropd sandbox` and `dropd run`, driven over files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+DEADLINE = 60.0  # generous: tests never fail because the machine was slow
+T = TypeVar("T")
+
+
+def dropd_command() -> list[str]:
+    """The installed `dropd` console script, or the module when it is not on PATH."""
+    script = Path(sys.executable).parent / "dropd"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "daemon.cli"]
+
+
+def wait_for(condition: Callable[[], T | None], what: str, deadline: float = DEADLINE) -> T:
+    """Poll `condition` until it returns something truthy; fail naming `what` after `deadline`."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
+
+
+@dataclass
+class SandboxProcess:
+    """`dropd sandbox` as a real process on 127.0.0.1."""
+
+    store: Path
+    process: subprocess.Popen[str]
+    url: str
+
+    @property
+    def token_url(self) -> str:
+        return self.url + "/oauth/token"
+
+    def uploads(self) -> list[Path]:
+        """Accepted uploads, in arrival order."""
+        if not self.store.is_dir():
+            return []
+        return sorted(p for p in self.store.iterdir() if (p / "request.json").exists())
+
+    def request(self, upload: Path) -> dict[str, Any]:
+        return dict(json.loads((upload / "request.json").read_text(encoding="utf-8")))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_sandbox(store: Path, clients: list[str]) -> SandboxProcess:
+    """Start `dropd sandbox --port 0` and read its address from its first line."""
+    args = [*dropd_command(), "sandbox", "--port", "0", "--store", str(store)]
+    for client in clients:
+        args += ["--client", client]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first)
+    assert match, f"unexpected first line from dropd sandbox: {first!r}"
+    return SandboxProcess(store, process, match.group(1))
+
+
+@dataclass
+class DaemonProcess:
+    """`dropd run --config F` as a real process; its stdout goes to a file we read."""
+
+    config: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every log line as JSON (fails the test on a line that is not JSON)."""
+        lines = [line for line in self.text().splitlines() if line.strip()]
+        return [json.loads(line) for line in lines]
+
+    def wait_event(self, event: str, **fields: Any) -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            for line in self.events():
+                if line.get("event") == event and all(line.get(k) == v
+                                                       for k, v in fields.items()):
+                    return line
+            assert self.process.poll() is None, f"dropd exited:\n{self.text()}"
+            return None
+        return wait_for(found, f"log event {event} {fields}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_daemon(config: Path, log_path: Path, env: dict[str, str] | None = None
+                 ) -> DaemonProcess:
+    """Start `dropd run --config F` with stdout and stderr in `log_path`."""
+    full_env = {**os.environ, **(env or {})}
+    out = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed with the test
+    process = subprocess.Popen([*dropd_command(), "run", "--config", str(config)],
+                               stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    out.close()
+    return DaemonProcess(config, log_path, process, env or {})
+
+
+def toml_config(root: Path, environments: dict[str, dict[str, Any]],
+                groups: dict[str, dict[str, Any]], **daemon: Any) -> Path:
+    """Write a dropd config under `root` with fast windows; returns its path."""
+    settings = {"state_dir": str(root / "state"), "settle_seconds": 0.3,
+                "quiet_seconds": 0.5, "max_wait_seconds": 10, **daemon}
+    lines = ["[daemon]", *(f"{k} = {_toml(v)}" for k, v in settings.items())]
+    for section, tables in (("environments", environments), ("groups", groups)):
+        for name, values in tables.items():
+            lines += ["", f"[{section}.{name}]", *(f"{k} = {_toml(v)}" for k, v in values.items())]
+    path = root / "dropd.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def sandbox_environment(sandbox: SandboxProcess, client_id: str, secret_file: Path
+                        ) -> dict[str, Any]:
+    return {"token_url": sandbox.token_url, "base_url": sandbox.url, "client_id": client_id,
+            "client_secret_file": str(secret_file)}
+
+
+def write_secret(path: Path, secret: str) -> Path:
+    path.write_text(secret + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def drop(folder: Path, name: str, content: bytes) -> Path:
+    """Drop a file as a careful writer does: a temporary name, then a rename."""
+    temporary = folder / f".{name}.part"
+    temporary.write_bytes(content)
+    os.rename(temporary, folder / name)
+    return folder / name
+
+
+def receipts(folder: Path) -> list[Path]:
+    return sorted((folder / "sent").glob("*/*/receipt.json"))
+
+
+def errors(folder: Path) -> list[Path]:
+    return sorted((folder / "failed").glob("*/error.json"))
+
+
+def read(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
