@@ -58,9 +58,15 @@ def upload_url(base_url: str, group_name: str) -> str:
     return f"{base_url}/rest/upload/{group_name}/zip"
 
 
-def upload_zip(session: requests.Session, url: str, zip_path: Path, filename: str,
-               token: str, custom_notification: bool,
-               timeouts: tuple[float, float]) -> UploadOutcome:
+def upload_zip(
+    session: requests.Session,
+    url: str,
+    zip_path: Path,
+    filename: str,
+    token: str,
+    custom_notification: bool,
+    timeouts: tuple[float, float],
+) -> UploadOutcome:
     """POST the ZIP at `zip_path` streamed from disk, and classify the answer."""
     started = time.monotonic()
     with open(zip_path, "rb") as body:
@@ -68,8 +74,12 @@ def upload_zip(session: requests.Session, url: str, zip_path: Path, filename: st
         if custom_notification:
             fields["customUsersNotification"] = "true"
         encoder = MultipartEncoder(fields=fields)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": encoder.content_type,
-                   "Content-Length": str(encoder.len), "Accept": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": encoder.content_type,
+            "Content-Length": str(encoder.len),
+            "Accept": "application/json",
+        }
         try:
             response = session.post(url, data=encoder, headers=headers, timeout=timeouts)
         except requests.Timeout as exc:
@@ -86,8 +96,14 @@ def _network(exc: Exception, what: str, started: float) -> UploadOutcome:
 
 
 def _with_seconds(outcome: UploadOutcome, seconds: float) -> UploadOutcome:
-    return UploadOutcome(outcome.kind, outcome.reason, outcome.status, outcome.answer,
-                         outcome.retry_after, round(seconds, 3))
+    return UploadOutcome(
+        outcome.kind,
+        outcome.reason,
+        outcome.status,
+        outcome.answer,
+        outcome.retry_after,
+        round(seconds, 3),
+    )
 
 
 def classify(status: int, headers: Any, text: str, now: datetime | None = None) -> UploadOutcome:
@@ -97,14 +113,24 @@ def classify(status: int, headers: Any, text: str, now: datetime | None = None) 
     if 200 <= status < 300:
         return UploadOutcome(OutcomeKind.SENT, message, status, answer)
     if status == 401:
-        return UploadOutcome(OutcomeKind.UNAUTHORIZED, "the server refused the access token",
-                             status, answer)
+        return UploadOutcome(
+            OutcomeKind.UNAUTHORIZED, "the server refused the access token", status, answer
+        )
     if status in _RETRY_STATUSES or status >= 500:
         after = retry_after_seconds(headers.get("Retry-After"), now or datetime.now(UTC))
-        return UploadOutcome(OutcomeKind.RETRY, f"the server answered HTTP {status}: {message}; "
-                             "dropd tries again", status, answer, after)
-    return UploadOutcome(OutcomeKind.FAILED, f"the server refused the upload with HTTP {status}: "
-                         f"{message}", status, answer)
+        return UploadOutcome(
+            OutcomeKind.RETRY,
+            f"the server answered HTTP {status}: {message}; dropd tries again",
+            status,
+            answer,
+            after,
+        )
+    return UploadOutcome(
+        OutcomeKind.FAILED,
+        f"the server refused the upload with HTTP {status}: {message}",
+        status,
+        answer,
+    )
 
 
 def parse_answer(text: str) -> Any:

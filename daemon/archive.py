@@ -80,8 +80,9 @@ def build_zip(entries: list[ZipEntry], target: Path) -> BuiltZip:
     try:
         writer = _HashingWriter(partial)
         try:
-            with zipfile.ZipFile(writer, "w", zipfile.ZIP_DEFLATED,
-                                 compresslevel=COMPRESSLEVEL) as archive:
+            with zipfile.ZipFile(
+                writer, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL
+            ) as archive:
                 sources = tuple(_add(archive, entry) for entry in entries)
         finally:
             writer.close()
@@ -104,7 +105,7 @@ def _add(archive: zipfile.ZipFile, entry: ZipEntry) -> SourceDigest:
         digest.update(chunk)
         size += len(chunk)
         if entry.strip_bom and chunk.startswith(BOM):
-            chunk, stripped = chunk[len(BOM):], True
+            chunk, stripped = chunk[len(BOM) :], True
         while chunk:
             sink.write(chunk)
             chunk = source.read(CHUNK)

@@ -27,8 +27,9 @@ log = structlog.get_logger()
 # Renew this long before expiry, but never more than a fifth of the token's life early.
 RENEW_MARGIN_SECONDS = 60.0
 # Answers of the token endpoint that mean "these credentials are wrong", not "try later".
-_REJECTED = frozenset({"invalid_client", "unauthorized_client", "invalid_grant",
-                       "access_denied", "invalid_scope"})
+_REJECTED = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_grant", "access_denied", "invalid_scope"}
+)
 
 
 def read_secret(env: Environment, environ: Mapping[str, str] = os.environ) -> str:
@@ -39,16 +40,21 @@ def read_secret(env: Environment, environ: Mapping[str, str] = os.environ) -> st
     kind, value = env.secret.kind, env.secret.value
     if kind is SecretKind.ENV:
         if value not in environ:
-            raise SecretError(env.name, f"client_secret_env: ${value} is not set; "
-                                        "set it in the service's environment")
+            raise SecretError(
+                env.name,
+                f"client_secret_env: ${value} is not set; set it in the service's environment",
+            )
         secret = environ[value]
     else:
         path = Path(value)
         if kind is SecretKind.CREDENTIAL:
             creds = environ.get("CREDENTIALS_DIRECTORY")
             if not creds:
-                raise SecretError(env.name, f"client_secret_credential: {value!r} needs "
-                                            "$CREDENTIALS_DIRECTORY; give it with LoadCredential=")
+                raise SecretError(
+                    env.name,
+                    f"client_secret_credential: {value!r} needs "
+                    "$CREDENTIALS_DIRECTORY; give it with LoadCredential=",
+                )
             path = Path(creds) / value
         secret = _read_secret_file(env.name, kind, path)
     secret = secret.strip()
@@ -63,11 +69,17 @@ def _read_secret_file(env_name: str, kind: SecretKind, path: Path) -> str:
         info = path.stat()
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SecretError(env_name, f"{kind.value}: cannot read {path}: "
-                                    f"{exc.strerror or exc}") from exc
+        raise SecretError(
+            env_name, f"{kind.value}: cannot read {path}: {exc.strerror or exc}"
+        ) from exc
     if kind is SecretKind.FILE and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("secret_file_readable_by_others", environment=env_name, path=str(path),
-                    mode=oct(info.st_mode & 0o777), fix=f"chmod 600 {path}")
+        log.warning(
+            "secret_file_readable_by_others",
+            environment=env_name,
+            path=str(path),
+            mode=oct(info.st_mode & 0o777),
+            fix=f"chmod 600 {path}",
+        )
     return text
 
 
@@ -86,8 +98,14 @@ class Token:
 class TokenSource:
     """The access token of one environment: kept in memory and in `state_dir`, renewed early."""
 
-    def __init__(self, env: Environment, secret: str, state_dir: Path,
-                 timeouts: tuple[float, float], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        env: Environment,
+        secret: str,
+        state_dir: Path,
+        timeouts: tuple[float, float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.env = env
         self._secret = secret
         self._cache_path = state_dir / "tokens" / f"{env.name}.json"
@@ -124,13 +142,18 @@ class TokenSource:
         started = time.monotonic()
         try:
             answer = session.fetch_token(
-                token_url=self.env.token_url, client_id=self.env.client_id,
+                token_url=self.env.token_url,
+                client_id=self.env.client_id,
                 client_secret=self._secret,
                 include_client_id=self.env.token_auth is TokenAuth.BODY,
-                timeout=self._timeouts, verify=_verify(self.env))
+                timeout=self._timeouts,
+                verify=_verify(self.env),
+            )
         except requests.RequestException as exc:
-            raise TokenError(self.env.name, f"the token endpoint {self.env.token_url} cannot be "
-                                            f"reached: {type(exc).__name__}") from exc
+            raise TokenError(
+                self.env.name,
+                f"the token endpoint {self.env.token_url} cannot be reached: {type(exc).__name__}",
+            ) from exc
         except OAuth2Error as exc:
             raise self._oauth_error(exc) from exc
         finally:
@@ -141,30 +164,44 @@ class TokenSource:
         access = str(answer["access_token"])
         REDACTOR.add(access)
         lifetime = float(answer.get("expires_in") or 3600)
-        log.info("token_fetched", environment=self.env.name, token_url=self.env.token_url,
-                 token_expires_in=lifetime, seconds=round(seconds, 3))
+        log.info(
+            "token_fetched",
+            environment=self.env.name,
+            token_url=self.env.token_url,
+            token_expires_in=lifetime,
+            seconds=round(seconds, 3),
+        )
         return Token(access, now + lifetime, lifetime)
 
     def _check_answer(self, response: requests.Response) -> requests.Response:
         # requests-oauthlib parses any answer as a token; 5xx and 429 must mean "try later".
         if response.status_code >= 500 or response.status_code in (408, 429):
-            raise TokenError(self.env.name, f"the token endpoint answered HTTP "
-                                            f"{response.status_code}; dropd tries again")
+            raise TokenError(
+                self.env.name,
+                f"the token endpoint answered HTTP {response.status_code}; dropd tries again",
+            )
         return response
 
     def _oauth_error(self, exc: OAuth2Error) -> TokenError:
         if exc.error in _REJECTED:
-            return TokenError(self.env.name, f"the token endpoint rejected client "
-                              f"{self.env.client_id!r} ({exc.error}); check client_id and the "
-                              "secret, then reload dropd", rejected=True)
-        return TokenError(self.env.name, f"the token endpoint answered {exc.error}; "
-                                         "dropd tries again")
+            return TokenError(
+                self.env.name,
+                f"the token endpoint rejected client "
+                f"{self.env.client_id!r} ({exc.error}); check client_id and the "
+                "secret, then reload dropd",
+                rejected=True,
+            )
+        return TokenError(
+            self.env.name, f"the token endpoint answered {exc.error}; dropd tries again"
+        )
 
     def _load_cached(self) -> Token | None:
         try:
             data = json.loads(self._cache_path.read_text(encoding="utf-8"))
             if (data.get("token_url"), data.get("client_id")) != (
-                    self.env.token_url, self.env.client_id):
+                self.env.token_url,
+                self.env.client_id,
+            ):
                 return None
             token = Token(data["access_token"], float(data["expires_at"]), float(data["lifetime"]))
         except (OSError, ValueError, KeyError, TypeError):
@@ -173,9 +210,13 @@ class TokenSource:
         return token
 
     def _store(self, token: Token) -> None:
-        data = {"token_url": self.env.token_url, "client_id": self.env.client_id,
-                "access_token": token.access_token, "expires_at": token.expires_at,
-                "lifetime": token.lifetime}
+        data = {
+            "token_url": self.env.token_url,
+            "client_id": self.env.client_id,
+            "access_token": token.access_token,
+            "expires_at": token.expires_at,
+            "lifetime": token.lifetime,
+        }
         try:
             self._cache_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = self._cache_path.with_name(f".{self._cache_path.name}.tmp")
@@ -184,8 +225,12 @@ class TokenSource:
                 json.dump(data, out)
             os.replace(tmp, self._cache_path)
         except OSError as exc:
-            log.warning("token_cache_not_written", environment=self.env.name,
-                        path=str(self._cache_path), reason=exc.strerror or str(exc))
+            log.warning(
+                "token_cache_not_written",
+                environment=self.env.name,
+                path=str(self._cache_path),
+                reason=exc.strerror or str(exc),
+            )
 
 
 def _verify(env: Environment) -> bool | str:

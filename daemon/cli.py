@@ -11,8 +11,9 @@ from daemon import __version__
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", type=Path, required=True, metavar="F",
-                        help="the TOML configuration file")
+    parser.add_argument(
+        "--config", "-c", type=Path, required=True, metavar="F", help="the TOML configuration file"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,16 +30,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser("sandbox", help="a local stand-in of the provider's API")
     sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any)")
-    sandbox.add_argument("--store", type=Path, default=Path("sandbox-store"),
-                         help="folder that keeps every accepted upload")
-    sandbox.add_argument("--client", action="append", default=None, metavar="ID:SECRET",
-                         help="a client the token endpoint accepts (repeatable)")
-    sandbox.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS",
-                         help="how long an issued token is valid")
+    sandbox.add_argument(
+        "--store",
+        type=Path,
+        default=Path("sandbox-store"),
+        help="folder that keeps every accepted upload",
+    )
+    sandbox.add_argument(
+        "--client",
+        action="append",
+        default=None,
+        metavar="ID:SECRET",
+        help="a client the token endpoint accepts (repeatable)",
+    )
+    sandbox.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long an issued token is valid",
+    )
 
     demo = commands.add_parser("demo", help="a first run: sandbox, daemon and sample files")
-    demo.add_argument("--dir", type=Path, default=None,
-                      help="where to put the demo (default: a new temporary folder)")
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to put the demo (default: a new temporary folder)",
+    )
     return parser
 
 

@@ -96,8 +96,12 @@ def _zip(ctx: Delivery, manifest: Manifest) -> None:
     manifest.zip = {"bytes": built.bytes, "sha256": built.sha256}
     manifest.state = BatchState.ZIPPED
     ctx.spool.save(manifest)
-    log.info("batch_zipped", files=len(data), bytes=sum(f.bytes for f in manifest.files),
-             zip_bytes=built.bytes)
+    log.info(
+        "batch_zipped",
+        files=len(data),
+        bytes=sum(f.bytes for f in manifest.files),
+        zip_bytes=built.bytes,
+    )
 
 
 def _is_dropped_zip(names: list[str]) -> bool:
@@ -115,10 +119,13 @@ def _ready_made(source: Path, target: Path) -> BuiltZip:
     return BuiltZip(target, size, digest, (SourceDigest(source.name, size, digest, False),))
 
 
-def _records(sources: tuple[SourceDigest, ...], markers: list[str],
-             files_dir: Path) -> list[FileRecord]:
-    records = [FileRecord(s.name, s.bytes, s.sha256, (classify(s.name) or FileKind.OTHER).value)
-               for s in sources]
+def _records(
+    sources: tuple[SourceDigest, ...], markers: list[str], files_dir: Path
+) -> list[FileRecord]:
+    records = [
+        FileRecord(s.name, s.bytes, s.sha256, (classify(s.name) or FileKind.OTHER).value)
+        for s in sources
+    ]
     for name in markers:
         path = files_dir / name
         records.append(FileRecord(name, path.stat().st_size, file_sha256(path), "marker"))
@@ -148,29 +155,50 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
 def _post(ctx: Delivery, manifest: Manifest, token: str) -> api.UploadOutcome:
     url = api.upload_url(ctx.env.base_url, ctx.group.group_name)
     custom = any(f.name == "message.properties" for f in manifest.files)
-    log.info("upload_started", url=url, attempt=manifest.attempts,
-             zip_bytes=(manifest.zip or {}).get("bytes"), custom_notification=custom)
-    outcome = api.upload_zip(ctx.session, url, ctx.spool.zip_path(manifest.batch),
-                             f"{manifest.batch}.zip", token, custom, ctx.timeouts)
-    log.info("upload_answered", status=outcome.status, outcome=outcome.kind.value,
-             seconds=outcome.seconds)
+    log.info(
+        "upload_started",
+        url=url,
+        attempt=manifest.attempts,
+        zip_bytes=(manifest.zip or {}).get("bytes"),
+        custom_notification=custom,
+    )
+    outcome = api.upload_zip(
+        ctx.session,
+        url,
+        ctx.spool.zip_path(manifest.batch),
+        f"{manifest.batch}.zip",
+        token,
+        custom,
+        ctx.timeouts,
+    )
+    log.info(
+        "upload_answered",
+        status=outcome.status,
+        outcome=outcome.kind.value,
+        seconds=outcome.seconds,
+    )
     return outcome
 
 
-def _settle(ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome,
-            resent: bool) -> BatchResult:
+def _settle(
+    ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome, resent: bool
+) -> BatchResult:
     kind = outcome.kind
     if kind is api.OutcomeKind.UNAUTHORIZED:
-        reason = (f"a fresh token for environment {ctx.env.name} was refused by the upload "
-                  "endpoint (HTTP 401); check that the client may upload for group "
-                  f"{ctx.group.group_name!r}")
+        reason = (
+            f"a fresh token for environment {ctx.env.name} was refused by the upload "
+            "endpoint (HTTP 401); check that the client may upload for group "
+            f"{ctx.group.group_name!r}"
+        )
         return BatchResult(ResultKind.WAIT, "token", reason)
     if kind is api.OutcomeKind.RETRY and not _gave_up(ctx, manifest):
         return BatchResult(ResultKind.RETRY, "upload", outcome.reason, outcome.retry_after)
     if kind is api.OutcomeKind.RETRY:
-        reason = (f"{outcome.reason.removesuffix('; dropd tries again')}; dropd gave up after "
-                  f"{ctx.give_up_after_seconds:g} s and {manifest.attempts} attempts: check the "
-                  "provider's status, then `dropd retry` the batch")
+        reason = (
+            f"{outcome.reason.removesuffix('; dropd tries again')}; dropd gave up after "
+            f"{ctx.give_up_after_seconds:g} s and {manifest.attempts} attempts: check the "
+            "provider's status, then `dropd retry` the batch"
+        )
         return end_batch(ctx, manifest, "upload", reason, outcome)
     if kind is api.OutcomeKind.FAILED:
         return end_batch(ctx, manifest, "upload", outcome.reason, outcome)
@@ -184,32 +212,45 @@ def _gave_up(ctx: Delivery, manifest: Manifest) -> bool:
     return (ctx.wall() - first).total_seconds() >= ctx.give_up_after_seconds
 
 
-def _sent(ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome,
-          resent: bool) -> BatchResult:
+def _sent(
+    ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome, resent: bool
+) -> BatchResult:
     manifest.state = BatchState.SENT
     record = record_of(ctx, manifest, outcome)
     record["resent_after_restart"] = resent
     dest = ctx.spool.finish(manifest, record, ctx.wall())
-    log.info("batch_sent", status=outcome.status, files=len(manifest.files),
-             zip_bytes=(manifest.zip or {}).get("bytes"), attempts=manifest.attempts,
-             destination=str(dest))
+    log.info(
+        "batch_sent",
+        status=outcome.status,
+        files=len(manifest.files),
+        zip_bytes=(manifest.zip or {}).get("bytes"),
+        attempts=manifest.attempts,
+        destination=str(dest),
+    )
     return BatchResult(ResultKind.SENT, destination=dest)
 
 
-def end_batch(ctx: Delivery, manifest: Manifest, step: str, reason: str,
-              outcome: api.UploadOutcome | None = None) -> BatchResult:
+def end_batch(
+    ctx: Delivery,
+    manifest: Manifest,
+    step: str,
+    reason: str,
+    outcome: api.UploadOutcome | None = None,
+) -> BatchResult:
     """Fail the batch for good: error.json beside its files in failed/."""
     manifest.state = BatchState.FAILED
     record = record_of(ctx, manifest, outcome)
     record.update(step=step, reason=reason)
     dest = ctx.spool.finish(manifest, record, ctx.wall())
-    log.error("batch_failed", step=step, reason=reason, status=record.get("status"),
-              destination=str(dest))
+    log.error(
+        "batch_failed", step=step, reason=reason, status=record.get("status"), destination=str(dest)
+    )
     return BatchResult(ResultKind.FAILED, step, reason, destination=dest)
 
 
-def record_of(ctx: Delivery, manifest: Manifest,
-              outcome: api.UploadOutcome | None) -> dict[str, Any]:
+def record_of(
+    ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome | None
+) -> dict[str, Any]:
     """The receipt.json / error.json body: everything known about the batch."""
     return {
         "batch": manifest.batch,
@@ -217,8 +258,10 @@ def record_of(ctx: Delivery, manifest: Manifest,
         "group_name": ctx.group.group_name,
         "environment": ctx.env.name,
         "url": api.upload_url(ctx.env.base_url, ctx.group.group_name),
-        "files": [{"name": f.name, "bytes": f.bytes, "sha256": f.sha256, "kind": f.kind}
-                  for f in manifest.files],
+        "files": [
+            {"name": f.name, "bytes": f.bytes, "sha256": f.sha256, "kind": f.kind}
+            for f in manifest.files
+        ],
         "zip": manifest.zip,
         "status": outcome.status if outcome else None,
         "answer": outcome.answer if outcome else None,
@@ -227,4 +270,3 @@ def record_of(ctx: Delivery, manifest: Manifest,
         "first_attempt": manifest.first_attempt,
         "finished": iso(ctx.wall()),
     }
-

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from importlib import resources
@@ -49,19 +50,38 @@ def main(root: Path | None = None) -> int:
     with Sandbox(root / "sandbox-store", clients={CLIENT_ID: CLIENT_SECRET}) as sandbox:
         config = write_config(root, sandbox.url, sandbox.token_url)
         say(f"sandbox API on {sandbox.url}; config {config}")
-        daemon = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config",
-                                   str(config)])
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ready = threading.Event()
+        echo = threading.Thread(target=echo_log, args=(daemon, ready), daemon=True)
+        echo.start()
         try:
+            if not ready.wait(DEADLINE_SECONDS):
+                say("the daemon did not start; read the log above for why")
+                return 1
             drop_samples(root / "drop" / GROUP)
             receipt = wait_for_receipt(root / "drop" / GROUP, daemon)
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=60)
+            echo.join(timeout=5)
         if receipt is None:
             say("the files did not reach sent/ in time; read the log above for why")
             return 1
         explain(root, receipt, sandbox.uploads())
     return 0
+
+
+def echo_log(daemon: subprocess.Popen[str], ready: threading.Event) -> None:
+    """Show the daemon's log lines as they come; set `ready` once it says so."""
+    assert daemon.stdout is not None
+    for line in daemon.stdout:
+        print(line, end="", flush=True)
+        if "daemon_ready" in line:
+            ready.set()
 
 
 def say(text: str) -> None:
@@ -75,8 +95,12 @@ def write_config(root: Path, base_url: str, token_url: str) -> Path:
     secret.write_text(CLIENT_SECRET + "\n", encoding="utf-8")
     secret.chmod(0o600)
     config = root / "dropd.toml"
-    config.write_text(CONFIG.format(root=root, token_url=token_url, base_url=base_url,
-                                    client_id=CLIENT_ID, group=GROUP), encoding="utf-8")
+    config.write_text(
+        CONFIG.format(
+            root=root, token_url=token_url, base_url=base_url, client_id=CLIENT_ID, group=GROUP
+        ),
+        encoding="utf-8",
+    )
     return config
 
 
@@ -90,7 +114,7 @@ def drop_samples(folder: Path) -> None:
         say(f"dropped {sample.name}")
 
 
-def wait_for_receipt(folder: Path, daemon: subprocess.Popen[bytes]) -> Path | None:
+def wait_for_receipt(folder: Path, daemon: subprocess.Popen[str]) -> Path | None:
     """The first receipt under sent/, or None if none came in time or the daemon died."""
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline and daemon.poll() is None:
@@ -104,13 +128,20 @@ def wait_for_receipt(folder: Path, daemon: subprocess.Popen[bytes]) -> Path | No
 def explain(root: Path, receipt: Path, uploads: list[Path]) -> None:
     """Say what happened and where to look."""
     record = json.loads(receipt.read_text(encoding="utf-8"))
-    say(f"batch {record['batch']} answered HTTP {record['status']}: "
-        f"{record['answer'].get('message') if isinstance(record['answer'], dict) else ''}")
+    say(
+        f"batch {record['batch']} answered HTTP {record['status']}: "
+        f"{record['answer'].get('message') if isinstance(record['answer'], dict) else ''}"
+    )
     say(f"the originals and receipt.json are in {receipt.parent}")
     for upload in uploads:
         with zipfile.ZipFile(upload / "upload.zip") as archive:
             names = ", ".join(archive.namelist())
         say(f"the sandbox received {upload / 'upload.zip'}: {names}")
-    say(f"look around: {root} (dropd.toml, drop/{GROUP}/sent/, sandbox-store/); "
-        f"drop more files into {root / 'drop' / GROUP} under `dropd run --config "
-        f"{root / 'dropd.toml'}` beside `dropd sandbox`")
+    say(
+        f"look around in {root}: dropd.toml (the config), drop/{GROUP}/sent/ (the originals "
+        "and receipts), sandbox-store/ (what the API received)"
+    )
+    say(
+        "next: copy config/dropd.example.toml to /etc/dropd/dropd.toml, set your client id and "
+        "secret, and run `dropd check-config --config /etc/dropd/dropd.toml`"
+    )

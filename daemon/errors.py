@@ -95,8 +95,14 @@ class TokenError(UploadError):
 class TransientUploadError(UploadError):
     """The upload may work if tried again later (timeouts, 408, 429, 5xx, resets)."""
 
-    def __init__(self, reason: str, *, status: int | None = None,
-                 retry_after: float | None = None, answer: Any = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        answer: Any = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
@@ -107,8 +113,9 @@ class TransientUploadError(UploadError):
 class PermanentUploadError(UploadError):
     """The server refused the upload for good; its message and fileErrors are kept."""
 
-    def __init__(self, status: int, message: str, file_errors: Any = None,
-                 answer: Any = None) -> None:
+    def __init__(
+        self, status: int, message: str, file_errors: Any = None, answer: Any = None
+    ) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message

@@ -63,13 +63,21 @@ class GroupWorker:
             self.set_error("folder", f"{self.group.folder}: {_reason(exc)}")
             return
         self._watch(watcher)
-        log.info("group_owned", group=self.group.key, folder=str(self.group.folder),
-                 batches_recovered=len(self.line.waiting))
+        log.info(
+            "group_owned",
+            group=self.group.key,
+            folder=str(self.group.folder),
+            batches_recovered=len(self.line.waiting),
+        )
 
     def _standby(self) -> None:
         if not self.standby_logged:
-            log.warning("group_standby", group=self.group.key, folder=str(self.group.folder),
-                        reason="another dropd holds the folder's lock; taking over when it goes")
+            log.warning(
+                "group_standby",
+                group=self.group.key,
+                folder=str(self.group.folder),
+                reason="another dropd holds the folder's lock; taking over when it goes",
+            )
             self.standby_logged = True
 
     def _watch(self, watcher: FolderWatcher | None) -> None:
@@ -78,8 +86,12 @@ class GroupWorker:
         try:
             watcher.watch(self.group.key, self.group.folder)
         except OSError as exc:
-            log.warning("watch_failed", group=self.group.key, reason=_reason(exc),
-                        fix="raise fs.inotify.max_user_watches or set poll_seconds")
+            log.warning(
+                "watch_failed",
+                group=self.group.key,
+                reason=_reason(exc),
+                fix="raise fs.inotify.max_user_watches or set poll_seconds",
+            )
 
     def recover(self, now: float) -> None:
         """Put every batch found in the spool back in line, oldest first; close open ones."""
@@ -91,8 +103,13 @@ class GroupWorker:
                 self.spool.save(manifest)
             self.line.waiting.append(batch_id)
             self.batch_files[batch_id] = count
-            log.info("batch_recovered", group=self.group.key, batch=batch_id,
-                     state=manifest.state.value, files=count)
+            log.info(
+                "batch_recovered",
+                group=self.group.key,
+                batch=batch_id,
+                state=manifest.state.value,
+                files=count,
+            )
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -104,8 +121,11 @@ class GroupWorker:
         try:
             seen = scan_folder(self.group.folder)
         except OSError as exc:
-            self.set_error("folder", f"{self.group.folder} cannot be read: {_reason(exc)}; "
-                                     "check the share is mounted and dropd may read it")
+            self.set_error(
+                "folder",
+                f"{self.group.folder} cannot be read: {_reason(exc)}; "
+                "check the share is mounted and dropd may read it",
+            )
             return
         if self.error and self.error[0] == "folder":
             self.error = None
@@ -138,14 +158,26 @@ class GroupWorker:
         assert self.line.open is not None
         if self.spool.claim(self.line.open.batch_id, ready):
             self.line.add(ready.name, now)
-            log.info("file_claimed", group=self.group.key, batch=self.line.open.batch_id,
-                     file=ready.name, bytes=ready.size, markers=list(ready.markers))
+            log.info(
+                "file_claimed",
+                group=self.group.key,
+                batch=self.line.open.batch_id,
+                file=ready.name,
+                bytes=ready.size,
+                markers=list(ready.markers),
+            )
 
     def _batch_alone(self, ready: ReadyFile, now: float) -> None:
         manifest = self.spool.open_batch(self.wall())
         if self.spool.claim(manifest.batch, ready):
-            log.info("file_claimed", group=self.group.key, batch=manifest.batch,
-                     file=ready.name, bytes=ready.size, markers=list(ready.markers))
+            log.info(
+                "file_claimed",
+                group=self.group.key,
+                batch=manifest.batch,
+                file=ready.name,
+                bytes=ready.size,
+                markers=list(ready.markers),
+            )
         self._close(manifest.batch)
 
     def _fail_alone(self, ready: ReadyFile) -> None:
@@ -153,11 +185,19 @@ class GroupWorker:
         if not self.spool.claim(manifest.batch, ready):
             return
         files = self.spool.files_dir(manifest.batch)
-        manifest.files = [FileRecord(n, (files / n).stat().st_size, file_sha256(files / n),
-                                     "other" if n == ready.name else "marker")
-                          for n in sorted(os.listdir(files))]
-        reason = (f"{ready.name} is not a file dropd uploads (only *.csv, message.properties "
-                  "and *.zip are); rename it or drop it elsewhere")
+        manifest.files = [
+            FileRecord(
+                n,
+                (files / n).stat().st_size,
+                file_sha256(files / n),
+                "other" if n == ready.name else "marker",
+            )
+            for n in sorted(os.listdir(files))
+        ]
+        reason = (
+            f"{ready.name} is not a file dropd uploads (only *.csv, message.properties "
+            "and *.zip are); rename it or drop it elsewhere"
+        )
         result = end_batch(self.delivery, manifest, "intake", reason)
         self.record(result, self.wall())
 
@@ -181,8 +221,13 @@ class GroupWorker:
         count = len(os.listdir(self.spool.files_dir(batch_id)))
         self.batch_files[batch_id] = count
         self.line.waiting.append(batch_id)
-        log.info("batch_closed", group=self.group.key, batch=batch_id, files=count,
-                 position=len(self.line.waiting))
+        log.info(
+            "batch_closed",
+            group=self.group.key,
+            batch=batch_id,
+            files=count,
+            position=len(self.line.waiting),
+        )
 
     def next_deadline(self, timing: BatchTiming) -> float | None:
         """The next moment this group needs the scheduler."""
@@ -222,24 +267,35 @@ def token_sources(config: Config) -> dict[str, TokenSource | SecretError]:
     sources: dict[str, TokenSource | SecretError] = {}
     for name, env in config.environments.items():
         try:
-            sources[name] = TokenSource(env, read_secret(env), daemon.state_dir,
-                                        (daemon.connect_timeout_seconds,
-                                         daemon.read_timeout_seconds))
+            sources[name] = TokenSource(
+                env,
+                read_secret(env),
+                daemon.state_dir,
+                (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
+            )
         except SecretError as exc:
             log.error("secret_unavailable", environment=name, reason=exc.reason)
             sources[name] = exc
     return sources
 
 
-def build_group(config: Config, group: Group, tokens: TokenSource | SecretError,
-                wall: Callable[[], datetime]) -> GroupWorker:
+def build_group(
+    config: Config, group: Group, tokens: TokenSource | SecretError, wall: Callable[[], datetime]
+) -> GroupWorker:
     """A group's run-time state, with its environment's token source and an HTTP session."""
     env = config.environments[group.environment]
     daemon = config.daemon
     spool = Spool(group.folder, group.key)
-    delivery = Delivery(group, env, spool, tokens, api.new_session(env.ca_bundle),
-                        (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
-                        daemon.give_up_after_seconds, wall)
+    delivery = Delivery(
+        group,
+        env,
+        spool,
+        tokens,
+        api.new_session(env.ca_bundle),
+        (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
+        daemon.give_up_after_seconds,
+        wall,
+    )
     return GroupWorker(group, delivery, spool, wall)
 
 

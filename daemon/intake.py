@@ -138,8 +138,13 @@ class SettleTracker:
         return min(times) if times else None
 
 
-def ready_files(seen: list[FileSeen], tracker: SettleTracker, now: float,
-                settle_seconds: float, mode: DoneMarkers) -> list[ReadyFile]:
+def ready_files(
+    seen: list[FileSeen],
+    tracker: SettleTracker,
+    now: float,
+    settle_seconds: float,
+    mode: DoneMarkers,
+) -> list[ReadyFile]:
     """The files of a scan that are complete under the group's marker mode (rule 1)."""
     marker_names = [f.name for f in seen if f.kind is FileKind.MARKER]
     ready: list[ReadyFile] = []
@@ -152,8 +157,14 @@ def ready_files(seen: list[FileSeen], tracker: SettleTracker, now: float,
     return ready
 
 
-def _is_ready(name: str, has_marker: bool, tracker: SettleTracker, now: float,
-              settle_seconds: float, mode: DoneMarkers) -> bool:
+def _is_ready(
+    name: str,
+    has_marker: bool,
+    tracker: SettleTracker,
+    now: float,
+    settle_seconds: float,
+    mode: DoneMarkers,
+) -> bool:
     if mode is DoneMarkers.REQUIRED:
         return has_marker
     if mode is DoneMarkers.AUTO and has_marker:

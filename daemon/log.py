@@ -19,7 +19,9 @@ _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|assertion)", re
 # Values that look like credentials wherever they appear inside a string.
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)(access_token|client_secret|refresh_token)([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
+    re.compile(
+        r"(?i)(access_token|client_secret|refresh_token)([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
+    ),
 )
 # Keys we log on purpose although their names match _SECRET_KEYS.
 _ALLOWED_KEYS = frozenset({"token_url", "token_expires_in", "token_source"})
@@ -45,8 +47,9 @@ class SecretRedactor:
             text = pattern.sub(lambda m: m.group(1) + _tail(m) + REDACTED, text)
         return text
 
-    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]
-                 ) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         for key, value in list(event.items()):
             if _SECRET_KEYS.search(key) and key not in _ALLOWED_KEYS:
                 event[key] = REDACTED
@@ -58,9 +61,14 @@ class SecretRedactor:
         if isinstance(value, str):
             return self.redact_text(value)
         if isinstance(value, dict):
-            return {k: (REDACTED if isinstance(k, str) and _SECRET_KEYS.search(k)
-                        and k not in _ALLOWED_KEYS else self._clean(v))
-                    for k, v in value.items()}
+            return {
+                k: (
+                    REDACTED
+                    if isinstance(k, str) and _SECRET_KEYS.search(k) and k not in _ALLOWED_KEYS
+                    else self._clean(v)
+                )
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
@@ -74,8 +82,9 @@ def _tail(match: re.Match[str]) -> str:
 REDACTOR = SecretRedactor()
 
 
-def configure(log_format: LogFormat = LogFormat.JSON, stream: TextIO | None = None,
-              level: int = logging.INFO) -> None:
+def configure(
+    log_format: LogFormat = LogFormat.JSON, stream: TextIO | None = None, level: int = logging.INFO
+) -> None:
     """Send structlog and stdlib logging to `stream` (stdout) as JSON or console lines."""
     out = stream or sys.stdout
     shared: list[Any] = [
@@ -97,11 +106,16 @@ def configure(log_format: LogFormat = LogFormat.JSON, stream: TextIO | None = No
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    *tail, renderer],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *tail,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,8 +1,8 @@
 """The main loop: one scheduler thread owns all state; watchdog and uploads only post to its queue.
 
-    watchdog threads ──FolderChanged──▶ ┐
-    upload pool ─────────Finished─────▶ ├─ inbox ─▶ scheduler: scan, claim, close, start uploads
-    signal handlers ───────Signal─────▶ ┘
+watchdog threads ──FolderChanged──▶ ┐
+upload pool ─────────Finished─────▶ ├─ inbox ─▶ scheduler: scan, claim, close, start uploads
+signal handlers ───────Signal─────▶ ┘
 """
 
 from __future__ import annotations
@@ -53,19 +53,23 @@ class Signal:
 class Scheduler:
     """Owns every group's state; the only thread that decides anything."""
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.wall = wall
         self.inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.timing = BatchTiming(config.daemon.quiet_seconds, config.daemon.max_wait_seconds)
-        self.backoff = Backoff(config.daemon.retry_initial_seconds,
-                               config.daemon.retry_max_seconds)
+        self.backoff = Backoff(config.daemon.retry_initial_seconds, config.daemon.retry_max_seconds)
         self.rng = random.Random()
         self.notifier = Notifier()
-        self.pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(config.groups))),
-                                       thread_name_prefix="upload")
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, min(8, len(config.groups))), thread_name_prefix="upload"
+        )
         self.watcher: FolderWatcher | None = None
         self.status = StatusWriter(config.daemon.state_dir)
         self.groups: dict[str, GroupWorker] = {}
@@ -84,8 +88,11 @@ class Scheduler:
         for worker in self.groups.values():
             worker.scan(now, self.config.daemon)
         self.notifier.ready(self.summary())
-        log.info("daemon_ready", groups=len(self.groups),
-                 batches_waiting=sum(len(w.line.waiting) for w in self.groups.values()))
+        log.info(
+            "daemon_ready",
+            groups=len(self.groups),
+            batches_waiting=sum(len(w.line.waiting) for w in self.groups.values()),
+        )
 
     def run(self) -> None:
         """Handle messages and timers until SIGTERM; then stop cleanly."""
@@ -153,8 +160,14 @@ class Scheduler:
         worker.failures += 1
         delay = self.backoff.delay(worker.failures, self.rng, result.retry_after)
         worker.line.retry_later(now + delay)
-        log.warning("batch_waits", group=message.group, batch=message.batch_id,
-                    step=result.step, reason=result.reason, retry_in_seconds=round(delay, 2))
+        log.warning(
+            "batch_waits",
+            group=message.group,
+            batch=message.batch_id,
+            step=result.step,
+            reason=result.reason,
+            retry_in_seconds=round(delay, 2),
+        )
 
     def _next_deadline(self) -> float:
         now = self.clock()
@@ -167,8 +180,11 @@ class Scheduler:
             log.info("daemon_stopping", signal=signal.Signals(signum).name)
             self.stopping = True
         elif signum == signal.SIGHUP:
-            log.warning("reload_not_available", reason="this release reads its config at "
-                        "start-up only; restart dropd to apply a changed config")
+            log.warning(
+                "reload_not_available",
+                reason="this release reads its config at "
+                "start-up only; restart dropd to apply a changed config",
+            )
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
@@ -220,8 +236,11 @@ def main(config_path: Path) -> int:
     try:
         config.daemon.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        log.error("config_invalid", problem=f"daemon.state_dir: {config.daemon.state_dir} "
-                  f"cannot be created ({exc.strerror}); create it or fix the path")
+        log.error(
+            "config_invalid",
+            problem=f"daemon.state_dir: {config.daemon.state_dir} "
+            f"cannot be created ({exc.strerror}); create it or fix the path",
+        )
         return 2
     scheduler = Scheduler(config)
 

@@ -1,11 +1,11 @@
 """The on-disk batch: claim by rename, manifest (temp, fsync, rename), move to sent/ or failed/.
 
-    FOLDER/.dropd/lock                       one owner per folder (fcntl lock)
-    FOLDER/.dropd/work/BATCH/manifest.json   the batch's state, the truth after a crash
-    FOLDER/.dropd/work/BATCH/files/          the claimed originals (and their markers)
-    FOLDER/.dropd/work/BATCH/upload.zip      the ZIP once built
-    FOLDER/sent/YYYY-MM-DD/BATCH/            files + receipt.json
-    FOLDER/failed/BATCH/                     files + error.json
+FOLDER/.dropd/lock                       one owner per folder (fcntl lock)
+FOLDER/.dropd/work/BATCH/manifest.json   the batch's state, the truth after a crash
+FOLDER/.dropd/work/BATCH/files/          the claimed originals (and their markers)
+FOLDER/.dropd/work/BATCH/upload.zip      the ZIP once built
+FOLDER/sent/YYYY-MM-DD/BATCH/            files + receipt.json
+FOLDER/failed/BATCH/                     files + error.json
 """
 
 from __future__ import annotations

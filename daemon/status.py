@@ -32,11 +32,17 @@ def group_status(worker: GroupWorker) -> dict[str, Any]:
     else:
         busy = worker.line.in_flight or worker.line.waiting or worker.line.open
         state, step, reason = (GroupState.PROCESSING if busy else GroupState.VALID), "", ""
-    return {"group": worker.group.key, "friendly_name": worker.group.friendly_name,
-            "status": state.value, "step": step, "reason": reason,
-            "role": "owner" if worker.owner else "standby",
-            "last_upload": worker.last_upload, "files_waiting": worker.files_waiting(),
-            "batches_failed": worker.failed_batches}
+    return {
+        "group": worker.group.key,
+        "friendly_name": worker.group.friendly_name,
+        "status": state.value,
+        "step": step,
+        "reason": reason,
+        "role": "owner" if worker.owner else "standby",
+        "last_upload": worker.last_upload,
+        "files_waiting": worker.files_waiting(),
+        "batches_failed": worker.failed_batches,
+    }
 
 
 class StatusWriter:

@@ -52,7 +52,8 @@ class FolderWatcher:
         if group in self._watches:
             return
         self._watches[group] = self._observer.schedule(
-            _Notifier(group, self._inbox), str(folder), recursive=False)
+            _Notifier(group, self._inbox), str(folder), recursive=False
+        )
 
     def unwatch(self, group: str) -> None:
         """Stop watching a group's folder (it went away, or the group was removed)."""

@@ -19,11 +19,8 @@ def processes() -> Iterator[list[SandboxProcess | DaemonProcess]]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]
-            ) -> SandboxProcess:
+def sandbox(tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]) -> SandboxProcess:
     """One sandbox accepting client `unit-a` with secret `secret-a-1234`."""
     box = start_sandbox(tmp_path / "store-a", ["unit-a:secret-a-1234"])
     processes.append(box)
     return box
-
-

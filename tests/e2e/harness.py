@@ -69,8 +69,7 @@ def start_sandbox(store: Path, clients: list[str]) -> SandboxProcess:
     args = [*dropd_command(), "sandbox", "--port", "0", "--store", str(store)]
     for client in clients:
         args += ["--client", client]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     first = process.stdout.readline()
     match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first)
@@ -98,11 +97,11 @@ class DaemonProcess:
     def wait_event(self, event: str, **fields: Any) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             for line in self.events():
-                if line.get("event") == event and all(line.get(k) == v
-                                                       for k, v in fields.items()):
+                if line.get("event") == event and all(line.get(k) == v for k, v in fields.items()):
                     return line
             assert self.process.poll() is None, f"dropd exited:\n{self.text()}"
             return None
+
         return wait_for(found, f"log event {event} {fields}")
 
     def stop(self) -> int:
@@ -116,22 +115,34 @@ class DaemonProcess:
         return self.process.returncode
 
 
-def start_daemon(config: Path, log_path: Path, env: dict[str, str] | None = None
-                 ) -> DaemonProcess:
+def start_daemon(config: Path, log_path: Path, env: dict[str, str] | None = None) -> DaemonProcess:
     """Start `dropd run --config F` with stdout and stderr in `log_path`."""
     full_env = {**os.environ, **(env or {})}
     out = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed with the test
-    process = subprocess.Popen([*dropd_command(), "run", "--config", str(config)],
-                               stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    process = subprocess.Popen(
+        [*dropd_command(), "run", "--config", str(config)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+    )
     out.close()
     return DaemonProcess(config, log_path, process, env or {})
 
 
-def toml_config(root: Path, environments: dict[str, dict[str, Any]],
-                groups: dict[str, dict[str, Any]], **daemon: Any) -> Path:
+def toml_config(
+    root: Path,
+    environments: dict[str, dict[str, Any]],
+    groups: dict[str, dict[str, Any]],
+    **daemon: Any,
+) -> Path:
     """Write a dropd config under `root` with fast windows; returns its path."""
-    settings = {"state_dir": str(root / "state"), "settle_seconds": 0.3,
-                "quiet_seconds": 0.5, "max_wait_seconds": 10, **daemon}
+    settings = {
+        "state_dir": str(root / "state"),
+        "settle_seconds": 0.3,
+        "quiet_seconds": 0.5,
+        "max_wait_seconds": 10,
+        **daemon,
+    }
     lines = ["[daemon]", *(f"{k} = {_toml(v)}" for k, v in settings.items())]
     for section, tables in (("environments", environments), ("groups", groups)):
         for name, values in tables.items():
@@ -149,10 +160,15 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-def sandbox_environment(sandbox: SandboxProcess, client_id: str, secret_file: Path
-                        ) -> dict[str, Any]:
-    return {"token_url": sandbox.token_url, "base_url": sandbox.url, "client_id": client_id,
-            "client_secret_file": str(secret_file)}
+def sandbox_environment(
+    sandbox: SandboxProcess, client_id: str, secret_file: Path
+) -> dict[str, Any]:
+    return {
+        "token_url": sandbox.token_url,
+        "base_url": sandbox.url,
+        "client_id": client_id,
+        "client_secret_file": str(secret_file),
+    }
 
 
 def write_secret(path: Path, secret: str) -> Path:
@@ -179,4 +195,3 @@ def errors(folder: Path) -> list[Path]:
 
 def read(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
-

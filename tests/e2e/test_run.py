@@ -23,12 +23,15 @@ from harness import (
     write_secret,
 )
 
-USERS = (b"user_id,login_id,first_name,last_name,email,status\n"
-         b"g1,ada@example.edu,Ada,Lovelace,ada@example.edu,active\n")
-COURSES = (b"course_id,short_name,long_name,account_id,term_id,status\n"
-           b"C1,C 1,Course One,acct,2026,active\n")
-ENROLLMENTS = (b"course_id,user_id,role,section_id,status\n"
-               b"C1,g1,student,,active\n")
+USERS = (
+    b"user_id,login_id,first_name,last_name,email,status\n"
+    b"g1,ada@example.edu,Ada,Lovelace,ada@example.edu,active\n"
+)
+COURSES = (
+    b"course_id,short_name,long_name,account_id,term_id,status\n"
+    b"C1,C 1,Course One,acct,2026,active\n"
+)
+ENROLLMENTS = b"course_id,user_id,role,section_id,status\nC1,g1,student,,active\n"
 MESSAGE = b"sender=a@example.edu\nsubject=Welcome\nbody=Hello there\n"
 
 
@@ -37,8 +40,12 @@ def one_group(tmp_path: Path, sandbox: SandboxProcess, **daemon: object) -> tupl
     folder = tmp_path / "drop" / "music"
     folder.mkdir(parents=True)
     secret = write_secret(tmp_path / "test.secret", "secret-a-1234")
-    config = toml_config(tmp_path, {"test": sandbox_environment(sandbox, "unit-a", secret)},
-                         {"music": {"environment": "test", "folder": str(folder)}}, **daemon)
+    config = toml_config(
+        tmp_path,
+        {"test": sandbox_environment(sandbox, "unit-a", secret)},
+        {"music": {"environment": "test", "folder": str(folder)}},
+        **daemon,
+    )
     return config, folder
 
 
@@ -48,7 +55,8 @@ def zip_entries(path: Path) -> dict[str, bytes]:
 
 
 def test_run_two_groups_on_two_environments_each_get_one_zip(
-        tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     box_a = start_sandbox(tmp_path / "store-a", ["unit-a:secret-a-1234"])
     box_b = start_sandbox(tmp_path / "store-b", ["unit-b:secret-b-5678"])
     processes += [box_a, box_b]
@@ -59,18 +67,18 @@ def test_run_two_groups_on_two_environments_each_get_one_zip(
         "test": sandbox_environment(box_a, "unit-a", write_secret(tmp_path / "a", "secret-a-1234")),
         "beta": sandbox_environment(box_b, "unit-b", write_secret(tmp_path / "b", "secret-b-5678")),
     }
-    groups = {"music": {"environment": "test", "folder": str(music)},
-              "art": {"environment": "beta", "folder": str(art), "group_name": "fine-arts"}}
+    groups = {
+        "music": {"environment": "test", "folder": str(music)},
+        "art": {"environment": "beta", "folder": str(art), "group_name": "fine-arts"},
+    }
     settle, quiet = 1.0, 1.0
-    config = toml_config(tmp_path, environments, groups, settle_seconds=settle,
-                         quiet_seconds=quiet)
+    config = toml_config(tmp_path, environments, groups, settle_seconds=settle, quiet_seconds=quiet)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     daemon.wait_event("daemon_ready")
 
     dropped = time.monotonic()
-    sent_music = {"users.csv": USERS, "enrollments.csv": ENROLLMENTS,
-                  "message.properties": MESSAGE}
+    sent_music = {"users.csv": USERS, "enrollments.csv": ENROLLMENTS, "message.properties": MESSAGE}
     sent_art = {"courses.csv": COURSES, "users.csv": USERS}
     for name, content in sent_music.items():
         drop(music, name, content)
@@ -78,12 +86,15 @@ def test_run_two_groups_on_two_environments_each_get_one_zip(
         drop(art, name, content)
     wait_for(lambda: receipts(music) and receipts(art), "both receipts")
     elapsed = time.monotonic() - dropped
-    print(f"drop to receipt for two groups: {elapsed:.2f} s "
-          f"(settle {settle:g} + quiet {quiet:g} + 1 = {settle + quiet + 1:g} s)")
+    print(
+        f"drop to receipt for two groups: {elapsed:.2f} s "
+        f"(settle {settle:g} + quiet {quiet:g} + 1 = {settle + quiet + 1:g} s)"
+    )
 
     for box, folder, files, group_name, custom in (
-            (box_a, music, sent_music, "music", True),
-            (box_b, art, sent_art, "fine-arts", False)):
+        (box_a, music, sent_music, "music", True),
+        (box_b, art, sent_art, "fine-arts", False),
+    ):
         assert len(box.uploads()) == 1, f"{group_name}: expected one upload"
         upload = box.uploads()[0]
         request = box.request(upload)
@@ -105,8 +116,8 @@ def test_run_two_groups_on_two_environments_each_get_one_zip(
 
 
 def test_run_takes_files_present_at_startup(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, folder = one_group(tmp_path, sandbox)
     drop(folder, "users.csv", USERS)
     daemon = start_daemon(config, tmp_path / "daemon.log")
@@ -117,8 +128,8 @@ def test_run_takes_files_present_at_startup(
 
 
 def test_run_rejected_upload_goes_to_failed_with_the_servers_answer(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, folder = one_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -136,8 +147,8 @@ def test_run_rejected_upload_goes_to_failed_with_the_servers_answer(
 
 
 def test_run_unknown_file_fails_alone_at_intake(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, folder = one_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -153,8 +164,8 @@ def test_run_unknown_file_fails_alone_at_intake(
 
 
 def test_run_done_marker_travels_and_is_not_uploaded(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, folder = one_group(tmp_path, sandbox, settle_seconds=3600)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -167,8 +178,8 @@ def test_run_done_marker_travels_and_is_not_uploaded(
 
 
 def test_run_polling_mode_picks_up_files(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, folder = one_group(tmp_path, sandbox, poll_seconds=0.5)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -178,8 +189,8 @@ def test_run_polling_mode_picks_up_files(
 
 
 def test_run_never_logs_the_secret_or_the_token(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, folder = one_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -190,8 +201,11 @@ def test_run_never_logs_the_secret_or_the_token(
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
     token = read(cache)["access_token"]
-    written = [daemon.text(), receipt.read_text(encoding="utf-8"),
-               (tmp_path / "state" / "status.json").read_text(encoding="utf-8")]
+    written = [
+        daemon.text(),
+        receipt.read_text(encoding="utf-8"),
+        (tmp_path / "state" / "status.json").read_text(encoding="utf-8"),
+    ]
     for text in written:
         assert "secret-a-1234" not in text
         assert token not in text
@@ -202,8 +216,8 @@ def test_run_never_logs_the_secret_or_the_token(
 
 
 def test_run_console_log_format_is_for_people(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, folder = one_group(tmp_path, sandbox, log_format="console")
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -216,15 +230,15 @@ def test_run_console_log_format_is_for_people(
 
 def test_run_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "dropd.toml"
-    config.write_text("[daemon]\nsettle_seconds = \"ten\"\n", encoding="utf-8")
+    config.write_text('[daemon]\nsettle_seconds = "ten"\n', encoding="utf-8")
     daemon = start_daemon(config, tmp_path / "daemon.log")
     assert daemon.process.wait(timeout=60) == 2
     assert "daemon.settle_seconds" in daemon.text()
 
 
 def test_run_stops_cleanly_on_sigterm(
-        tmp_path: Path, sandbox: SandboxProcess,
-        processes: list[SandboxProcess | DaemonProcess]) -> None:
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
     config, _folder = one_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     daemon.wait_event("daemon_ready")
