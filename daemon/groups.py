@@ -97,10 +97,10 @@ class GroupWorker:
         """Put every batch found in the spool back in line, oldest first; close open ones."""
         for batch_id in self.spool.batch_ids():
             manifest = self.spool.load(batch_id)
-            count = len(list(self.spool.files_dir(batch_id).glob("*")))
             if manifest.state is BatchState.OPEN:
-                manifest.state = BatchState.CLAIMED
-                self.spool.save(manifest)
+                self._close(batch_id)
+                continue
+            count = self.spool.file_count(batch_id)
             self.line.waiting.append(batch_id)
             self.batch_files[batch_id] = count
             log.info(
@@ -129,7 +129,8 @@ class GroupWorker:
             return
         if self.error and self.error[0] == "folder":
             self.error = None
-        self.tracker.observe(seen, now)
+        # Markers need no settling: they only make their file ready.
+        self.tracker.observe([s for s in seen if s.kind is not FileKind.MARKER], now)
         mode = self.group.done_markers
         for ready in ready_files(seen, self.tracker, now, daemon.settle_seconds, mode):
             self._take(ready, now)
@@ -215,10 +216,15 @@ class GroupWorker:
             self.line.open = None
 
     def _close(self, batch_id: str) -> None:
+        count = self.spool.file_count(batch_id)
+        if count == 0:
+            # Every file of it vanished before its claim: nothing to send, nothing to keep.
+            self.spool.discard_empty(batch_id)
+            log.info("batch_discarded", group=self.group.key, batch=batch_id, reason="empty")
+            return
         manifest = self.spool.load(batch_id)
         manifest.state = BatchState.CLAIMED
         self.spool.save(manifest)
-        count = len(os.listdir(self.spool.files_dir(batch_id)))
         self.batch_files[batch_id] = count
         self.line.waiting.append(batch_id)
         log.info(

@@ -8,6 +8,8 @@ signal handlers ───────Signal─────▶ ┘
 from __future__ import annotations
 
 import faulthandler
+import logging
+import os
 import queue
 import random
 import signal
@@ -191,7 +193,7 @@ class Scheduler:
         if self.watcher is not None:
             self.watcher.stop()
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while any(w.line.in_flight for w in self.groups.values()) and time.monotonic() < deadline:
+        while self.in_flight() and time.monotonic() < deadline:
             try:
                 message = self.inbox.get(timeout=0.2)
             except queue.Empty:
@@ -203,6 +205,10 @@ class Scheduler:
             worker.spool.unlock()
         self.status.write(self.groups.values(), self.wall())
         log.info("daemon_stopped")
+
+    def in_flight(self) -> list[str]:
+        """The batches whose upload is under way."""
+        return [w.line.in_flight for w in self.groups.values() if w.line.in_flight]
 
     def summary(self) -> str:
         """The one-line STATUS= summary (ASCII: sdnotify drops anything else)."""
@@ -252,4 +258,10 @@ def main(config_path: Path) -> int:
     log.info("daemon_starting", config=str(config_path), groups=len(config.groups))
     scheduler.start()
     scheduler.run()
+    if scheduler.in_flight():
+        # The pool's threads would keep the process alive until the upload ends; the spool
+        # has the batch, and the next start sends it again (its receipt will say so).
+        log.warning("upload_left_to_recovery", batches=scheduler.in_flight())
+        logging.shutdown()
+        os._exit(0)
     return 0

@@ -190,6 +190,22 @@ class Spool:
         fsync_dir(self.folder)
         return True
 
+    def file_count(self, batch_id: str) -> int:
+        """How many files (markers included) the batch holds."""
+        try:
+            return len(os.listdir(self.files_dir(batch_id)))
+        except FileNotFoundError:
+            return 0
+
+    def discard_empty(self, batch_id: str) -> None:
+        """Remove a batch that holds no file. Raises SpoolError if it holds one."""
+        if self.file_count(batch_id):
+            raise SpoolError(self.batch_dir(batch_id), "the batch is not empty")
+        try:
+            shutil.rmtree(self.batch_dir(batch_id))
+        except OSError as exc:
+            raise SpoolError(self.batch_dir(batch_id), _os_reason(exc)) from exc
+
     def save(self, manifest: Manifest) -> None:
         """Write the manifest atomically. Raises SpoolError if the disk refuses."""
         path = self.batch_dir(manifest.batch) / "manifest.json"
