@@ -1,4 +1,6 @@
-"""What the sandbox reads from an upload request, and how it judges it as the real server does.
+"""How the sandbox judges an upload as the real server does: the files, their kinds, the answer.
+
+The request itself is read in `sandbox_form`, a message.properties in `java_properties`.
 
 The order of the checks and the messages follow the provider's public source
 (indiana-university/lms-canvas-3rdparty-provisioning: `UploadRestController`,
@@ -22,9 +24,11 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass
-from email.message import Message
 from typing import Any
-from urllib.parse import parse_qs
+
+# Re-exported: reading message.properties as the server does is one of the checks.
+from daemon.java_properties import read_properties as read_properties
+from daemon.sandbox_form import RequestError, UploadForm
 
 ACCEPTED = "The files are being processed. Summary emails will be sent at a later time."
 NO_FILES = "No files to process"
@@ -43,10 +47,6 @@ _NO_USERS_DESCRIPTION = (
     "checking the notification option."
 )
 PROPERTIES_NAME = "message.properties"
-UPLOAD_FIELD = "deptFileUpload"
-# Spring's StringToBooleanConverter; an empty value falls back to the default, false.
-_TRUE = {"true", "on", "yes", "1"}
-_FALSE = {"false", "off", "no", "0", ""}
 
 
 def _with_optional(base: str, *optional: str) -> list[str]:
@@ -80,16 +80,6 @@ HEADER_KINDS = _header_kinds()
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
-    """One part of a multipart/form-data body."""
-
-    name: str
-    filename: str | None
-    content_type: str | None
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class ReceivedFile:
     """A file as the server processes it: a file part, or an entry of the uploaded ZIP."""
 
@@ -113,106 +103,8 @@ class Verdict:
         return {"message": self.message, "fileErrors": self.file_errors}
 
 
-class MultipartError(ValueError):
-    """The body is not the multipart/form-data its Content-Type announces."""
-
-
 class UnzipError(ValueError):
     """The uploaded ZIP cannot be read the way the server's ZipInputStream reads it."""
-
-
-class RequestError(ValueError):
-    """Spring answers for the controller (a bad request, or an uncaught fault) with `status`."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class UploadForm:
-    """What the controller receives: its text fields and its `deptFileUpload` file parts."""
-
-    fields: dict[str, str]
-    parts: list[Part]
-    custom_notification: bool
-
-
-def _header_params(header: str, value: str) -> Message:
-    message = Message()
-    message[header] = value
-    return message
-
-
-def multipart_boundary(content_type: str) -> str | None:
-    """The boundary of a multipart/form-data Content-Type, or None for any other type."""
-    message = _header_params("content-type", content_type)
-    if message.get_content_type() != "multipart/form-data":
-        return None
-    return message.get_boundary()
-
-
-def parse_multipart(body: bytes, boundary: str) -> list[Part]:
-    """Split a multipart/form-data body into its parts, keeping each part's bytes exactly.
-
-    Raises MultipartError if the body has no closing delimiter or a part has no headers.
-    """
-    delimiter = b"\r\n--" + boundary.encode("latin-1")
-    chunks = (b"\r\n" + body).split(delimiter)
-    if len(chunks) < 2 or not any(chunk.startswith(b"--") for chunk in chunks[1:]):
-        raise MultipartError("the multipart body has no closing boundary")
-    parts = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break
-        parts.append(_parse_part(chunk))
-    return parts
-
-
-def _parse_part(chunk: bytes) -> Part:
-    _padding, _, rest = chunk.partition(b"\r\n")  # whitespace may follow the boundary
-    head, separator, data = rest.partition(b"\r\n\r\n")
-    if not separator:
-        raise MultipartError("a multipart part has no blank line after its headers")
-    headers = {}
-    for line in head.decode("utf-8", errors="replace").split("\r\n"):
-        header, _, value = line.partition(":")
-        headers[header.strip().lower()] = value.strip()
-    disposition = _header_params("content-disposition", headers.get("content-disposition", ""))
-    name = disposition.get_param("name", header="content-disposition")
-    return Part(
-        name=name if isinstance(name, str) else "",
-        filename=disposition.get_filename(),
-        content_type=headers.get("content-type"),
-        data=data,
-    )
-
-
-def read_form(endpoint: str, content_type: str, body: bytes, query: str) -> UploadForm:
-    """Read an upload request as Spring binds it for the controller.
-
-    Raises RequestError (400) if it is not multipart, lacks a file part or has a bad flag.
-    """
-    boundary = multipart_boundary(content_type)
-    if boundary is None:
-        raise RequestError(400, "Current request is not a multipart request")
-    try:
-        parts = parse_multipart(body, boundary)
-    except MultipartError as exc:
-        raise RequestError(400, str(exc)) from exc
-    fields = {name: values[0] for name, values in parse_qs(query).items()}
-    for part in parts:
-        if part.filename is None:
-            fields.setdefault(part.name, part.data.decode("utf-8", errors="replace"))
-    files = [part for part in parts if part.name == UPLOAD_FIELD and part.filename is not None]
-    if not files:
-        raise RequestError(400, f"Required request part '{UPLOAD_FIELD}' is not present")
-    flag = fields.get("customUsersNotification", "").strip().lower()
-    if flag not in _TRUE | _FALSE:
-        raise RequestError(400, "customUsersNotification is not a boolean")
-    # The zip endpoint binds a single file: the first part of that name.
-    return UploadForm(fields, files[:1] if endpoint == "zip" else files, flag in _TRUE)
 
 
 def unzip(data: bytes) -> list[ReceivedFile]:
@@ -268,71 +160,6 @@ def file_kind(file: ReceivedFile) -> str | None:
     if kind is None and file.name.lower() == PROPERTIES_NAME:
         return "properties"
     return kind
-
-
-def _logical_lines(text: str) -> list[str]:
-    natural = re.split(r"\r\n|\r|\n", text)
-    lines, index = [], 0
-    while index < len(natural):
-        line = natural[index].lstrip(" \t\f")
-        index += 1
-        if not line or line[0] in "#!":
-            continue
-        while _continues(line) and index < len(natural):
-            line = line[:-1] + natural[index].lstrip(" \t\f")
-            index += 1
-        lines.append(line[:-1] if _continues(line) else line)
-    return lines
-
-
-def _continues(line: str) -> bool:
-    trailing = len(line) - len(line.rstrip("\\"))
-    return trailing % 2 == 1
-
-
-def _split_key_value(line: str) -> tuple[str, str]:
-    index, escaped = 0, False
-    while index < len(line):
-        char = line[index]
-        if not escaped and char in "=: \t\f":
-            break
-        escaped = not escaped and char == "\\"
-        index += 1
-    rest = line[index:].lstrip(" \t\f")
-    if rest[:1] in ("=", ":") and rest:
-        rest = rest[1:].lstrip(" \t\f")
-    return line[:index], rest
-
-
-def _unescape(text: str) -> str:
-    out, index = [], 0
-    while index < len(text):
-        char, index = text[index], index + 1
-        if char != "\\" or index >= len(text):
-            out.append(char)
-            continue
-        char, index = text[index], index + 1
-        if char == "u":
-            digits = text[index : index + 4]
-            if not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
-                raise ValueError("Malformed \\uxxxx encoding.")
-            out.append(chr(int(digits, 16)))
-            index += 4
-        else:
-            out.append({"t": "\t", "r": "\r", "n": "\n", "f": "\f"}.get(char, char))
-    return "".join(out)
-
-
-def read_properties(data: bytes) -> dict[str, str]:
-    """Read a Java properties file as `Properties.load` does, keys lowercased like the server.
-
-    Raises ValueError on a malformed \\uXXXX escape, as Java does.
-    """
-    properties = {}
-    for line in _logical_lines(data.decode("latin-1")):
-        key, value = _split_key_value(line)
-        properties[_unescape(key).lower()] = _unescape(value)
-    return properties
 
 
 def _blank(value: str | None) -> bool:

@@ -1,0 +1,60 @@
+"""The sandbox's scripted answers: checked when queued, each played once, in order.
+
+The forms an answer takes are drawn in `daemon.sandbox`'s docstring.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_ANSWER_KEYS = {"status", "body", "headers", "retry_after", "html", "hang", "reset", "endpoint"}
+
+
+def checked_answer(answer: object) -> dict[str, Any]:
+    """Return a scripted answer once it is known to be playable; raises ValueError if not."""
+    if not isinstance(answer, dict):
+        raise ValueError(f"a scripted answer must be a JSON object, got {answer!r}")
+    problem = ""
+    status, hang = answer.get("status", 200), answer.get("hang", 0)
+    if unknown := sorted(set(answer) - _ANSWER_KEYS):
+        problem = f"unknown keys {unknown}"
+    elif sum(key in answer for key in ("status", "hang", "reset")) != 1:
+        problem = "give exactly one of status, hang, reset"
+    elif isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        problem = "status must be an HTTP code, 100 to 599"
+    elif isinstance(hang, bool) or not isinstance(hang, int | float) or hang < 0:
+        problem = "hang must be a number of seconds, 0 or more"
+    elif answer.get("reset", True) is not True:
+        problem = "reset must be true"
+    elif answer.get("endpoint", "upload") not in ("upload", "token"):
+        problem = "endpoint must be 'upload' or 'token'"
+    if problem:
+        raise ValueError(f"scripted answer {answer!r}: {problem}")
+    return answer
+
+
+class ScriptedAnswers:
+    """The answers waiting to be played, one queue per endpoint ("upload" and "token")."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[str, list[dict[str, Any]]] = {"upload": [], "token": []}
+
+    def add(self, answers: list[dict[str, Any]]) -> None:
+        """Queue answers, each to its endpoint; raises ValueError, queuing none, if one is bad."""
+        checked = [checked_answer(answer) for answer in answers]
+        with self._lock:
+            for answer in checked:
+                self._queues[answer.get("endpoint", "upload")].append(answer)
+
+    def next(self, endpoint: str) -> dict[str, Any] | None:
+        """The next answer for `endpoint`, taken off its queue; None when none waits."""
+        with self._lock:
+            queue = self._queues[endpoint]
+            return queue.pop(0) if queue else None
+
+    def queued(self) -> dict[str, int]:
+        """How many answers wait, by endpoint."""
+        with self._lock:
+            return {name: len(queue) for name, queue in self._queues.items()}
