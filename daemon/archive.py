@@ -87,15 +87,17 @@ def build_zip(entries: list[ZipEntry], target: Path) -> BuiltZip:
         finally:
             writer.close()
         os.replace(partial, target)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)
-        raise ArchiveError(target, exc.strerror or str(exc)) from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ArchiveError(target, reason) from exc
     return BuiltZip(target, writer.count, writer.hexdigest(), sources)
 
 
 def _add(archive: zipfile.ZipFile, entry: ZipEntry) -> SourceDigest:
     # One read of the original feeds both its digest and the compressor.
-    info = zipfile.ZipInfo.from_file(entry.source, entry.name)
+    # Files dated before 1980 (copied with their times kept) get the ZIP format's earliest date.
+    info = zipfile.ZipInfo.from_file(entry.source, entry.name, strict_timestamps=False)
     info.compress_type = zipfile.ZIP_DEFLATED
     digest = hashlib.sha256()
     size = 0

@@ -109,7 +109,8 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt number `attempt + 1` (attempt counts from 1)."""
-        ceiling = min(self.maximum, self.initial * (2 ** max(0, attempt - 1)))
+        # The exponent is capped: a float overflows past 2**1023 in a long outage.
+        ceiling = min(self.maximum, self.initial * 2.0 ** min(max(0, attempt - 1), 64))
         jittered = rng.uniform(ceiling / 2, ceiling)
         if retry_after is not None:
             return max(retry_after, jittered) if retry_after <= self.maximum else retry_after

@@ -90,9 +90,9 @@ def scan_folder(folder: Path) -> list[FileSeen]:
 def markers_for(name: str, marker_names: Iterable[str]) -> tuple[str, ...]:
     """The markers present for `name`: `NAME.done` and `STEM.done`."""
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    wanted = (name + MARKER_SUFFIX, stem + MARKER_SUFFIX)
-    present = set(marker_names)
-    return tuple(dict.fromkeys(m for m in wanted if m in present))
+    # Matched without regard to case, as `classify` recognises `users.csv.DONE` as a marker.
+    wanted = {(name + MARKER_SUFFIX).lower(), (stem + MARKER_SUFFIX).lower()}
+    return tuple(sorted(m for m in marker_names if m.lower() in wanted))
 
 
 @dataclass(slots=True)

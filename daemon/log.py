@@ -95,10 +95,11 @@ def configure(
     renderer: Any
     if log_format is LogFormat.JSON:
         renderer = structlog.processors.JSONRenderer()
-        tail: list[Any] = [REDACTOR, structlog.processors.dict_tracebacks]
+        # Tracebacks become data first, so the redactor sees their messages and frames too.
+        tail: list[Any] = [structlog.processors.dict_tracebacks, REDACTOR]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-        tail = [REDACTOR]
+        tail = [structlog.processors.format_exc_info, REDACTOR]
     structlog.configure(
         processors=[*shared, *tail, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -1,0 +1,190 @@
+"""Tests of building a batch's ZIP (daemon/archive.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from daemon.archive import BOM, ZipEntry, build_zip, file_sha256
+from daemon.errors import ArchiveError
+
+USERS = b"user_id,login_id,first_name,last_name,email,status\r\nu1,a@b.edu,A,B,a@b.edu,active\r\n"
+COURSES = b"course_id,short_name,long_name,account_id,term_id,status\nc1,C1,Course,acc,t1,active\n"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def source(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial"))
+
+
+def test_build_zip_entries_are_byte_identical(tmp_path: Path) -> None:
+    big = os.urandom(3 * (1 << 20) + 17)  # spans several read chunks
+    entries = [
+        ZipEntry(source(tmp_path, "users.csv", USERS), "users.csv"),
+        ZipEntry(source(tmp_path, "courses.csv", COURSES), "courses.csv"),
+        ZipEntry(source(tmp_path, "big.csv", big), "big.csv"),
+        ZipEntry(source(tmp_path, "empty.csv", b""), "empty.csv"),
+    ]
+
+    built = build_zip(entries, tmp_path / "upload.zip")
+
+    with zipfile.ZipFile(built.path) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["users.csv", "courses.csv", "big.csv", "empty.csv"]
+        assert archive.read("users.csv") == USERS
+        assert archive.read("courses.csv") == COURSES
+        assert archive.read("big.csv") == big
+        assert archive.read("empty.csv") == b""
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in archive.infolist())
+
+
+def test_build_zip_records_each_source(tmp_path: Path) -> None:
+    entries = [ZipEntry(source(tmp_path, "users.csv", USERS), "users.csv")]
+    built = build_zip(entries, tmp_path / "upload.zip")
+    [digest] = built.sources
+    assert (digest.name, digest.bytes, digest.sha256) == ("users.csv", len(USERS), sha(USERS))
+    assert not digest.bom_stripped
+
+
+def test_build_zip_sha256_and_bytes_match_the_file_on_disk(tmp_path: Path) -> None:
+    entries = [
+        ZipEntry(source(tmp_path, "users.csv", USERS), "users.csv"),
+        ZipEntry(source(tmp_path, "noise.csv", os.urandom(200_000)), "noise.csv"),
+    ]
+    target = tmp_path / "upload.zip"
+
+    built = build_zip(entries, target)
+
+    assert built.path == target
+    assert built.bytes == target.stat().st_size
+    assert built.sha256 == sha(target.read_bytes())
+    assert built.sha256 == file_sha256(target)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(shutil.which("unzip") is None, reason="unzip is not installed")
+def test_build_zip_passes_unzip_test(tmp_path: Path) -> None:
+    entries = [
+        ZipEntry(source(tmp_path, "users.csv", USERS), "users.csv"),
+        ZipEntry(source(tmp_path, "courses.csv", COURSES), "courses.csv"),
+        ZipEntry(source(tmp_path, "big.csv", os.urandom(1 << 21)), "big.csv"),
+    ]
+    built = build_zip(entries, tmp_path / "upload.zip")
+
+    result = subprocess.run(
+        ["unzip", "-t", str(built.path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No errors detected" in result.stdout
+
+
+def test_build_zip_strip_bom_changes_the_copy_only(tmp_path: Path) -> None:
+    original = BOM + USERS
+    path = source(tmp_path, "users.csv", original)
+
+    built = build_zip([ZipEntry(path, "users.csv", strip_bom=True)], tmp_path / "upload.zip")
+
+    with zipfile.ZipFile(built.path) as archive:
+        assert archive.read("users.csv") == USERS
+    [digest] = built.sources
+    assert digest.bom_stripped
+    assert digest.bytes == len(original)
+    assert digest.sha256 == sha(original)
+    assert path.read_bytes() == original
+
+
+def test_build_zip_strip_bom_without_a_bom_copies_as_is(tmp_path: Path) -> None:
+    path = source(tmp_path, "users.csv", USERS)
+    built = build_zip([ZipEntry(path, "users.csv", strip_bom=True)], tmp_path / "upload.zip")
+    with zipfile.ZipFile(built.path) as archive:
+        assert archive.read("users.csv") == USERS
+    assert not built.sources[0].bom_stripped
+
+
+def test_build_zip_keeps_the_bom_unless_asked(tmp_path: Path) -> None:
+    path = source(tmp_path, "users.csv", BOM + USERS)
+    built = build_zip([ZipEntry(path, "users.csv")], tmp_path / "upload.zip")
+    with zipfile.ZipFile(built.path) as archive:
+        assert archive.read("users.csv") == BOM + USERS
+    assert not built.sources[0].bom_stripped
+
+
+def test_build_zip_strips_only_a_leading_bom(tmp_path: Path) -> None:
+    data = USERS + BOM + b"u2,x@y.edu,X,Y,x@y.edu,active\n"
+    path = source(tmp_path, "users.csv", data)
+    built = build_zip([ZipEntry(path, "users.csv", strip_bom=True)], tmp_path / "upload.zip")
+    with zipfile.ZipFile(built.path) as archive:
+        assert archive.read("users.csv") == data
+
+
+def test_build_zip_missing_source_raises_and_leaves_no_partial(tmp_path: Path) -> None:
+    entries = [
+        ZipEntry(source(tmp_path, "users.csv", USERS), "users.csv"),
+        ZipEntry(tmp_path / "gone.csv", "gone.csv"),
+    ]
+    target = tmp_path / "upload.zip"
+
+    with pytest.raises(ArchiveError) as caught:
+        build_zip(entries, target)
+
+    assert caught.value.path == target
+    assert not target.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_build_zip_folder_as_source_raises_and_leaves_no_partial(tmp_path: Path) -> None:
+    (tmp_path / "folder.csv").mkdir()
+    target = tmp_path / "upload.zip"
+    with pytest.raises(ArchiveError):
+        build_zip([ZipEntry(tmp_path / "folder.csv", "folder.csv")], target)
+    assert not target.exists()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode")
+def test_build_zip_unreadable_source_raises_and_leaves_no_partial(tmp_path: Path) -> None:
+    path = source(tmp_path, "users.csv", USERS)
+    path.chmod(0)
+    target = tmp_path / "upload.zip"
+    try:
+        with pytest.raises(ArchiveError):
+            build_zip([ZipEntry(path, "users.csv")], target)
+    finally:
+        path.chmod(0o600)
+    assert not target.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_build_zip_target_folder_missing_raises_archive_error(tmp_path: Path) -> None:
+    path = source(tmp_path, "users.csv", USERS)
+    with pytest.raises(ArchiveError):
+        build_zip([ZipEntry(path, "users.csv")], tmp_path / "missing" / "upload.zip")
+
+
+def test_build_zip_source_with_an_mtime_before_1980(tmp_path: Path) -> None:
+    # Files copied with their times kept can carry the epoch (touch -d @0, some SFTP
+    # clients); the ZIP format cannot say 1970, but the batch must not fail for it.
+    path = source(tmp_path, "users.csv", USERS)
+    os.utime(path, (0, 0))
+    target = tmp_path / "upload.zip"
+
+    built = build_zip([ZipEntry(path, "users.csv")], target)
+
+    assert leftovers(tmp_path) == []
+    with zipfile.ZipFile(built.path) as archive:
+        assert archive.read("users.csv") == USERS
