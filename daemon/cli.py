@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long an issued token is valid",
     )
 
+    retry = commands.add_parser("retry", help="put a failed batch back in line, unchanged")
+    _config_arg(retry)
+    retry.add_argument("group", metavar="GROUP", help="the group's key in the config")
+    retry.add_argument("batch", metavar="BATCH", help="the batch id (its folder under failed/)")
+
     demo = commands.add_parser("demo", help="a first run: sandbox, daemon and sample files")
     demo.add_argument(
         "--dir",
@@ -76,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemon import service
 
         return service.main(args.config)
+    if args.command == "retry":
+        from daemon import requeue
+
+        return requeue.retry_command(args.config, args.group, args.batch)
     if args.command == "demo":
         from daemon import demo
 

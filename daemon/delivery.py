@@ -17,7 +17,7 @@ from typing import Any
 import requests
 import structlog
 
-from daemon import api
+from daemon import api, crashpoints
 from daemon.archive import BuiltZip, SourceDigest, ZipEntry, build_zip, file_sha256
 from daemon.auth import TokenSource
 from daemon.config import Environment, Group
@@ -96,6 +96,7 @@ def _zip(ctx: Delivery, manifest: Manifest) -> None:
     manifest.zip = {"bytes": built.bytes, "sha256": built.sha256}
     manifest.state = BatchState.ZIPPED
     ctx.spool.save(manifest)
+    crashpoints.reached("zipped")
     log.info(
         "batch_zipped",
         files=len(data),
@@ -142,6 +143,7 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
         manifest.first_attempt = manifest.first_attempt or iso(ctx.wall())
         manifest.state = BatchState.UPLOADING
         ctx.spool.save(manifest)
+        crashpoints.reached("uploading")
         outcome = _post(ctx, manifest, token)
         if outcome.kind is api.OutcomeKind.UNAUTHORIZED:
             ctx.tokens.invalidate(token)
@@ -215,6 +217,7 @@ def _gave_up(ctx: Delivery, manifest: Manifest) -> bool:
 def _sent(
     ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome, resent: bool
 ) -> BatchResult:
+    crashpoints.reached("answered")
     manifest.state = BatchState.SENT
     record = record_of(ctx, manifest, outcome)
     record["resent_after_restart"] = resent
@@ -269,4 +272,5 @@ def record_of(
         "created": manifest.created,
         "first_attempt": manifest.first_attempt,
         "finished": iso(ctx.wall()),
+        "earlier_errors": manifest.history,
     }

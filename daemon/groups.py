@@ -9,7 +9,7 @@ from datetime import datetime
 
 import structlog
 
-from daemon import api
+from daemon import api, crashpoints
 from daemon.archive import file_sha256
 from daemon.auth import TokenSource, read_secret
 from daemon.batch import BatchTiming, GroupLine, OpenBatch
@@ -17,7 +17,8 @@ from daemon.config import Config, DaemonSettings, Group
 from daemon.delivery import BatchResult, Delivery, ResultKind, end_batch
 from daemon.errors import SecretError, SpoolError
 from daemon.intake import FileKind, ReadyFile, SettleTracker, ready_files, scan_folder
-from daemon.spool import BatchState, FileRecord, Spool, iso
+from daemon.requeue import finish_staged
+from daemon.spool import BatchState, FileRecord, Spool, iso, iso_precise
 from daemon.watch import FolderWatcher
 
 log = structlog.get_logger()
@@ -45,6 +46,7 @@ class GroupWorker:
     last_upload: str | None = None
     in_flight_since: float = 0.0
     batch_files: dict[str, int] = field(default_factory=dict)
+    watcher: FolderWatcher | None = None
 
     # -- ownership and recovery -------------------------------------------------------------
 
@@ -53,16 +55,17 @@ class GroupWorker:
         if now < self.next_owner_try:
             return
         self.next_owner_try = now + STANDBY_RETRY_SECONDS
+        self.watcher = watcher
         try:
             if not self.spool.try_lock():
                 self._standby()
                 return
             self.owner = True
-            self.recover(now)
+            self.recover()
         except (SpoolError, OSError) as exc:
             self.set_error("folder", f"{self.group.folder}: {_reason(exc)}")
             return
-        self._watch(watcher)
+        self._watch()
         log.info(
             "group_owned",
             group=self.group.key,
@@ -80,11 +83,12 @@ class GroupWorker:
             )
             self.standby_logged = True
 
-    def _watch(self, watcher: FolderWatcher | None) -> None:
-        if watcher is None:
+    def _watch(self) -> None:
+        if self.watcher is None or self.watcher.watching(self.group.key):
             return
         try:
-            watcher.watch(self.group.key, self.group.folder)
+            # The spool too: `dropd retry` puts a batch back there while we run.
+            self.watcher.watch(self.group.key, self.group.folder, self.spool.work)
         except OSError as exc:
             log.warning(
                 "watch_failed",
@@ -93,20 +97,36 @@ class GroupWorker:
                 fix="raise fs.inotify.max_user_watches or set poll_seconds",
             )
 
-    def recover(self, now: float) -> None:
-        """Put every batch found in the spool back in line, oldest first; close open ones."""
-        for batch_id in self.spool.batch_ids():
-            manifest = self.spool.load(batch_id)
+    def recover(self) -> None:
+        """Put every batch found in the spool back in line, in line order; close open ones."""
+        for batch_id in self.spool.clear_unfinished_folders():
+            log.warning("batch_folder_adopted", group=self.group.key, batch=batch_id)
+        for batch_id in finish_staged(self.spool):
+            log.warning("batch_requeue_finished", group=self.group.key, batch=batch_id)
+        self._enqueue(self.spool.batch_ids(), "batch_recovered")
+
+    def adopt(self) -> None:
+        """Put in line the batches that appeared in the spool (`dropd retry`, `release`)."""
+        known = {*self.line.waiting, self.line.in_flight}
+        if self.line.open is not None:
+            known.add(self.line.open.batch_id)
+        self._enqueue([b for b in self.spool.batch_ids() if b not in known], "batch_adopted")
+
+    def _enqueue(self, batch_ids: list[str], event: str) -> None:
+        manifests = sorted(
+            (self.spool.load(b) for b in batch_ids), key=lambda m: (m.queued or m.created, m.batch)
+        )
+        for manifest in manifests:
             if manifest.state is BatchState.OPEN:
-                self._close(batch_id)
+                self._close(manifest.batch)
                 continue
-            count = self.spool.file_count(batch_id)
-            self.line.waiting.append(batch_id)
-            self.batch_files[batch_id] = count
+            count = self.spool.file_count(manifest.batch)
+            self.line.waiting.append(manifest.batch)
+            self.batch_files[manifest.batch] = count
             log.info(
-                "batch_recovered",
+                event,
                 group=self.group.key,
-                batch=batch_id,
+                batch=manifest.batch,
                 state=manifest.state.value,
                 files=count,
             )
@@ -120,25 +140,39 @@ class GroupWorker:
         self.next_scan = now + every
         try:
             seen = scan_folder(self.group.folder)
-        except OSError as exc:
-            self.set_error(
-                "folder",
-                f"{self.group.folder} cannot be read: {_reason(exc)}; "
-                "check the share is mounted and dropd may read it",
-            )
+            self.adopt()
+        except (OSError, SpoolError) as exc:
+            self._folder_lost(exc)
             return
-        if self.error and self.error[0] == "folder":
-            self.error = None
+        self._watch()
         # Markers need no settling: they only make their file ready.
         self.tracker.observe([s for s in seen if s.kind is not FileKind.MARKER], now)
         mode = self.group.done_markers
-        for ready in ready_files(seen, self.tracker, now, daemon.settle_seconds, mode):
-            self._take(ready, now)
+        taken = [
+            self._take(r, now)
+            for r in ready_files(seen, self.tracker, now, daemon.settle_seconds, mode)
+        ]
+        if all(taken) and self.error and self.error[0] in ("folder", "intake"):
+            log.info("group_recovered", group=self.group.key, step=self.error[0])
+            self.error = None
         settle_at = self.tracker.next_settle_at(daemon.settle_seconds)
         if settle_at is not None:
             self.next_scan = min(self.next_scan, settle_at)
 
-    def _take(self, ready: ReadyFile, now: float) -> None:
+    def _folder_lost(self, exc: BaseException) -> None:
+        # An unmounted share or a removed folder: say so, stop watching the dead inode, and
+        # pick it up again at a later scan.
+        if self.watcher is not None:
+            self.watcher.unwatch(self.group.key)
+        self.set_error(
+            "folder",
+            f"{self.group.folder} cannot be read: {_reason(exc)}; "
+            "check the share is mounted and dropd may read it",
+        )
+
+    def _take(self, ready: ReadyFile, now: float) -> bool:
+        """Claim one ready file; False (and the group in Error) if the disk refused."""
+        self.tracker.forget(ready.name)
         try:
             if ready.kind is FileKind.OTHER:
                 self._fail_alone(ready)
@@ -148,7 +182,8 @@ class GroupWorker:
                 self._join_open(ready, now)
         except SpoolError as exc:
             self.set_error("intake", str(exc))
-        self.tracker.forget(ready.name)
+            return False
+        return True
 
     def _join_open(self, ready: ReadyFile, now: float) -> None:
         if not self.line.takes(ready.name):
@@ -159,6 +194,7 @@ class GroupWorker:
         assert self.line.open is not None
         if self.spool.claim(self.line.open.batch_id, ready):
             self.line.add(ready.name, now)
+            crashpoints.reached("claimed")
             log.info(
                 "file_claimed",
                 group=self.group.key,
@@ -224,7 +260,9 @@ class GroupWorker:
             return
         manifest = self.spool.load(batch_id)
         manifest.state = BatchState.CLAIMED
+        manifest.queued = iso_precise(self.wall())
         self.spool.save(manifest)
+        crashpoints.reached("closed")
         self.batch_files[batch_id] = count
         self.line.waiting.append(batch_id)
         log.info(

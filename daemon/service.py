@@ -88,7 +88,8 @@ class Scheduler:
             self.groups[key] = worker
             worker.take_ownership(now, self.watcher)
         for worker in self.groups.values():
-            worker.scan(now, self.config.daemon)
+            if worker.owner:
+                worker.scan(now, self.config.daemon)
         self.notifier.ready(self.summary())
         log.info(
             "daemon_ready",

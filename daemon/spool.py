@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from daemon import crashpoints
 from daemon.errors import SpoolError
 from daemon.intake import ReadyFile
 
@@ -59,6 +60,9 @@ class Manifest:
     attempts: int = 0
     first_attempt: str | None = None
     record: dict[str, Any] | None = None  # receipt or error, written when the batch ends
+    queued: str | None = None  # when it joined the line: the line's order, across restarts
+    record_file: str | None = None  # receipt.json, or receipt.dropd.json beside a namesake
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier error records
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON-ready data."""
@@ -80,6 +84,11 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_precise(moment: datetime) -> str:
+    """ISO 8601 in UTC to the microsecond: the line's order survives restarts."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def new_batch_id(moment: datetime) -> str:
@@ -170,8 +179,11 @@ class Spool:
         try:
             self.files_dir(manifest.batch).mkdir(parents=True)
             self.save(manifest)
-        except OSError as exc:
-            raise SpoolError(self.batch_dir(manifest.batch), _os_reason(exc)) from exc
+        except (OSError, SpoolError) as exc:
+            # A disk that is full must not fill up with half-made batch folders too.
+            shutil.rmtree(self.batch_dir(manifest.batch), ignore_errors=True)
+            reason = exc.reason if isinstance(exc, SpoolError) else _os_reason(exc)
+            raise SpoolError(self.batch_dir(manifest.batch), reason) from exc
         return manifest
 
     def claim(self, batch_id: str, ready: ReadyFile) -> bool:
@@ -223,15 +235,40 @@ class Spool:
             raise SpoolError(path, f"cannot read the batch manifest: {exc}") from exc
 
     def batch_ids(self) -> list[str]:
-        """Every batch in the spool, oldest first."""
+        """Every batch in the spool (by id; the line's order is `Manifest.queued`)."""
         if not self.work.is_dir():
             return []
-        return sorted(p.name for p in self.work.iterdir() if (p / "manifest.json").exists())
+        return sorted(
+            p.name
+            for p in self.work.iterdir()
+            if not p.name.startswith(".") and (p / "manifest.json").exists()
+        )
+
+    def clear_unfinished_folders(self) -> list[str]:
+        """At start-up: give a manifest to a batch folder that has files but none (a crash
+        between creating it and its first write), and remove the ones that are empty."""
+        if not self.work.is_dir():
+            return []
+        adopted = []
+        for path in sorted(self.work.iterdir()):
+            if path.name.startswith(".") or (path / "manifest.json").exists():
+                continue
+            if self.file_count(path.name):
+                moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                self.save(Manifest(path.name, self.group, BatchState.OPEN, iso(moment)))
+                adopted.append(path.name)
+            else:
+                shutil.rmtree(path)
+        return adopted
 
     def finish(self, manifest: Manifest, record: dict[str, Any], moment: datetime) -> Path:
         """Record the outcome, then move the batch's files to sent/ or failed/; returns where."""
         manifest.record = record
+        # Named before it is written: after a crash our own receipt.json is no namesake.
+        stem = "receipt" if manifest.state is BatchState.SENT else "error"
+        manifest.record_file = record_name(self.files_dir(manifest.batch), stem)
         self.save(manifest)
+        crashpoints.reached("recorded")
         return self.complete_move(manifest, moment)
 
     def complete_move(self, manifest: Manifest, moment: datetime) -> Path:
@@ -242,10 +279,12 @@ class Spool:
         try:
             if source.is_dir():
                 stem = "receipt" if manifest.state is BatchState.SENT else "error"
-                write_json_atomic(source / record_name(source, stem), manifest.record)
+                name = manifest.record_file or f"{stem}.json"
+                write_json_atomic(source / name, manifest.record)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(source, dest)
                 fsync_dir(dest.parent)
+                crashpoints.reached("moved")
             shutil.rmtree(self.batch_dir(manifest.batch))
             fsync_dir(self.work)
         except OSError as exc:

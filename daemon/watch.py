@@ -44,21 +44,30 @@ class FolderWatcher:
     def __init__(self, inbox: queue.SimpleQueue[object]) -> None:
         self._inbox = inbox
         self._observer: BaseObserver = Observer()
-        self._watches: dict[str, ObservedWatch] = {}
+        self._watches: dict[str, list[ObservedWatch]] = {}
         self._observer.start()
 
-    def watch(self, group: str, folder: Path) -> None:
-        """Start watching `folder` for `group`. Raises OSError if it cannot be watched."""
+    def watch(self, group: str, *folders: Path) -> None:
+        """Start watching `folders` (top level each) for `group`.
+
+        Raises OSError if one cannot be watched (then none is).
+        """
         if group in self._watches:
             return
-        self._watches[group] = self._observer.schedule(
-            _Notifier(group, self._inbox), str(folder), recursive=False
-        )
+        handler = _Notifier(group, self._inbox)
+        watches: list[ObservedWatch] = []
+        try:
+            for folder in folders:
+                watches.append(self._observer.schedule(handler, str(folder), recursive=False))
+        except OSError:
+            for watch in watches:
+                self._observer.unschedule(watch)
+            raise
+        self._watches[group] = watches
 
     def unwatch(self, group: str) -> None:
-        """Stop watching a group's folder (it went away, or the group was removed)."""
-        watch = self._watches.pop(group, None)
-        if watch is not None:
+        """Stop watching a group's folders (they went away, or the group was removed)."""
+        for watch in self._watches.pop(group, []):
             try:
                 self._observer.unschedule(watch)
             except (KeyError, OSError) as exc:

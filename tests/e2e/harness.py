@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,3 +196,22 @@ def errors(folder: Path) -> list[Path]:
 
 def read(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def script_sandbox(sandbox: SandboxProcess, answers: list[dict[str, Any]]) -> None:
+    """Queue the sandbox's next answers (faults) over its control endpoint."""
+    request = urllib.request.Request(
+        sandbox.url + "/_sandbox/script",
+        data=json.dumps(answers).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+
+
+def run_dropd(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a short `dropd` command to its end."""
+    return subprocess.run(
+        [*dropd_command(), *args], capture_output=True, text=True, timeout=120, check=False
+    )

@@ -1,0 +1,44 @@
+"""Named moments at which a test can have the daemon kill itself (`kill -9`), to prove recovery.
+
+Set `DROPD_TEST_CRASH_AT` to one of `POINTS` (optionally `NAME:N` for its N-th passage) in the
+daemon's environment; without it every call is a no-op. Production never sets it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+ENV = "DROPD_TEST_CRASH_AT"
+POINTS = (
+    "claimed",  # a file was renamed into an open batch
+    "closed",  # the batch's manifest says `claimed` (in line)
+    "zipped",  # upload.zip is complete and recorded
+    "uploading",  # the manifest says `uploading`; the POST has not started
+    "answered",  # the server answered 200; nothing is recorded yet
+    "recorded",  # the manifest holds the outcome; the files have not moved
+    "moved",  # the files are in sent/ or failed/; the spool folder is not cleaned up
+)
+
+_lock = threading.Lock()
+_passages: dict[str, int] = {}
+
+
+def _target() -> tuple[str, int] | None:
+    value = os.environ.get(ENV, "")
+    if not value:
+        return None
+    name, _, count = value.partition(":")
+    return name, int(count or 1)
+
+
+def reached(point: str) -> None:
+    """Kill this process with SIGKILL if a test asked for a crash at `point`."""
+    target = _target()
+    if target is None or target[0] != point:
+        return
+    with _lock:
+        _passages[point] = _passages.get(point, 0) + 1
+        if _passages[point] == target[1]:
+            os.kill(os.getpid(), signal.SIGKILL)

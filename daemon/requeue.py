@@ -1,0 +1,173 @@
+"""Putting a failed batch back in line (`dropd retry`), with its files unchanged.
+
+The batch is assembled in a staging folder that the daemon ignores, then renamed into the
+spool in one step; the running owner adopts it at its next look at the spool:
+
+    1. .dropd/work/.requeue-BATCH/manifest.json        state `claimed`, queued now
+    2. failed/BATCH/error.json  → .requeue-BATCH/previous-error.json
+    3. failed/BATCH/            → .requeue-BATCH/files/
+    4. .requeue-BATCH/          → .dropd/work/BATCH/
+
+A crash between steps is finished by `finish_staged` (at the daemon's start, or the next
+`retry`), forwards, so each file still ends up exactly once in sent/ or failed/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.config import load_config
+from daemon.errors import ConfigError, RequeueError
+from daemon.spool import (
+    BatchState,
+    Manifest,
+    Spool,
+    fsync_dir,
+    iso,
+    iso_precise,
+    utc_now,
+    write_json_atomic,
+)
+
+STAGING_PREFIX = ".requeue-"
+PREVIOUS_RECORD = "previous-error.json"
+
+
+def retry_command(config_path: Path, group_key: str, batch_id: str) -> int:
+    """`dropd retry`: 0 when the batch is back in line; 1 if it cannot be; 2 on a bad config."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    group = config.groups.get(group_key)
+    if group is None:
+        known = ", ".join(sorted(config.groups)) or "none"
+        print(f"{config_path}: there is no group {group_key!r} (groups: {known})", file=sys.stderr)
+        return 1
+    spool = Spool(group.folder, group.key)
+    try:
+        manifest = retry_failed(spool, batch_id, utc_now())
+    except RequeueError as exc:
+        print(f"dropd retry: {exc}", file=sys.stderr)
+        return 1
+    files = len(os.listdir(spool.files_dir(batch_id)))
+    print(
+        f"batch {batch_id} of group {group_key} is back in line with its {files} files "
+        f"unchanged (attempts so far: {manifest.attempts}); the running dropd sends it"
+    )
+    return 0
+
+
+def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
+    """Put `failed/BATCH` back in line, at its back, unchanged.
+
+    Raises RequeueError if there is no such failed batch, or it cannot be retried.
+    """
+    finish_staged(spool)
+    failed = spool.folder / "failed" / batch_id
+    _refuse_unless_failed(spool, batch_id, failed)
+    record_path = _record_path(failed)
+    record = _read_record(record_path)
+    if record.get("step") == "intake":
+        raise RequeueError(
+            f"batch {batch_id} failed at step intake ({record.get('reason')}): "
+            "dropd would refuse it again; rename or fix the file and drop it "
+            "again instead"
+        )
+    earlier = record.pop("earlier_errors", None) or []
+    manifest = Manifest(
+        batch_id,
+        spool.group,
+        BatchState.CLAIMED,
+        created=str(record.get("created") or iso(moment)),
+        attempts=int(record.get("attempts") or 0),
+        queued=iso_precise(moment),
+        history=[*earlier, record],
+    )
+    _stage(spool, manifest, failed, record_path)
+    return manifest
+
+
+def _refuse_unless_failed(spool: Spool, batch_id: str, failed: Path) -> None:
+    if failed.is_dir():
+        return
+    if (spool.work / batch_id).exists():
+        raise RequeueError(
+            f"batch {batch_id} is already in line in {spool.work}; the running dropd sends it"
+        )
+    sent = sorted((spool.folder / "sent").glob(f"*/{batch_id}"))
+    if sent:
+        raise RequeueError(f"batch {batch_id} was sent (see {sent[0]}); there is nothing to retry")
+    raise RequeueError(
+        f"there is no failed batch {batch_id} in {spool.folder / 'failed'}; "
+        f"`ls {spool.folder / 'failed'}` lists the failed batches"
+    )
+
+
+def _record_path(failed: Path) -> Path:
+    # Where a dropped file was called error.json, dropd's record is error.dropd.json.
+    for name in ("error.dropd.json", "error.json"):
+        if (failed / name).is_file():
+            return failed / name
+    raise RequeueError(
+        f"{failed} has no error.json, so it is not a batch dropd failed; "
+        "drop its files again instead"
+    )
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RequeueError(
+            f"{path} cannot be read ({exc}); drop the batch's files again instead"
+        ) from exc
+    if not isinstance(record, dict):
+        raise RequeueError(f"{path} is not a dropd error record; drop the files again instead")
+    return record
+
+
+def _stage(spool: Spool, manifest: Manifest, failed: Path, record_path: Path) -> None:
+    staging = spool.work / f"{STAGING_PREFIX}{manifest.batch}"
+    try:
+        spool.ensure()
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        write_json_atomic(staging / "manifest.json", manifest.to_json())
+        os.rename(record_path, staging / PREVIOUS_RECORD)
+        os.rename(failed, staging / "files")
+        fsync_dir(failed.parent)
+        os.rename(staging, spool.batch_dir(manifest.batch))
+        fsync_dir(spool.work)
+    except OSError as exc:
+        raise RequeueError(
+            f"{failed} cannot be put back in line: {exc.strerror or exc}; "
+            "run the same `dropd retry` again once that is fixed"
+        ) from exc
+
+
+def finish_staged(spool: Spool) -> list[str]:
+    """Finish, forwards, any requeue a crash interrupted; returns the batch ids finished."""
+    if not spool.work.is_dir():
+        return []
+    finished = []
+    for staging in sorted(spool.work.glob(f"{STAGING_PREFIX}*")):
+        batch_id = staging.name.removeprefix(STAGING_PREFIX)
+        failed = spool.folder / "failed" / batch_id
+        if not (staging / "manifest.json").is_file():
+            shutil.rmtree(staging)  # step 1 never finished: nothing moved yet
+            continue
+        if not (staging / "files").is_dir() and failed.is_dir():
+            os.rename(failed, staging / "files")
+        if (staging / "files").is_dir():
+            os.rename(staging, spool.batch_dir(batch_id))
+            fsync_dir(spool.work)
+            finished.append(batch_id)
+    return finished

@@ -1,0 +1,96 @@
+"""`dropd retry`: a failed batch goes back in line unchanged; refusals say why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import (
+    DaemonProcess,
+    SandboxProcess,
+    drop,
+    errors,
+    read,
+    receipts,
+    run_dropd,
+    sandbox_environment,
+    script_sandbox,
+    start_daemon,
+    toml_config,
+    wait_for,
+    write_secret,
+)
+
+USERS = (
+    b"user_id,login_id,first_name,last_name,email,status\n"
+    b"g1,a@example.edu,A,B,a@example.edu,active\n"
+)
+FORBIDDEN = {
+    "status": 403,
+    "body": {"message": "User (unit-a) is not authorized to upload files", "fileErrors": None},
+}
+
+
+def setup(tmp_path: Path, sandbox: SandboxProcess) -> tuple[Path, Path]:
+    folder = tmp_path / "drop" / "music"
+    folder.mkdir(parents=True)
+    secret = write_secret(tmp_path / "test.secret", "secret-a-1234")
+    config = toml_config(
+        tmp_path,
+        {"test": sandbox_environment(sandbox, "unit-a", secret)},
+        {"music": {"environment": "test", "folder": str(folder)}},
+    )
+    return config, folder
+
+
+def test_retry_sends_a_failed_batch_unchanged(
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
+    config, folder = setup(tmp_path, sandbox)
+    script_sandbox(sandbox, [FORBIDDEN])
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    processes.append(daemon)
+    drop(folder, "users.csv", USERS)
+    [error] = wait_for(lambda: errors(folder), "the batch to fail with 403")
+    batch = error.parent.name
+    assert read(error)["status"] == 403
+
+    done = run_dropd("retry", "--config", str(config), "music", batch)
+    assert done.returncode == 0, done.stderr
+    assert batch in done.stdout and "back in line" in done.stdout
+    assert not (folder / "failed" / batch).exists()
+
+    [receipt] = wait_for(lambda: receipts(folder), "the retried batch's receipt")
+    assert receipt.parent.name == batch
+    assert (receipt.parent / "users.csv").read_bytes() == USERS
+    assert not (receipt.parent / "error.json").exists()
+    record = read(receipt)
+    assert record["status"] == 200
+    assert record["attempts"] == 2
+    assert [e["status"] for e in record["earlier_errors"]] == [403]
+    daemon.wait_event("batch_adopted", batch=batch)
+
+
+def test_retry_refuses_what_is_not_a_failed_batch(
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
+    config, folder = setup(tmp_path, sandbox)
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    processes.append(daemon)
+    drop(folder, "notes.txt", b"not for upload")
+    [error] = wait_for(lambda: errors(folder), "the intake failure")
+    drop(folder, "users.csv", USERS)
+    [receipt] = wait_for(lambda: receipts(folder), "a sent batch")
+
+    cases = {
+        "20990101T000000.000000Z-beef": "there is no failed batch",
+        receipt.parent.name: "was sent",
+        error.parent.name: "step intake",
+    }
+    for batch, why in cases.items():
+        done = run_dropd("retry", "--config", str(config), "music", batch)
+        assert done.returncode == 1, (batch, done.stdout)
+        assert why in done.stderr, done.stderr
+    assert (folder / "failed" / error.parent.name / "notes.txt").exists(), "nothing moved"
+
+    done = run_dropd("retry", "--config", str(config), "nosuch", "x")
+    assert done.returncode == 1 and "no group 'nosuch'" in done.stderr
