@@ -293,6 +293,26 @@ class GroupWorker:
         else:
             self.error = (result.step, result.reason)
 
+    def take_settings(self, config: Config, tokens: TokenSource | SecretError) -> None:
+        """A reload kept this group's folder: take its new settings and try again at once."""
+        self.group = config.groups[self.group.key]
+        self.delivery = build_delivery(config, self.group, self.spool, tokens, self.wall)
+        self.failures = 0
+        self.line.not_before = 0.0
+        self.next_owner_try = 0.0
+        self.dirty = True
+
+    def stop_watching(self) -> None:
+        """The group left the config: no more events (a new group may take its key)."""
+        if self.watcher is not None:
+            self.watcher.unwatch(self.group.key)
+        self.watcher = None
+
+    def release(self) -> None:
+        """Let go of the folder once nothing is in flight; its spool waits on disk."""
+        self.spool.unlock()
+        log.info("group_removed", group=self.group.key, folder=str(self.group.folder))
+
     def set_error(self, step: str, reason: str) -> None:
         if self.error != (step, reason):
             log.error("group_error", group=self.group.key, step=step, reason=reason)
@@ -323,14 +343,17 @@ def token_sources(config: Config) -> dict[str, TokenSource | SecretError]:
     return sources
 
 
-def build_group(
-    config: Config, group: Group, tokens: TokenSource | SecretError, wall: Callable[[], datetime]
-) -> GroupWorker:
-    """A group's run-time state, with its environment's token source and an HTTP session."""
+def build_delivery(
+    config: Config,
+    group: Group,
+    spool: Spool,
+    tokens: TokenSource | SecretError,
+    wall: Callable[[], datetime],
+) -> Delivery:
+    """What a group's uploads need: its environment, token source and an HTTP session."""
     env = config.environments[group.environment]
     daemon = config.daemon
-    spool = Spool(group.folder, group.key)
-    delivery = Delivery(
+    return Delivery(
         group,
         env,
         spool,
@@ -340,7 +363,14 @@ def build_group(
         daemon.give_up_after_seconds,
         wall,
     )
-    return GroupWorker(group, delivery, spool, wall)
+
+
+def build_group(
+    config: Config, group: Group, tokens: TokenSource | SecretError, wall: Callable[[], datetime]
+) -> GroupWorker:
+    """A group's run-time state: its spool, and what its uploads need."""
+    spool = Spool(group.folder, group.key)
+    return GroupWorker(group, build_delivery(config, group, spool, tokens, wall), spool, wall)
 
 
 def _reason(exc: BaseException) -> str:

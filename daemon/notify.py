@@ -53,6 +53,11 @@ class Notifier:
             return None
         return self._last_ping + self.watchdog_interval - (time.monotonic() - now)
 
+    def reloading(self) -> None:
+        """Tell systemd a reload has begun (READY=1 follows when it is done)."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self._send("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
     def stopping(self) -> None:
         self._send("STOPPING=1")
 

@@ -24,12 +24,14 @@ from types import FrameType
 import structlog
 
 from daemon import log as logsetup
+from daemon.auth import TokenSource
 from daemon.batch import Backoff, BatchTiming
 from daemon.config import Config, load_config
 from daemon.delivery import BatchResult, ResultKind, deliver
-from daemon.errors import ConfigError, DropdError
+from daemon.errors import ConfigError, DropdError, SecretError
 from daemon.groups import GroupWorker, build_group, token_sources
 from daemon.notify import Notifier
+from daemon.reconfigure import plan_reload
 from daemon.spool import utc_now
 from daemon.status import StatusWriter
 from daemon.watch import FolderChanged, FolderWatcher
@@ -37,12 +39,13 @@ from daemon.watch import FolderChanged, FolderWatcher
 log = structlog.get_logger()
 
 STOP_GRACE_SECONDS = 30.0  # how long SIGTERM waits for uploads in flight
-LOOP_CEILING_SECONDS = 5.0  # the loop wakes at least this often (watchdog, standby)
+LOOP_CEILING_SECONDS = 5.0
+UPLOAD_THREADS = 8  # the loop wakes at least this often (watchdog, standby)
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    group: str
+    worker: GroupWorker  # not its key: a reload may have put a new worker under that key
     batch_id: str
     result: BatchResult
 
@@ -69,12 +72,12 @@ class Scheduler:
         self.backoff = Backoff(config.daemon.retry_initial_seconds, config.daemon.retry_max_seconds)
         self.rng = random.Random()
         self.notifier = Notifier()
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(1, min(8, len(config.groups))), thread_name_prefix="upload"
-        )
+        # Threads start only as uploads need them; groups added by a reload share the pool.
+        self.pool = ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="upload")
         self.watcher: FolderWatcher | None = None
         self.status = StatusWriter(config.daemon.state_dir)
         self.groups: dict[str, GroupWorker] = {}
+        self.retiring: list[GroupWorker] = []  # removed by a reload, finishing their upload
         self.stopping = False
 
     def start(self) -> None:
@@ -83,10 +86,8 @@ class Scheduler:
             self.watcher = FolderWatcher(self.inbox)
         now = self.clock()
         tokens = token_sources(self.config)
-        for key, group in self.config.groups.items():
-            worker = build_group(self.config, group, tokens[group.environment], self.wall)
-            self.groups[key] = worker
-            worker.take_ownership(now, self.watcher)
+        for key in self.config.groups:
+            self._add_group(key, tokens, now)
         for worker in self.groups.values():
             if worker.owner:
                 worker.scan(now, self.config.daemon)
@@ -96,6 +97,58 @@ class Scheduler:
             groups=len(self.groups),
             batches_waiting=sum(len(w.line.waiting) for w in self.groups.values()),
         )
+
+    def _add_group(
+        self, key: str, tokens: dict[str, TokenSource | SecretError], now: float
+    ) -> None:
+        group = self.config.groups[key]
+        worker = build_group(self.config, group, tokens[group.environment], self.wall)
+        self.groups[key] = worker
+        worker.take_ownership(now, self.watcher)
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again; a bad one is refused and the running one kept."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload_refused", problem=problem)
+            self.notifier.ready(self.summary())
+            return
+        plan = plan_reload(self.config, new)
+        self._apply(new)
+        tokens = token_sources(new)
+        for key in plan.removed:
+            worker = self.groups.pop(key)
+            worker.stop_watching()
+            self.retiring.append(worker)
+        for key in plan.kept:
+            group = new.groups[key]
+            self.groups[key].take_settings(new, tokens[group.environment])
+        for key in plan.added:
+            self._add_group(key, tokens, self.clock())
+        log.info(
+            "config_reloaded",
+            added=list(plan.added),
+            removed=list(plan.removed),
+            kept=len(plan.kept),
+        )
+        self.notifier.ready(self.summary())
+
+    def _apply(self, new: Config) -> None:
+        self.config = new
+        daemon = new.daemon
+        self.timing = BatchTiming(daemon.quiet_seconds, daemon.max_wait_seconds)
+        self.backoff = Backoff(daemon.retry_initial_seconds, daemon.retry_max_seconds)
+        self.status = StatusWriter(daemon.state_dir)
+        if daemon.poll_seconds == 0 and self.watcher is None:
+            self.watcher = FolderWatcher(self.inbox)
+        elif daemon.poll_seconds > 0 and self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        for worker in self.groups.values():
+            worker.watcher = self.watcher
 
     def run(self) -> None:
         """Handle messages and timers until SIGTERM; then stop cleanly."""
@@ -127,6 +180,9 @@ class Scheduler:
     def _tick(self) -> None:
         now = self.clock()
         daemon = self.config.daemon
+        for worker in [w for w in self.retiring if not w.line.in_flight]:
+            worker.release()
+            self.retiring.remove(worker)
         for worker in self.groups.values():
             if not worker.owner:
                 worker.take_ownership(now, self.watcher)
@@ -147,14 +203,10 @@ class Scheduler:
         worker.line.start(batch_id)
         worker.in_flight_since = now
         future = self.pool.submit(deliver, worker.delivery, batch_id)
-        group = worker.group.key
-        future.add_done_callback(lambda f: self.inbox.put(Finished(group, batch_id, _result(f))))
+        future.add_done_callback(lambda f: self.inbox.put(Finished(worker, batch_id, _result(f))))
 
     def _finished(self, message: Finished) -> None:
-        worker = self.groups.get(message.group)
-        if worker is None:
-            return
-        result, now = message.result, self.clock()
+        worker, result, now = message.worker, message.result, self.clock()
         worker.record(result, self.wall())
         if result.kind in (ResultKind.SENT, ResultKind.FAILED):
             worker.line.finish(message.batch_id)
@@ -165,7 +217,7 @@ class Scheduler:
         worker.line.retry_later(now + delay)
         log.warning(
             "batch_waits",
-            group=message.group,
+            group=worker.group.key,
             batch=message.batch_id,
             step=result.step,
             reason=result.reason,
@@ -183,11 +235,7 @@ class Scheduler:
             log.info("daemon_stopping", signal=signal.Signals(signum).name)
             self.stopping = True
         elif signum == signal.SIGHUP:
-            log.warning(
-                "reload_not_available",
-                reason="this release reads its config at "
-                "start-up only; restart dropd to apply a changed config",
-            )
+            self.reload()
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
@@ -202,14 +250,15 @@ class Scheduler:
             if isinstance(message, Finished):
                 self._finished(message)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for worker in self.groups.values():
+        for worker in [*self.groups.values(), *self.retiring]:
             worker.spool.unlock()
         self.status.write(self.groups.values(), self.wall())
         log.info("daemon_stopped")
 
     def in_flight(self) -> list[str]:
         """The batches whose upload is under way."""
-        return [w.line.in_flight for w in self.groups.values() if w.line.in_flight]
+        workers = [*self.groups.values(), *self.retiring]
+        return [w.line.in_flight for w in workers if w.line.in_flight]
 
     def summary(self) -> str:
         """The one-line STATUS= summary (ASCII: sdnotify drops anything else)."""
