@@ -18,12 +18,11 @@ import requests
 import structlog
 
 from daemon import api, crashpoints
-from daemon.archive import BuiltZip, SourceDigest, ZipEntry, build_zip, file_sha256
 from daemon.auth import TokenSource
 from daemon.config import Environment, Group
-from daemon.errors import ArchiveError, SecretError, SpoolError, TokenError
-from daemon.intake import FileKind, classify
-from daemon.spool import BatchState, FileRecord, Manifest, Spool, iso
+from daemon.errors import ArchiveError, OversizeError, SecretError, SpoolError, TokenError
+from daemon.packing import pack
+from daemon.spool import BatchState, Manifest, Spool, iso
 
 log = structlog.get_logger()
 
@@ -65,14 +64,22 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
         manifest = ctx.spool.load(batch_id)
         if manifest.state in (BatchState.SENT, BatchState.FAILED):
             return _moved(ctx, manifest)
-        if manifest.state is BatchState.CLAIMED or not ctx.spool.zip_path(batch_id).exists():
-            _zip(ctx, manifest)
+        if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
+            try:
+                _zip(ctx, manifest)
+            except OversizeError as exc:
+                return end_batch(ctx, manifest, "zip", str(exc))
         return _upload(ctx, manifest)
     except (SpoolError, ArchiveError) as exc:
         log.error("batch_stuck", step="spool", reason=str(exc))
         return BatchResult(ResultKind.WAIT, "spool", str(exc))
     finally:
         structlog.contextvars.unbind_contextvars("group", "batch")
+
+
+def _zips_present(spool: Spool, manifest: Manifest) -> bool:
+    folder = spool.batch_dir(manifest.batch)
+    return bool(manifest.parts) and all((folder / p["zip"]).is_file() for p in manifest.parts)
 
 
 def _moved(ctx: Delivery, manifest: Manifest) -> BatchResult:
@@ -83,94 +90,79 @@ def _moved(ctx: Delivery, manifest: Manifest) -> BatchResult:
 
 
 def _zip(ctx: Delivery, manifest: Manifest) -> None:
-    files_dir = ctx.spool.files_dir(manifest.batch)
-    names = sorted(p.name for p in files_dir.iterdir())
-    markers = [n for n in names if classify(n) is FileKind.MARKER]
-    data = [n for n in names if n not in markers]
-    if _is_dropped_zip(data):
-        built = _ready_made(files_dir / data[0], ctx.spool.zip_path(manifest.batch))
-    else:
-        entries = [ZipEntry(files_dir / n, n, strip_bom=n.lower().endswith(".csv")) for n in data]
-        built = build_zip(entries, ctx.spool.zip_path(manifest.batch))
-    manifest.files = _records(built.sources, markers, files_dir)
-    manifest.zip = {"bytes": built.bytes, "sha256": built.sha256}
+    pack(ctx.spool, manifest, ctx.group.max_upload_bytes)
     manifest.state = BatchState.ZIPPED
     ctx.spool.save(manifest)
     crashpoints.reached("zipped")
     log.info(
         "batch_zipped",
-        files=len(data),
+        files=sum(1 for f in manifest.files if f.kind != "marker"),
         bytes=sum(f.bytes for f in manifest.files),
-        zip_bytes=built.bytes,
+        zip_bytes=(manifest.zip or {}).get("bytes"),
+        parts=len(manifest.parts),
     )
-
-
-def _is_dropped_zip(names: list[str]) -> bool:
-    return len(names) == 1 and classify(names[0]) is FileKind.ZIP
-
-
-def _ready_made(source: Path, target: Path) -> BuiltZip:
-    # A dropped ZIP goes up as it came: link it where the upload expects its ZIP.
-    target.unlink(missing_ok=True)
-    try:
-        target.hardlink_to(source)
-    except OSError as exc:
-        raise ArchiveError(target, exc.strerror or str(exc)) from exc
-    size, digest = source.stat().st_size, file_sha256(source)
-    return BuiltZip(target, size, digest, (SourceDigest(source.name, size, digest, False),))
-
-
-def _records(
-    sources: tuple[SourceDigest, ...], markers: list[str], files_dir: Path
-) -> list[FileRecord]:
-    records = [
-        FileRecord(s.name, s.bytes, s.sha256, (classify(s.name) or FileKind.OTHER).value)
-        for s in sources
-    ]
-    for name in markers:
-        path = files_dir / name
-        records.append(FileRecord(name, path.stat().st_size, file_sha256(path), "marker"))
-    return records
 
 
 def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
     if isinstance(ctx.tokens, SecretError):
         return BatchResult(ResultKind.WAIT, "token", str(ctx.tokens))
     resent = manifest.state is BatchState.UPLOADING  # a crash may have come after a 200
-    try:
-        token = ctx.tokens.get()
-        manifest.attempts += 1
-        manifest.first_attempt = manifest.first_attempt or iso(ctx.wall())
-        manifest.state = BatchState.UPLOADING
+    outcome: api.UploadOutcome | None = None
+    for part in manifest.parts:
+        if part.get("sent"):
+            continue
+        try:
+            outcome = _send_part(ctx, manifest, part, ctx.tokens)
+        except TokenError as exc:
+            log.error("token_unavailable", environment=exc.environment, reason=exc.reason)
+            return BatchResult(ResultKind.WAIT, "token", exc.reason)
+        if outcome.kind is not api.OutcomeKind.SENT:
+            return _settle(ctx, manifest, outcome)
+        crashpoints.reached("answered")
+        part.update(
+            sent=True, status=outcome.status, answer=outcome.answer, resent_after_restart=resent
+        )
+        resent = False  # only the part in flight at the crash can have gone up twice
         ctx.spool.save(manifest)
-        crashpoints.reached("uploading")
-        outcome = _post(ctx, manifest, token)
-        if outcome.kind is api.OutcomeKind.UNAUTHORIZED:
-            ctx.tokens.invalidate(token)
-            outcome = _post(ctx, manifest, ctx.tokens.get())
-    except TokenError as exc:
-        log.error("token_unavailable", environment=exc.environment, reason=exc.reason)
-        return BatchResult(ResultKind.WAIT, "token", exc.reason)
-    return _settle(ctx, manifest, outcome, resent)
+    return _sent(ctx, manifest, outcome)
 
 
-def _post(ctx: Delivery, manifest: Manifest, token: str) -> api.UploadOutcome:
+def _send_part(
+    ctx: Delivery, manifest: Manifest, part: dict[str, Any], tokens: TokenSource
+) -> api.UploadOutcome:
+    """POST one part, renewing the token once on a 401. Raises TokenError if none works."""
+    token = tokens.get()
+    manifest.attempts += 1
+    manifest.first_attempt = manifest.first_attempt or iso(ctx.wall())
+    manifest.state = BatchState.UPLOADING
+    ctx.spool.save(manifest)
+    crashpoints.reached("uploading")
+    outcome = _post(ctx, manifest, part, token)
+    if outcome.kind is api.OutcomeKind.UNAUTHORIZED:
+        tokens.invalidate(token)
+        outcome = _post(ctx, manifest, part, tokens.get())
+    return outcome
+
+
+def _post(ctx: Delivery, manifest: Manifest, part: dict[str, Any], token: str) -> api.UploadOutcome:
     url = api.upload_url(ctx.env.base_url, ctx.group.group_name)
-    custom = any(f.name == "message.properties" for f in manifest.files)
     log.info(
         "upload_started",
         url=url,
         attempt=manifest.attempts,
-        zip_bytes=(manifest.zip or {}).get("bytes"),
-        custom_notification=custom,
+        part=part["number"],
+        parts=len(manifest.parts),
+        zip_bytes=part["bytes"],
+        custom_notification=part["custom_notification"],
     )
+    suffix = f"-{part['number']}" if len(manifest.parts) > 1 else ""
     outcome = api.upload_zip(
         ctx.session,
         url,
-        ctx.spool.zip_path(manifest.batch),
-        f"{manifest.batch}.zip",
+        ctx.spool.batch_dir(manifest.batch) / part["zip"],
+        f"{manifest.batch}{suffix}.zip",
         token,
-        custom,
+        part["custom_notification"],
         ctx.timeouts,
     )
     log.info(
@@ -178,13 +170,12 @@ def _post(ctx: Delivery, manifest: Manifest, token: str) -> api.UploadOutcome:
         status=outcome.status,
         outcome=outcome.kind.value,
         seconds=outcome.seconds,
+        part=part["number"],
     )
     return outcome
 
 
-def _settle(
-    ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome, resent: bool
-) -> BatchResult:
+def _settle(ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome) -> BatchResult:
     kind = outcome.kind
     if kind is api.OutcomeKind.UNAUTHORIZED:
         reason = (
@@ -202,9 +193,7 @@ def _settle(
             "provider's status, then `dropd retry` the batch"
         )
         return end_batch(ctx, manifest, "upload", reason, outcome)
-    if kind is api.OutcomeKind.FAILED:
-        return end_batch(ctx, manifest, "upload", outcome.reason, outcome)
-    return _sent(ctx, manifest, outcome, resent)
+    return end_batch(ctx, manifest, "upload", outcome.reason, outcome)
 
 
 def _gave_up(ctx: Delivery, manifest: Manifest) -> bool:
@@ -214,19 +203,16 @@ def _gave_up(ctx: Delivery, manifest: Manifest) -> bool:
     return (ctx.wall() - first).total_seconds() >= ctx.give_up_after_seconds
 
 
-def _sent(
-    ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome, resent: bool
-) -> BatchResult:
-    crashpoints.reached("answered")
+def _sent(ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome | None) -> BatchResult:
     manifest.state = BatchState.SENT
     record = record_of(ctx, manifest, outcome)
-    record["resent_after_restart"] = resent
     dest = ctx.spool.finish(manifest, record, ctx.wall())
     log.info(
         "batch_sent",
-        status=outcome.status,
+        status=record["status"],
         files=len(manifest.files),
         zip_bytes=(manifest.zip or {}).get("bytes"),
+        parts=len(manifest.parts),
         attempts=manifest.attempts,
         destination=str(dest),
     )
@@ -268,9 +254,27 @@ def record_of(
         "zip": manifest.zip,
         "status": outcome.status if outcome else None,
         "answer": outcome.answer if outcome else None,
+        "parts": [_part_record(p) for p in manifest.parts],
+        "resent_after_restart": any(p.get("resent_after_restart") for p in manifest.parts),
+        "bom_removed": [n for p in manifest.parts for n in p.get("bom_removed", [])],
         "attempts": manifest.attempts,
         "created": manifest.created,
         "first_attempt": manifest.first_attempt,
         "finished": iso(ctx.wall()),
         "earlier_errors": manifest.history,
     }
+
+
+def _part_record(part: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "number",
+        "files",
+        "bytes",
+        "sha256",
+        "custom_notification",
+        "sent",
+        "status",
+        "answer",
+        "resent_after_restart",
+    )
+    return {k: part.get(k) for k in keys}

@@ -6,6 +6,7 @@
     ├── ArchiveError     the ZIP of a batch cannot be built (.path, .reason)
     ├── SpoolError       the on-disk batch cannot be read, written or moved (.path, .reason)
     ├── RequeueError     `dropd retry` cannot put that batch back in line
+    ├── OversizeError    one file cannot fit in `max_upload_bytes` (.name, .needs, .limit)
     └── TokenError       no token can be had, or a fresh one is refused (.environment, .rejected)
 
 An upload's answer is not an error but an outcome (`api.UploadOutcome`: sent, retry, failed,
@@ -60,6 +61,20 @@ class SpoolError(DropdError):
 
 class RequeueError(DropdError):
     """An operator's `retry` cannot be done as asked; the message says why and what to do."""
+
+
+class OversizeError(DropdError):
+    """One file of a batch cannot fit in one upload of `max_upload_bytes`."""
+
+    def __init__(self, name: str, needs: int, limit: int) -> None:
+        super().__init__(
+            f"{name} needs {needs:,} bytes in a ZIP, more than max_upload_bytes "
+            f"({limit:,}) allows for one upload, and dropd never cuts a file; raise "
+            "max_upload_bytes if the server accepts larger uploads, or split the file"
+        )
+        self.name = name
+        self.needs = needs
+        self.limit = limit
 
 
 class TokenError(DropdError):

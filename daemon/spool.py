@@ -63,6 +63,7 @@ class Manifest:
     queued: str | None = None  # when it joined the line: the line's order, across restarts
     record_file: str | None = None  # receipt.json, or receipt.dropd.json beside a namesake
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier error records
+    parts: list[dict[str, Any]] = field(default_factory=list)  # the uploads, in order
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON-ready data."""
@@ -141,6 +142,9 @@ class Spool:
 
     def zip_path(self, batch_id: str) -> Path:
         return self.work / batch_id / ZIP_NAME
+
+    def part_path(self, batch_id: str, number: int) -> Path:
+        return self.work / batch_id / f"upload-{number}.zip"
 
     def ensure(self) -> None:
         """Create `.dropd/work/` if missing. Raises SpoolError if it cannot."""
