@@ -8,7 +8,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.errors import ArchiveError
+from daemon.errors import ArchiveError, os_reason
 
 CHUNK = 1 << 20
 BOM = b"\xef\xbb\xbf"
@@ -89,7 +89,7 @@ def build_zip(entries: list[ZipEntry], target: Path) -> BuiltZip:
         os.replace(partial, target)
     except (OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
         raise ArchiveError(target, reason) from exc
     return BuiltZip(target, writer.count, writer.hexdigest(), sources)
 

@@ -27,10 +27,12 @@ class OpenBatch:
     first_at: float
     last_at: float
     names: set[str] = field(default_factory=set)
+    not_before: float = 0.0  # a close the disk refused is tried again from then
 
     def closes_at(self, timing: BatchTiming) -> float:
         """When it closes: quiet after the last arrival, or max-wait after the first."""
-        return min(self.last_at + timing.quiet_seconds, self.first_at + timing.max_wait_seconds)
+        due = min(self.last_at + timing.quiet_seconds, self.first_at + timing.max_wait_seconds)
+        return max(due, self.not_before)
 
 
 @dataclass(slots=True)

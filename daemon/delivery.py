@@ -71,8 +71,9 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
                 return end_batch(ctx, manifest, "zip", str(exc))
         return _upload(ctx, manifest)
     except (SpoolError, ArchiveError) as exc:
-        log.error("batch_stuck", step="spool", reason=str(exc))
-        return BatchResult(ResultKind.WAIT, "spool", str(exc))
+        step = "zip" if isinstance(exc, ArchiveError) else "spool"
+        log.error("batch_stuck", step=step, reason=str(exc))
+        return BatchResult(ResultKind.WAIT, step, str(exc))
     finally:
         structlog.contextvars.unbind_contextvars("group", "batch")
 

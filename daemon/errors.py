@@ -17,7 +17,21 @@ and `auth`, `zipfile` failures in `archive`, `OSError` in `spool`: each in one p
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as a sentence a person can act on (used wherever the disk says no)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full; free some space and dropd carries on"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; give dropd's user write access"
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only; remount it read-write"
+    if exc.errno == errno.EXDEV:
+        return "sent/ or failed/ is on another file system; keep them in the drop folder"
+    return exc.strerror or str(exc)
 
 
 class DropdError(Exception):

@@ -25,6 +25,7 @@ log = structlog.get_logger()
 
 RESCAN_SECONDS = 60.0  # a full rescan catches what events missed (overflow, other hosts)
 STANDBY_RETRY_SECONDS = 2.0  # how often a standby dropd tries the owner lock
+CLOSE_RETRY_SECONDS = 2.0  # how soon a batch close the disk refused is tried again
 
 
 @dataclass(eq=False)
@@ -242,8 +243,17 @@ class GroupWorker:
 
     def close_due(self, now: float, timing: BatchTiming) -> None:
         """Close the open batch once its quiet or max-wait window has passed."""
-        if self.line.open is not None and now >= self.line.open.closes_at(timing):
+        if self.line.open is None or now < self.line.open.closes_at(timing):
+            return
+        try:
             self.close_open()
+        except SpoolError as exc:
+            # The batch stays open on disk, whole; the close is tried again shortly.
+            self.line.open.not_before = now + CLOSE_RETRY_SECONDS
+            self.set_error("spool", str(exc))
+            return
+        if self.error and self.error[0] == "spool":
+            self.error = None
 
     def close_open(self) -> None:
         """Close the open batch and put it in line (state `claimed` on disk)."""

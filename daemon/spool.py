@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import crashpoints
-from daemon.errors import SpoolError
+from daemon.errors import SpoolError, os_reason
 from daemon.intake import ReadyFile
 
 SPOOL_DIR = ".dropd"
@@ -151,7 +151,7 @@ class Spool:
         try:
             self.work.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SpoolError(self.work, _os_reason(exc)) from exc
+            raise SpoolError(self.work, os_reason(exc)) from exc
 
     def try_lock(self) -> bool:
         """Take the folder's owner lock without waiting; False if another dropd holds it."""
@@ -165,7 +165,7 @@ class Spool:
             os.close(fd)
             if exc.errno in (errno.EACCES, errno.EAGAIN):
                 return False
-            raise SpoolError(self.root / "lock", _os_reason(exc)) from exc
+            raise SpoolError(self.root / "lock", os_reason(exc)) from exc
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -186,8 +186,9 @@ class Spool:
         except (OSError, SpoolError) as exc:
             # A disk that is full must not fill up with half-made batch folders too.
             shutil.rmtree(self.batch_dir(manifest.batch), ignore_errors=True)
-            reason = exc.reason if isinstance(exc, SpoolError) else _os_reason(exc)
-            raise SpoolError(self.batch_dir(manifest.batch), reason) from exc
+            reason = exc.reason if isinstance(exc, SpoolError) else os_reason(exc)
+            # Named by the spool, not the new batch: the same problem reads the same each time.
+            raise SpoolError(self.work, reason) from exc
         return manifest
 
     def claim(self, batch_id: str, ready: ReadyFile) -> bool:
@@ -198,7 +199,7 @@ class Spool:
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise SpoolError(self.folder / ready.name, _os_reason(exc)) from exc
+            raise SpoolError(self.folder / ready.name, os_reason(exc)) from exc
         for marker in ready.markers:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.folder / marker, target / marker)
@@ -220,7 +221,7 @@ class Spool:
         try:
             shutil.rmtree(self.batch_dir(batch_id))
         except OSError as exc:
-            raise SpoolError(self.batch_dir(batch_id), _os_reason(exc)) from exc
+            raise SpoolError(self.batch_dir(batch_id), os_reason(exc)) from exc
 
     def save(self, manifest: Manifest) -> None:
         """Write the manifest atomically. Raises SpoolError if the disk refuses."""
@@ -228,7 +229,7 @@ class Spool:
         try:
             write_json_atomic(path, manifest.to_json())
         except OSError as exc:
-            raise SpoolError(path, _os_reason(exc)) from exc
+            raise SpoolError(path, os_reason(exc)) from exc
 
     def load(self, batch_id: str) -> Manifest:
         """Read a batch's manifest. Raises SpoolError if it is missing or unreadable."""
@@ -292,7 +293,7 @@ class Spool:
             shutil.rmtree(self.batch_dir(manifest.batch))
             fsync_dir(self.work)
         except OSError as exc:
-            raise SpoolError(source, _os_reason(exc)) from exc
+            raise SpoolError(source, os_reason(exc)) from exc
         return dest
 
     def destination(self, manifest: Manifest, moment: datetime) -> Path:
@@ -301,11 +302,3 @@ class Spool:
             day = str((manifest.record or {}).get("finished", iso(moment)))[:10]
             return self.folder / "sent" / day / manifest.batch
         return self.folder / "failed" / manifest.batch
-
-
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full; free some space and dropd carries on"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied; give dropd's user write access"
-    return exc.strerror or str(exc)
