@@ -215,3 +215,47 @@ def run_dropd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*dropd_command(), *args], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def uploads_by_batch(sandbox: SandboxProcess) -> dict[str, list[Path]]:
+    """The sandbox's accepted uploads by batch id (dropd names them `BATCH.zip`, or
+    `BATCH-N.zip` for part N of a batch cut to `max_upload_bytes`)."""
+    found: dict[str, list[Path]] = {}
+    for upload in sandbox.uploads():
+        for part in sandbox.request(upload)["parts"]:
+            match = re.fullmatch(r"(\d{8}T\d{6}\.\d{6}Z-[0-9a-f]+)(-\d+)?\.zip", part["filename"])
+            assert match, f"{upload}: {part['filename']!r} is not named after a batch"
+            found.setdefault(match.group(1), []).append(upload)
+    return found
+
+
+def drained(folder: Path) -> bool:
+    """True when no file waits at the top of `folder` and no batch is in `.dropd/work/`."""
+    work = folder / ".dropd" / "work"
+    waiting = [p for p in folder.iterdir() if not p.is_dir()]
+    return not waiting and (not work.is_dir() or not any(work.iterdir()))
+
+
+def group_status(state_dir: Path, group: str) -> dict[str, Any] | None:
+    """The group's entry in `state_dir/status.json`, or None until the daemon has written it."""
+    try:
+        data = json.loads((state_dir / "status.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    for entry in data.get("groups", []):
+        if entry.get("group") == group:
+            return dict(entry)
+    return None
+
+
+def start_sandbox_with(store: Path, clients: list[str], *extra_args: str) -> SandboxProcess:
+    """Start `dropd sandbox --port 0` with extra arguments (e.g. `--token-lifetime 3`)."""
+    args = [*dropd_command(), "sandbox", "--port", "0", "--store", str(store), *extra_args]
+    for client in clients:
+        args += ["--client", client]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first)
+    assert match, f"unexpected first line from dropd sandbox: {first!r}"
+    return SandboxProcess(store, process, match.group(1))
