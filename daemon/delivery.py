@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,9 @@ class Delivery:
     timeouts: tuple[float, float]
     give_up_after_seconds: float
     wall: Callable[[], datetime]
+    # Parts the server accepted but the disk has not recorded yet (it was full): kept here
+    # so the next attempt records them instead of uploading them again.
+    answered: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
 
 def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
@@ -62,6 +65,8 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
     structlog.contextvars.bind_contextvars(group=ctx.group.key, batch=batch_id)
     try:
         manifest = ctx.spool.load(batch_id)
+        for part in manifest.parts:
+            part.update(ctx.answered.get(batch_id, {}).get(part["number"], {}))
         if manifest.state in (BatchState.SENT, BatchState.FAILED):
             return _moved(ctx, manifest)
         if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
@@ -120,12 +125,17 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
         if outcome.kind is not api.OutcomeKind.SENT:
             return _settle(ctx, manifest, outcome)
         crashpoints.reached("answered")
-        part.update(
-            sent=True, status=outcome.status, answer=outcome.answer, resent_after_restart=resent
-        )
+        answer = {
+            "sent": True,
+            "status": outcome.status,
+            "answer": outcome.answer,
+            "resent_after_restart": resent,
+        }
+        ctx.answered.setdefault(manifest.batch, {})[part["number"]] = answer
+        part.update(answer)
         resent = False  # only the part in flight at the crash can have gone up twice
         ctx.spool.save(manifest)
-    return _sent(ctx, manifest, outcome)
+    return _sent(ctx, manifest)
 
 
 def _send_part(
@@ -204,10 +214,11 @@ def _gave_up(ctx: Delivery, manifest: Manifest) -> bool:
     return (ctx.wall() - first).total_seconds() >= ctx.give_up_after_seconds
 
 
-def _sent(ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome | None) -> BatchResult:
+def _sent(ctx: Delivery, manifest: Manifest) -> BatchResult:
     manifest.state = BatchState.SENT
-    record = record_of(ctx, manifest, outcome)
+    record = record_of(ctx, manifest, None)
     dest = ctx.spool.finish(manifest, record, ctx.wall())
+    ctx.answered.pop(manifest.batch, None)
     log.info(
         "batch_sent",
         status=record["status"],
@@ -242,6 +253,7 @@ def record_of(
     ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome | None
 ) -> dict[str, Any]:
     """The receipt.json / error.json body: everything known about the batch."""
+    last = manifest.parts[-1] if manifest.parts else {}
     return {
         "batch": manifest.batch,
         "group": ctx.group.key,
@@ -253,8 +265,9 @@ def record_of(
             for f in manifest.files
         ],
         "zip": manifest.zip,
-        "status": outcome.status if outcome else None,
-        "answer": outcome.answer if outcome else None,
+        # The answer that decided the batch: the failing one, else the last part's 200.
+        "status": outcome.status if outcome else last.get("status"),
+        "answer": outcome.answer if outcome else last.get("answer"),
         "parts": [_part_record(p) for p in manifest.parts],
         "resent_after_restart": any(p.get("resent_after_restart") for p in manifest.parts),
         "bom_removed": [n for p in manifest.parts for n in p.get("bom_removed", [])],
