@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import json
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,20 +38,52 @@ class UploadOutcome:
     seconds: float = 0.0
 
 
-class _BigBlockAdapter(HTTPAdapter):
+class _TunedAdapter(HTTPAdapter):
+    """1 MiB send blocks, no urllib3 retries, and a campus CA added to the system's trust."""
+
+    def __init__(self, ca_bundle: Path | None) -> None:
+        self._ca_bundle = ca_bundle  # before super().__init__, which builds the pool manager
+        super().__init__(max_retries=0)  # never let urllib3 resend a streamed body
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["blocksize"] = SEND_BLOCK
+        if self._ca_bundle is not None:
+            kwargs["ssl_context"] = trust_with(self._ca_bundle)
         super().init_poolmanager(*args, **kwargs)
+
+
+def trust_with(ca_bundle: Path) -> ssl.SSLContext:
+    """The system's trusted CAs plus `ca_bundle` (a PEM file, or a folder of hashed ones)."""
+    context = ssl.create_default_context()
+    if ca_bundle.is_dir():
+        context.load_verify_locations(capath=str(ca_bundle))
+    else:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    return context
+
+
+def mount_tls(session: requests.Session, ca_bundle: Path | None) -> None:
+    """Give `session` dropd's adapter. A `ca_bundle` adds to the trust, never replaces it,
+    and a session-level `verify` is never set: requests lets REQUESTS_CA_BUNDLE override it
+    (psf/requests#3829)."""
+    adapter = _TunedAdapter(ca_bundle)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
 
 
 def new_session(ca_bundle: Path | None = None) -> requests.Session:
     """A session for uploads: large send blocks, TLS verified (plus a campus CA if given)."""
     session = requests.Session()
-    adapter = _BigBlockAdapter(max_retries=0)  # never let urllib3 resend a streamed body
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.verify = str(ca_bundle) if ca_bundle else True
+    mount_tls(session, ca_bundle)
     return session
+
+
+def untrusted_reason(exc: requests.exceptions.SSLError, host_url: str) -> str:
+    """What to do when TLS fails: the server was reached, its certificate was not trusted."""
+    return (
+        f"the TLS certificate of {host_url} is not trusted ({type(exc).__name__}); if a "
+        "campus proxy or CA signs it, give that CA in the environment's ca_bundle"
+    )
 
 
 def upload_url(base_url: str, group_name: str) -> str:
@@ -84,6 +117,9 @@ def upload_zip(
             response = session.post(url, data=encoder, headers=headers, timeout=timeouts)
         except requests.Timeout as exc:
             return _network(exc, "timed out", started)
+        except requests.exceptions.SSLError as exc:
+            reason = untrusted_reason(exc, url) + "; dropd tries again"
+            return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
         except requests.RequestException as exc:
             return _network(exc, "could not be completed", started)
     outcome = classify(response.status_code, response.headers, response.text)

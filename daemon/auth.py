@@ -18,6 +18,7 @@ import structlog
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
+from daemon.api import mount_tls, untrusted_reason
 from daemon.config import Environment, SecretKind, TokenAuth
 from daemon.errors import SecretError, TokenError
 from daemon.log import REDACTOR
@@ -136,6 +137,7 @@ class TokenSource:
     def _fetch(self, now: float) -> Token:
         session = OAuth2Session(client=BackendApplicationClient(client_id=self.env.client_id))
         session.register_compliance_hook("access_token_response", self._check_answer)
+        mount_tls(session, self.env.ca_bundle)
         if urlsplit(self.env.token_url).scheme == "http":
             # config.py admits http:// only for a loopback host (the sandbox, tests).
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
@@ -147,8 +149,9 @@ class TokenSource:
                 client_secret=self._secret,
                 include_client_id=self.env.token_auth is TokenAuth.BODY,
                 timeout=self._timeouts,
-                verify=_verify(self.env),
             )
+        except requests.exceptions.SSLError as exc:
+            raise TokenError(self.env.name, untrusted_reason(exc, self.env.token_url)) from exc
         except requests.RequestException as exc:
             raise TokenError(
                 self.env.name,
@@ -231,7 +234,3 @@ class TokenSource:
                 path=str(self._cache_path),
                 reason=exc.strerror or str(exc),
             )
-
-
-def _verify(env: Environment) -> bool | str:
-    return str(env.ca_bundle) if env.ca_bundle else True
