@@ -43,6 +43,23 @@ class BatchResult:
     destination: Path | None = None
 
 
+@dataclass(slots=True)
+class DeliveryMemory:
+    """What this process knows of its batches beyond the disk (kept across reloads)."""
+
+    # Parts the server accepted but the disk has not recorded yet (it was full): the next
+    # attempt records them instead of uploading them again.
+    answered: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # Batches this process has posted: an `uploading` state it finds for one of these is
+    # its own retry, not a restart after a crash.
+    posted: set[str] = field(default_factory=set)
+
+    def forget(self, batch_id: str) -> None:
+        """The batch is recorded on disk: nothing more to remember of it."""
+        self.answered.pop(batch_id, None)
+        self.posted.discard(batch_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """What one group needs to deliver its batches."""
@@ -55,9 +72,7 @@ class Delivery:
     timeouts: tuple[float, float]
     give_up_after_seconds: float
     wall: Callable[[], datetime]
-    # Parts the server accepted but the disk has not recorded yet (it was full): kept here
-    # so the next attempt records them instead of uploading them again.
-    answered: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    memory: DeliveryMemory = field(default_factory=lambda: DeliveryMemory())
 
 
 def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
@@ -66,7 +81,7 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
     try:
         manifest = ctx.spool.load(batch_id)
         for part in manifest.parts:
-            part.update(ctx.answered.get(batch_id, {}).get(part["number"], {}))
+            part.update(ctx.memory.answered.get(batch_id, {}).get(part["number"], {}))
         if manifest.state in (BatchState.SENT, BatchState.FAILED):
             return _moved(ctx, manifest)
         if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
@@ -112,7 +127,8 @@ def _zip(ctx: Delivery, manifest: Manifest) -> None:
 def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
     if isinstance(ctx.tokens, SecretError):
         return BatchResult(ResultKind.WAIT, "token", str(ctx.tokens))
-    resent = manifest.state is BatchState.UPLOADING  # a crash may have come after a 200
+    # Found `uploading` by a process that never posted it: a crash may have come after a 200.
+    resent = manifest.state is BatchState.UPLOADING and manifest.batch not in ctx.memory.posted
     outcome: api.UploadOutcome | None = None
     for part in manifest.parts:
         if part.get("sent"):
@@ -131,7 +147,7 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
             "answer": outcome.answer,
             "resent_after_restart": resent,
         }
-        ctx.answered.setdefault(manifest.batch, {})[part["number"]] = answer
+        ctx.memory.answered.setdefault(manifest.batch, {})[part["number"]] = answer
         part.update(answer)
         resent = False  # only the part in flight at the crash can have gone up twice
         ctx.spool.save(manifest)
@@ -148,6 +164,7 @@ def _send_part(
     manifest.state = BatchState.UPLOADING
     ctx.spool.save(manifest)
     crashpoints.reached("uploading")
+    ctx.memory.posted.add(manifest.batch)
     outcome = _post(ctx, manifest, part, token)
     if outcome.kind is api.OutcomeKind.UNAUTHORIZED:
         tokens.invalidate(token)
@@ -218,7 +235,7 @@ def _sent(ctx: Delivery, manifest: Manifest) -> BatchResult:
     manifest.state = BatchState.SENT
     record = record_of(ctx, manifest, None)
     dest = ctx.spool.finish(manifest, record, ctx.wall())
-    ctx.answered.pop(manifest.batch, None)
+    ctx.memory.forget(manifest.batch)
     log.info(
         "batch_sent",
         status=record["status"],
@@ -243,6 +260,7 @@ def end_batch(
     record = record_of(ctx, manifest, outcome)
     record.update(step=step, reason=reason)
     dest = ctx.spool.finish(manifest, record, ctx.wall())
+    ctx.memory.forget(manifest.batch)
     log.error(
         "batch_failed", step=step, reason=reason, status=record.get("status"), destination=str(dest)
     )

@@ -14,9 +14,9 @@ from daemon.archive import file_sha256
 from daemon.auth import TokenSource, read_secret
 from daemon.batch import BatchTiming, GroupLine, OpenBatch
 from daemon.config import Config, DaemonSettings, Group
-from daemon.delivery import BatchResult, Delivery, ResultKind, end_batch
+from daemon.delivery import BatchResult, Delivery, DeliveryMemory, ResultKind, end_batch
 from daemon.errors import SecretError, SpoolError
-from daemon.intake import FileKind, ReadyFile, SettleTracker, ready_files, scan_folder
+from daemon.intake import FileKind, ReadyFile, SettleTracker, classify, ready_files, scan_folder
 from daemon.requeue import finish_staged
 from daemon.spool import BatchState, FileRecord, Spool, iso, iso_precise
 from daemon.watch import FolderWatcher
@@ -105,6 +105,15 @@ class GroupWorker:
         for batch_id in finish_staged(self.spool):
             log.warning("batch_requeue_finished", group=self.group.key, batch=batch_id)
         self._enqueue(self.spool.batch_ids(), "batch_recovered")
+        self._reunite_markers()
+
+    def _reunite_markers(self) -> None:
+        top = [n for n in os.listdir(self.group.folder) if classify(n) is FileKind.MARKER]
+        if not top:
+            return
+        for batch_id in [*self.line.waiting]:
+            for marker in self.spool.reunite_markers(batch_id, top):
+                log.warning("marker_reunited", group=self.group.key, batch=batch_id, file=marker)
 
     def adopt(self) -> None:
         """Put in line the batches that appeared in the spool (`dropd retry`, `release`)."""
@@ -306,7 +315,8 @@ class GroupWorker:
     def take_settings(self, config: Config, tokens: TokenSource | SecretError) -> None:
         """A reload kept this group's folder: take its new settings and try again at once."""
         self.group = config.groups[self.group.key]
-        self.delivery = build_delivery(config, self.group, self.spool, tokens, self.wall)
+        memory = self.delivery.memory
+        self.delivery = build_delivery(config, self.group, self.spool, tokens, self.wall, memory)
         self.failures = 0
         self.line.not_before = 0.0
         self.next_owner_try = 0.0
@@ -359,6 +369,7 @@ def build_delivery(
     spool: Spool,
     tokens: TokenSource | SecretError,
     wall: Callable[[], datetime],
+    memory: DeliveryMemory | None = None,
 ) -> Delivery:
     """What a group's uploads need: its environment, token source and an HTTP session."""
     env = config.environments[group.environment]
@@ -372,6 +383,7 @@ def build_delivery(
         (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
         daemon.give_up_after_seconds,
         wall,
+        memory or DeliveryMemory(),
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from daemon import crashpoints
 from daemon.errors import SpoolError, os_reason
-from daemon.intake import ReadyFile
+from daemon.intake import ReadyFile, markers_for
 
 SPOOL_DIR = ".dropd"
 ZIP_NAME = "upload.zip"
@@ -160,7 +160,10 @@ class Spool:
         self.ensure()
         fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # flock, not lockf: held per open file, so even two groups of one process (a
+            # reload that renames a group) exclude each other. Linux's NFS client carries
+            # flock as a byte-range lock, which NFSv4 servers honour across hosts.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EACCES, errno.EAGAIN):
@@ -248,6 +251,20 @@ class Spool:
             for p in self.work.iterdir()
             if not p.name.startswith(".") and (p / "manifest.json").exists()
         )
+
+    def reunite_markers(self, batch_id: str, top_markers: list[str]) -> list[str]:
+        """Move into the batch the top-level markers of its files (a crash came between a
+        file's rename and its markers'), unless a new file of that name waits beside them."""
+        files = self.files_dir(batch_id)
+        moved = []
+        for name in os.listdir(files):
+            if (self.folder / name).exists():
+                continue
+            for marker in markers_for(name, top_markers):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(self.folder / marker, files / marker)
+                    moved.append(marker)
+        return moved
 
     def clear_unfinished_folders(self) -> list[str]:
         """At start-up: give a manifest to a batch folder that has files but none (a crash
