@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -139,19 +138,23 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> ReceivedFile
     )
 
 
-def _unterminated_quote(text: str) -> bool:
+def _unterminated_quote(data: bytes) -> bool:
     """True where the server's CSV reader (opencsv) ends inside a quoted field and throws."""
     # opencsv toggles "in quotes" on every quote not escaped by a backslash, anywhere.
-    return len(re.findall(r'(?<!\\)"', text)) % 2 == 1
+    # Counted on the bytes: a GB file is neither decoded nor listed match by match.
+    return (data.count(b'"') - data.count(b'\\"')) % 2 == 1
+
+
+HEADER_WINDOW = 1 << 16  # the header line is read from the file's start only
 
 
 def file_kind(file: ReceivedFile) -> str | None:
     """The kind the server gives a file (a CSV kind or "properties"), None if it rejects it."""
-    text = file.data.decode("utf-8", errors="replace")
-    if _unterminated_quote(text):
+    if _unterminated_quote(file.data):
         return None
+    head = file.data[:HEADER_WINDOW].decode("utf-8", errors="replace")
     try:
-        first = next(csv.reader(io.StringIO(text, newline="")), None)
+        first = next(csv.reader(io.StringIO(head, newline="")), None)
     except csv.Error:
         return None
     if first is None:  # an empty file: the server's "first line" lookup fails
