@@ -259,3 +259,29 @@ def start_sandbox_with(store: Path, clients: list[str], *extra_args: str) -> San
     match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first)
     assert match, f"unexpected first line from dropd sandbox: {first!r}"
     return SandboxProcess(store, process, match.group(1))
+
+
+USERS = (
+    b"user_id,login_id,first_name,last_name,email,status\n"
+    b"g1,ada@example.edu,Ada,Lovelace,ada@example.edu,active\n"
+)
+COURSES = (
+    b"course_id,short_name,long_name,account_id,term_id,status\n"
+    b"C1,C 1,Course One,acct,2026,active\n"
+)
+
+
+def music_group(
+    tmp_path: Path,
+    sandbox: SandboxProcess,
+    group_extra: dict[str, Any] | None = None,
+    **daemon: Any,
+) -> tuple[Path, Path]:
+    """A config with group `music` on environment `test` (client `unit-a`) and its folder;
+    returns (config, folder)."""
+    folder = tmp_path / "drop" / "music"
+    folder.mkdir(parents=True)
+    secret = write_secret(tmp_path / "test.secret", "secret-a-1234")
+    group = {"environment": "test", "folder": str(folder), **(group_extra or {})}
+    environments = {"test": sandbox_environment(sandbox, "unit-a", secret)}
+    return toml_config(tmp_path, environments, {"music": group}, **daemon), folder

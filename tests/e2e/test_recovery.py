@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 from harness import (
+    COURSES,
     DEADLINE,
+    USERS,
     DaemonProcess,
     SandboxProcess,
     drained,
@@ -38,14 +40,6 @@ from daemon import crashpoints
 
 Processes = list[SandboxProcess | DaemonProcess]
 
-USERS = (
-    b"user_id,login_id,first_name,last_name,email,status\n"
-    b"g1,ada@example.edu,Ada,Lovelace,ada@example.edu,active\n"
-)
-COURSES = (
-    b"course_id,short_name,long_name,account_id,term_id,status\n"
-    b"C1,C 1,Course One,acct,2026,active\n"
-)
 DROPPED = {"users.csv": USERS, "courses.csv": COURSES}
 GROUP = "music"
 

@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 from harness import (
+    USERS,
     DaemonProcess,
     SandboxProcess,
     drop,
@@ -16,11 +17,6 @@ from harness import (
     toml_config,
     wait_for,
     write_secret,
-)
-
-USERS = (
-    b"user_id,login_id,first_name,last_name,email,status\n"
-    b"g1,a@example.edu,A,B,a@example.edu,active\n"
 )
 
 

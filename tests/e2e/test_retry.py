@@ -5,47 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import (
+    USERS,
     DaemonProcess,
     SandboxProcess,
     drop,
     errors,
+    music_group,
     read,
     receipts,
     run_dropd,
-    sandbox_environment,
     script_sandbox,
     start_daemon,
-    toml_config,
     wait_for,
-    write_secret,
 )
 
-USERS = (
-    b"user_id,login_id,first_name,last_name,email,status\n"
-    b"g1,a@example.edu,A,B,a@example.edu,active\n"
-)
 FORBIDDEN = {
     "status": 403,
     "body": {"message": "User (unit-a) is not authorized to upload files", "fileErrors": None},
 }
 
 
-def setup(tmp_path: Path, sandbox: SandboxProcess) -> tuple[Path, Path]:
-    folder = tmp_path / "drop" / "music"
-    folder.mkdir(parents=True)
-    secret = write_secret(tmp_path / "test.secret", "secret-a-1234")
-    config = toml_config(
-        tmp_path,
-        {"test": sandbox_environment(sandbox, "unit-a", secret)},
-        {"music": {"environment": "test", "folder": str(folder)}},
-    )
-    return config, folder
-
-
 def test_retry_sends_a_failed_batch_unchanged(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = setup(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox)
     script_sandbox(sandbox, [FORBIDDEN])
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -73,7 +56,7 @@ def test_retry_sends_a_failed_batch_unchanged(
 def test_retry_refuses_what_is_not_a_failed_batch(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = setup(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     drop(folder, "notes.txt", b"not for upload")

@@ -9,10 +9,13 @@ import zipfile
 from pathlib import Path
 
 from harness import (
+    COURSES,
+    USERS,
     DaemonProcess,
     SandboxProcess,
     drop,
     errors,
+    music_group,
     read,
     receipts,
     sandbox_environment,
@@ -23,30 +26,8 @@ from harness import (
     write_secret,
 )
 
-USERS = (
-    b"user_id,login_id,first_name,last_name,email,status\n"
-    b"g1,ada@example.edu,Ada,Lovelace,ada@example.edu,active\n"
-)
-COURSES = (
-    b"course_id,short_name,long_name,account_id,term_id,status\n"
-    b"C1,C 1,Course One,acct,2026,active\n"
-)
 ENROLLMENTS = b"course_id,user_id,role,section_id,status\nC1,g1,student,,active\n"
 MESSAGE = b"sender=a@example.edu\nsubject=Welcome\nbody=Hello there\n"
-
-
-def one_group(tmp_path: Path, sandbox: SandboxProcess, **daemon: object) -> tuple[Path, Path]:
-    """A config with group `music` on environment `test`; returns (config, folder)."""
-    folder = tmp_path / "drop" / "music"
-    folder.mkdir(parents=True)
-    secret = write_secret(tmp_path / "test.secret", "secret-a-1234")
-    config = toml_config(
-        tmp_path,
-        {"test": sandbox_environment(sandbox, "unit-a", secret)},
-        {"music": {"environment": "test", "folder": str(folder)}},
-        **daemon,
-    )
-    return config, folder
 
 
 def zip_entries(path: Path) -> dict[str, bytes]:
@@ -118,7 +99,7 @@ def test_run_two_groups_on_two_environments_each_get_one_zip(
 def test_run_takes_files_present_at_startup(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = one_group(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox)
     drop(folder, "users.csv", USERS)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
@@ -130,7 +111,7 @@ def test_run_takes_files_present_at_startup(
 def test_run_rejected_upload_goes_to_failed_with_the_servers_answer(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = one_group(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     bad = b"id,name\n1,x\n"
@@ -149,7 +130,7 @@ def test_run_rejected_upload_goes_to_failed_with_the_servers_answer(
 def test_run_unknown_file_fails_alone_at_intake(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = one_group(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     drop(folder, "notes.txt", b"hello")
@@ -166,7 +147,7 @@ def test_run_unknown_file_fails_alone_at_intake(
 def test_run_done_marker_travels_and_is_not_uploaded(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = one_group(tmp_path, sandbox, settle_seconds=3600)
+    config, folder = music_group(tmp_path, sandbox, settle_seconds=3600)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     daemon.wait_event("daemon_ready")
@@ -180,7 +161,7 @@ def test_run_done_marker_travels_and_is_not_uploaded(
 def test_run_polling_mode_picks_up_files(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = one_group(tmp_path, sandbox, poll_seconds=0.5)
+    config, folder = music_group(tmp_path, sandbox, poll_seconds=0.5)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     daemon.wait_event("daemon_ready")
@@ -191,7 +172,7 @@ def test_run_polling_mode_picks_up_files(
 def test_run_never_logs_the_secret_or_the_token(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = one_group(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     drop(folder, "users.csv", USERS)
@@ -218,7 +199,7 @@ def test_run_never_logs_the_secret_or_the_token(
 def test_run_console_log_format_is_for_people(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = one_group(tmp_path, sandbox, log_format="console")
+    config, folder = music_group(tmp_path, sandbox, log_format="console")
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     drop(folder, "users.csv", USERS)
@@ -239,7 +220,7 @@ def test_run_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
 def test_run_stops_cleanly_on_sigterm(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, _folder = one_group(tmp_path, sandbox)
+    config, _folder = music_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     daemon.wait_event("daemon_ready")
     assert daemon.stop() == 0

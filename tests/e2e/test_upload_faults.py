@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 from harness import (
+    COURSES,
+    USERS,
     DaemonProcess,
     SandboxProcess,
     drop,
@@ -46,14 +48,6 @@ from harness import (
 )
 
 SECRET = "secret-a-1234"
-USERS = (
-    b"user_id,login_id,first_name,last_name,email,status\n"
-    b"g1,ada@example.edu,Ada,Lovelace,ada@example.edu,active\n"
-)
-COURSES = (
-    b"course_id,short_name,long_name,account_id,term_id,status\n"
-    b"C1,C 1,Course One,acct,2026,active\n"
-)
 # Retries come promptly; backoff alone never waits longer than retry_max_seconds.
 FAST = {"retry_initial_seconds": 0.2, "retry_max_seconds": 1}
 FILE_ERRORS = [

@@ -11,13 +11,11 @@ from harness import (
     SandboxProcess,
     drop,
     errors,
+    music_group,
     read,
     receipts,
-    sandbox_environment,
     start_daemon,
-    toml_config,
     wait_for,
-    write_secret,
 )
 
 LIMIT = 6000
@@ -33,24 +31,10 @@ def rows(header: bytes, count: int, width: int = 3) -> bytes:
     return header + body
 
 
-def setup(tmp_path: Path, sandbox: SandboxProcess) -> tuple[Path, Path]:
-    folder = tmp_path / "drop" / "music"
-    folder.mkdir(parents=True)
-    secret = write_secret(tmp_path / "s", "secret-a-1234")
-    group = {"environment": "test", "folder": str(folder), "max_upload_bytes": LIMIT}
-    config = toml_config(
-        tmp_path,
-        {"test": sandbox_environment(sandbox, "unit-a", secret)},
-        {"music": group},
-        quiet_seconds=1.5,
-    )
-    return config, folder
-
-
 def test_parts_go_up_in_server_order_each_under_the_limit(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = setup(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox, {"max_upload_bytes": LIMIT}, quiet_seconds=1.5)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     daemon.wait_event("daemon_ready")
@@ -93,7 +77,7 @@ def test_parts_go_up_in_server_order_each_under_the_limit(
 def test_parts_a_file_too_big_for_one_upload_fails_with_the_reason(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    config, folder = setup(tmp_path, sandbox)
+    config, folder = music_group(tmp_path, sandbox, {"max_upload_bytes": LIMIT}, quiet_seconds=1.5)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     big = rows(b"user_id,login_id,first_name,last_name,email,status\n", 400)
