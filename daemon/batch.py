@@ -63,11 +63,9 @@ class GroupLine:
         self.waiting.append(batch_id)
         return batch_id
 
-    def close_if_due(self, now: float, timing: BatchTiming) -> str | None:
-        """Close the open batch if its window has passed; returns its id if closed."""
-        if self.open is not None and now >= self.open.closes_at(timing):
-            return self.close_open()
-        return None
+    def due(self, now: float, timing: BatchTiming) -> bool:
+        """True once the open batch's window has passed (rule 3)."""
+        return self.open is not None and now >= self.open.closes_at(timing)
 
     def next_to_send(self, now: float) -> str | None:
         """The batch to start now: the head of the line, if nothing is in flight."""

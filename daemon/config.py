@@ -140,14 +140,6 @@ def load_config(path: Path) -> Config:
     return Config(path=path, daemon=daemon, environments=environments, groups=groups)
 
 
-def environment_of(config: Config, group: Group) -> Environment:
-    """The environment `group` uploads to.
-
-    Raises KeyError if `config` did not come from load_config, which makes sure it exists.
-    """
-    return config.environments[group.environment]
-
-
 def check_paths(config: Config) -> list[str]:
     """Problems with the files and folders `config` names, as `key.path: why`; [] when none.
 

@@ -45,7 +45,6 @@ class GroupWorker:
     failures: int = 0  # consecutive waits and retries, for the backoff
     failed_batches: int = 0
     last_upload: str | None = None
-    in_flight_since: float = 0.0
     batch_files: dict[str, int] = field(default_factory=dict)
     watcher: FolderWatcher | None = None
 
@@ -128,7 +127,8 @@ class GroupWorker:
         )
         for manifest in manifests:
             if manifest.state is BatchState.OPEN:
-                self._close(manifest.batch)
+                if self._close(manifest.batch):
+                    self.line.waiting.append(manifest.batch)
                 continue
             count = self.spool.file_count(manifest.batch)
             self.line.waiting.append(manifest.batch)
@@ -225,7 +225,8 @@ class GroupWorker:
                 bytes=ready.size,
                 markers=list(ready.markers),
             )
-        self._close(manifest.batch)
+        if self._close(manifest.batch):
+            self.line.waiting.append(manifest.batch)
 
     def _fail_alone(self, ready: ReadyFile) -> None:
         manifest = self.spool.open_batch(self.wall())
@@ -252,8 +253,9 @@ class GroupWorker:
 
     def close_due(self, now: float, timing: BatchTiming) -> None:
         """Close the open batch once its quiet or max-wait window has passed."""
-        if self.line.open is None or now < self.line.open.closes_at(timing):
+        if not self.line.due(now, timing):
             return
+        assert self.line.open is not None
         try:
             self.close_open()
         except SpoolError as exc:
@@ -266,31 +268,35 @@ class GroupWorker:
 
     def close_open(self) -> None:
         """Close the open batch and put it in line (state `claimed` on disk)."""
-        if self.line.open is not None:
-            self._close(self.line.open.batch_id)
+        if self.line.open is None:
+            return
+        if self._close(self.line.open.batch_id):
+            self.line.close_open()
+        else:
             self.line.open = None
 
-    def _close(self, batch_id: str) -> None:
+    def _close(self, batch_id: str) -> bool:
+        """Record a batch as closed on disk; False if it was empty and is gone."""
         count = self.spool.file_count(batch_id)
         if count == 0:
             # Every file of it vanished before its claim: nothing to send, nothing to keep.
             self.spool.discard_empty(batch_id)
             log.info("batch_discarded", group=self.group.key, batch=batch_id, reason="empty")
-            return
+            return False
         manifest = self.spool.load(batch_id)
         manifest.state = BatchState.CLAIMED
         manifest.queued = iso_precise(self.wall())
         self.spool.save(manifest)
         crashpoints.reached("closed")
         self.batch_files[batch_id] = count
-        self.line.waiting.append(batch_id)
         log.info(
             "batch_closed",
             group=self.group.key,
             batch=batch_id,
             files=count,
-            position=len(self.line.waiting),
+            position=len(self.line.waiting) + 1,
         )
+        return True
 
     def next_deadline(self, timing: BatchTiming) -> float | None:
         """The next moment this group needs the scheduler."""

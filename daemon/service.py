@@ -201,7 +201,6 @@ class Scheduler:
         if batch_id is None:
             return
         worker.line.start(batch_id)
-        worker.in_flight_since = now
         future = self.pool.submit(deliver, worker.delivery, batch_id)
         future.add_done_callback(lambda f: self.inbox.put(Finished(worker, batch_id, _result(f))))
 

@@ -51,31 +51,34 @@ def test_group_line_add_moves_the_quiet_window() -> None:
     assert line.open.closes_at(TIMING) == 50.0
 
 
-def test_group_line_close_if_due_waits_for_the_quiet_window() -> None:
+def test_group_line_due_waits_for_the_quiet_window() -> None:
     line = line_with_open(at=0.0)
     line.add("users.csv", 0.0)
-    assert line.close_if_due(29.9, TIMING) is None
-    assert line.open is not None
-    assert line.close_if_due(30.0, TIMING) == "b1"
-    assert line.open is None
-    assert list(line.waiting) == ["b1"]
+    assert not line.due(29.9, TIMING)
+    assert line.due(30.0, TIMING)
 
 
-def test_group_line_close_if_due_after_max_wait_despite_arrivals() -> None:
+def test_group_line_due_after_max_wait_despite_arrivals() -> None:
     line = line_with_open(at=0.0)
     for second in range(0, 300, 20):
         line.add(f"file{second}.csv", float(second))
-        assert line.close_if_due(float(second), TIMING) is None
+        assert not line.due(float(second), TIMING)
     assert line.open is not None
     assert line.open.closes_at(TIMING) == 300.0
-    assert line.close_if_due(299.9, TIMING) is None
-    assert line.close_if_due(300.0, TIMING) == "b1"
+    assert not line.due(299.9, TIMING)
+    assert line.due(300.0, TIMING)
 
 
-def test_group_line_close_if_due_without_open_batch_is_none() -> None:
-    line = GroupLine()
-    assert line.close_if_due(1e9, TIMING) is None
-    assert list(line.waiting) == []
+def test_group_line_due_not_before_a_refused_close() -> None:
+    line = line_with_open(at=0.0)
+    assert line.open is not None
+    line.open.not_before = 100.0
+    assert not line.due(99.0, TIMING)
+    assert line.due(100.0, TIMING)
+
+
+def test_group_line_due_without_open_batch_is_false() -> None:
+    assert not GroupLine().due(1e9, TIMING)
 
 
 def test_group_line_close_open_puts_the_batch_at_the_back() -> None:

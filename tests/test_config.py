@@ -20,7 +20,6 @@ from daemon.config import (
     Validation,
     check_config_command,
     check_paths,
-    environment_of,
     load_config,
 )
 from daemon.errors import ConfigError
@@ -785,14 +784,6 @@ def test_load_config_sibling_folders_with_a_common_prefix_are_fine(tmp_path: Pat
         'folder = "/srv/drop/music2"', key="art"
     ).replace(TEST_ENVIRONMENT, "")
     assert set(load(tmp_path, text).groups) == {"music", "art"}
-
-
-def test_environment_of_returns_the_group_environment(tmp_path: Path) -> None:
-    config = load(tmp_path, group(""))
-    assert environment_of(config, config.groups["music"]) is config.environments["test"]
-
-
-# --- the example configuration ----------------------------------------------------------
 
 
 def test_load_config_example_loads() -> None:
