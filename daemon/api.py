@@ -16,6 +16,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder
 
+from daemon.archive import open_regular
+
 ANSWER_TEXT_LIMIT = 2000  # a proxy's HTML error page is kept, cut to this many characters
 SEND_BLOCK = 1 << 20  # urllib3 sends 16 KiB blocks by default; 1 MiB doubles throughput
 _RETRY_STATUSES = frozenset({408, 429})
@@ -102,7 +104,7 @@ def upload_zip(
 ) -> UploadOutcome:
     """POST the ZIP at `zip_path` streamed from disk, and classify the answer."""
     started = time.monotonic()
-    with open(zip_path, "rb") as body:
+    with open_regular(zip_path) as body:
         fields: dict[str, Any] = {"deptFileUpload": (filename, body, "application/zip")}
         if custom_notification:
             fields["customUsersNotification"] = "true"

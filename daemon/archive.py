@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from daemon.errors import ArchiveError, os_reason
 
@@ -102,7 +105,7 @@ def _add(archive: zipfile.ZipFile, entry: ZipEntry) -> SourceDigest:
     digest = hashlib.sha256()
     size = 0
     stripped = False
-    with open(entry.source, "rb") as source, archive.open(info, "w") as sink:
+    with open_regular(entry.source) as source, archive.open(info, "w") as sink:
         chunk = source.read(CHUNK)
         digest.update(chunk)
         size += len(chunk)
@@ -116,10 +119,27 @@ def _add(archive: zipfile.ZipFile, entry: ZipEntry) -> SourceDigest:
     return SourceDigest(entry.name, size, digest.hexdigest(), stripped)
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """Open a dropped file to read, never through a link, FIFO, socket or device.
+
+    Raises OSError if `path` is a link (ELOOP) or not a regular file (EINVAL).
+    """
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; the type check then refuses it.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as source:
+    with open_regular(path) as source:
         while chunk := source.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

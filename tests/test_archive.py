@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.archive import BOM, ZipEntry, build_zip, file_sha256
+from daemon.archive import BOM, ZipEntry, build_zip, file_sha256, open_regular
 from daemon.errors import ArchiveError
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\r\nu1,a@b.edu,A,B,a@b.edu,active\r\n"
@@ -188,3 +189,20 @@ def test_build_zip_source_with_an_mtime_before_1980(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
     with zipfile.ZipFile(built.path) as archive:
         assert archive.read("users.csv") == USERS
+
+
+def test_open_regular_refuses_a_link_and_a_fifo_without_waiting(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"do not read")
+    link = tmp_path / "users.csv"
+    link.symlink_to(secret)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError) as through_link:
+        open_regular(link)
+    assert through_link.value.errno == errno.ELOOP
+    with pytest.raises(OSError) as through_fifo:
+        open_regular(fifo)  # returns at once: no writer is awaited
+    assert through_fifo.value.errno == errno.EINVAL
+    with open_regular(secret) as plain:
+        assert plain.read() == b"do not read"
