@@ -20,8 +20,15 @@ import structlog
 from daemon import api, crashpoints
 from daemon.auth import TokenSource
 from daemon.config import Environment, Group
-from daemon.errors import ArchiveError, OversizeError, SecretError, SpoolError, TokenError
-from daemon.packing import pack
+from daemon.errors import (
+    ArchiveError,
+    OversizeError,
+    SecretError,
+    SpoolError,
+    TokenError,
+    ValidationError,
+)
+from daemon.packing import describe_files, pack
 from daemon.spool import BatchState, Manifest, Spool, iso
 
 log = structlog.get_logger()
@@ -87,6 +94,8 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
         if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
             try:
                 _zip(ctx, manifest)
+            except ValidationError as exc:
+                return end_batch(ctx, manifest, "validate", str(exc), problems=exc.problems)
             except OversizeError as exc:
                 return end_batch(ctx, manifest, "zip", str(exc))
         return _upload(ctx, manifest)
@@ -111,7 +120,9 @@ def _moved(ctx: Delivery, manifest: Manifest) -> BatchResult:
 
 
 def _zip(ctx: Delivery, manifest: Manifest) -> None:
-    pack(ctx.spool, manifest, ctx.group.max_upload_bytes)
+    pack(ctx.spool, manifest, ctx.group.max_upload_bytes, ctx.group.validation)
+    for warning in manifest.warnings:
+        log.warning("row_warning", **warning)
     manifest.state = BatchState.ZIPPED
     ctx.spool.save(manifest)
     crashpoints.reached("zipped")
@@ -254,11 +265,16 @@ def end_batch(
     step: str,
     reason: str,
     outcome: api.UploadOutcome | None = None,
+    problems: list[dict[str, Any]] | None = None,
 ) -> BatchResult:
     """Fail the batch for good: error.json beside its files in failed/."""
     manifest.state = BatchState.FAILED
+    if not manifest.files:
+        manifest.files = describe_files(ctx.spool.files_dir(manifest.batch))
     record = record_of(ctx, manifest, outcome)
     record.update(step=step, reason=reason)
+    if problems is not None:
+        record["problems"] = problems
     dest = ctx.spool.finish(manifest, record, ctx.wall())
     ctx.memory.forget(manifest.batch)
     log.error(
@@ -294,6 +310,7 @@ def record_of(
         "first_attempt": manifest.first_attempt,
         "finished": iso(ctx.wall()),
         "earlier_errors": manifest.history,
+        "warnings": manifest.warnings,
     }
 
 

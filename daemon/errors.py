@@ -7,6 +7,8 @@
     ├── SpoolError       the on-disk batch cannot be read, written or moved (.path, .reason)
     ├── RequeueError     `dropd retry` cannot put that batch back in line
     ├── OversizeError    one file cannot fit in `max_upload_bytes` (.name, .needs, .limit)
+    ├── ValidationError  the server would refuse the batch's files (.problems, each with
+    │                    file, line, message)
     └── TokenError       no token can be had, or a fresh one is refused (.environment, .rejected)
 
 An upload's answer is not an error but an outcome (`api.UploadOutcome`: sent, retry, failed,
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import Any
 
 
 def os_reason(exc: OSError) -> str:
@@ -29,6 +32,8 @@ def os_reason(exc: OSError) -> str:
         return "permission denied; give dropd's user write access"
     if exc.errno == errno.EROFS:
         return "the file system is read-only; remount it read-write"
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link, and dropd never reads through links; drop the file itself"
     if exc.errno == errno.EXDEV:
         return "sent/ or failed/ is on another file system; keep them in the drop folder"
     return exc.strerror or str(exc)
@@ -89,6 +94,19 @@ class OversizeError(DropdError):
         self.name = name
         self.needs = needs
         self.limit = limit
+
+
+class ValidationError(DropdError):
+    """The server would refuse the batch's files; `problems` lists every one found."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        first = problems[0]  # its message says the line where there is one
+        super().__init__(
+            f"{len(problems)} problem(s) in the batch's files, the first in {first['file']}: "
+            f"{first['message']}; fix the files and drop them again (error.json lists every "
+            "problem)"
+        )
+        self.problems = problems
 
 
 class TokenError(DropdError):

@@ -10,15 +10,22 @@ from datetime import datetime
 import structlog
 
 from daemon import api, crashpoints
-from daemon.archive import file_sha256
 from daemon.auth import TokenSource, read_secret
 from daemon.batch import BatchTiming, GroupLine, OpenBatch
 from daemon.config import Config, DaemonSettings, Group
 from daemon.delivery import BatchResult, Delivery, DeliveryMemory, ResultKind, end_batch
 from daemon.errors import SecretError, SpoolError
-from daemon.intake import FileKind, ReadyFile, SettleTracker, classify, ready_files, scan_folder
+from daemon.intake import (
+    FileKind,
+    ReadyFile,
+    SettleTracker,
+    classify,
+    orphan_markers,
+    ready_files,
+    scan_folder,
+)
 from daemon.requeue import finish_staged
-from daemon.spool import BatchState, FileRecord, Spool, iso, iso_precise
+from daemon.spool import BatchState, Spool, iso, iso_precise
 from daemon.watch import FolderWatcher
 
 log = structlog.get_logger()
@@ -46,6 +53,7 @@ class GroupWorker:
     failed_batches: int = 0
     last_upload: str | None = None
     batch_files: dict[str, int] = field(default_factory=dict)
+    orphans: dict[str, tuple[float, bool]] = field(default_factory=dict)  # since, reported
     watcher: FolderWatcher | None = None
 
     # -- ownership and recovery -------------------------------------------------------------
@@ -168,6 +176,26 @@ class GroupWorker:
         settle_at = self.tracker.next_settle_at(daemon.settle_seconds)
         if settle_at is not None:
             self.next_scan = min(self.next_scan, settle_at)
+        self._watch_orphans(orphan_markers(seen), now, daemon.max_wait_seconds)
+
+    def _watch_orphans(self, orphans: list[str], now: float, max_wait: float) -> None:
+        # A marker whose file never comes is said once, after max_wait, and left alone.
+        self.orphans = {m: self.orphans.get(m, (now, False)) for m in orphans}
+        for marker, (since, reported) in self.orphans.items():
+            if reported:
+                continue
+            if now - since >= max_wait:
+                log.warning(
+                    "marker_orphaned",
+                    group=self.group.key,
+                    file=marker,
+                    waited_seconds=round(now - since, 1),
+                    reason=f"{marker} has no file beside it; dropd leaves it alone: "
+                    "remove it if its file is not coming",
+                )
+                self.orphans[marker] = (since, True)
+            else:
+                self.next_scan = min(self.next_scan, since + max_wait)
 
     def _folder_lost(self, exc: BaseException) -> None:
         # An unmounted share or a removed folder: say so, stop watching the dead inode, and
@@ -232,16 +260,6 @@ class GroupWorker:
         manifest = self.spool.open_batch(self.wall())
         if not self.spool.claim(manifest.batch, ready):
             return
-        files = self.spool.files_dir(manifest.batch)
-        manifest.files = [
-            FileRecord(
-                n,
-                (files / n).stat().st_size,
-                file_sha256(files / n),
-                "other" if n == ready.name else "marker",
-            )
-            for n in sorted(os.listdir(files))
-        ]
         reason = (
             f"{ready.name} is not a file dropd uploads (only *.csv, message.properties "
             "and *.zip are); rename it or drop it elsewhere"

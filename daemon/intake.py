@@ -170,3 +170,10 @@ def _is_ready(
     if mode is DoneMarkers.AUTO and has_marker:
         return True
     return tracker.settled(name, now, settle_seconds)
+
+
+def orphan_markers(seen: list[FileSeen]) -> list[str]:
+    """The markers in a scan whose file is not there (yet, or ever)."""
+    markers = [f.name for f in seen if f.kind is FileKind.MARKER]
+    owned = {m for f in seen if f.kind is not FileKind.MARKER for m in markers_for(f.name, markers)}
+    return [m for m in markers if m not in owned]

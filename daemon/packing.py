@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from daemon.archive import BuiltZip, SourceDigest, ZipEntry, build_zip, file_sha256
-from daemon.errors import ArchiveError, OversizeError
+from daemon.config import Validation
+from daemon.errors import ArchiveError, OversizeError, ValidationError
 from daemon.intake import FileKind, classify
-from daemon.parts import PROPERTIES, Sized, TooBig, csv_kind, plan_parts, server_order
+from daemon.parts import PROPERTIES, Sized, TooBig, plan_parts, server_order
 from daemon.spool import FileRecord, Manifest, Spool
+from daemon.validate import validate_batch
+from daemon.zipcheck import zip_problems
 
 
-def pack(spool: Spool, manifest: Manifest, limit: int) -> None:
-    """Build the batch's ZIP part(s) and record files and parts in `manifest` (not saved).
+def pack(spool: Spool, manifest: Manifest, limit: int, validation: Validation) -> None:
+    """Check the batch's files as the server would, then build its ZIP part(s); record
+    files, parts and warnings in `manifest` (not saved).
 
-    Raises OversizeError if one file cannot fit in `limit` bytes, ArchiveError if the ZIP
-    cannot be written.
+    Raises ValidationError if the server would refuse the files, OversizeError if one file
+    cannot fit in `limit` bytes, ArchiveError if the ZIP cannot be written.
     """
     files_dir = spool.files_dir(manifest.batch)
     names = sorted(p.name for p in files_dir.iterdir())
@@ -25,11 +30,18 @@ def pack(spool: Spool, manifest: Manifest, limit: int) -> None:
     data = [n for n in names if n not in markers]
     sent = {tuple(p["files"]) for p in manifest.parts if p.get("sent")}
     if len(data) == 1 and classify(data[0]) is FileKind.ZIP:
+        problems = zip_problems(files_dir / data[0])
+        if problems:
+            raise ValidationError([{"file": data[0], "line": None, "message": p} for p in problems])
         built = _ready_made(files_dir / data[0], spool.zip_path(manifest.batch))
         parts = [_part(1, built, [data[0]], _zip_has_notification(built.path))]
         sources = built.sources
     else:
-        parts, sources = _build(spool, manifest.batch, data, limit)
+        report = validate_batch([files_dir / n for n in data], validation)
+        if report.problems:
+            raise ValidationError([f.to_json() for f in report.problems])
+        manifest.warnings = [f.to_json() for f in report.warnings]
+        parts, sources = _build(spool, manifest.batch, data, limit, report.kinds)
     for part in parts:
         part["sent"] = tuple(part["files"]) in sent
     manifest.files = _records(sources, markers, files_dir)
@@ -42,10 +54,9 @@ def pack(spool: Spool, manifest: Manifest, limit: int) -> None:
 
 
 def _build(
-    spool: Spool, batch: str, data: list[str], limit: int
+    spool: Spool, batch: str, data: list[str], limit: int, kinds: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], tuple[SourceDigest, ...]]:
     files_dir = spool.files_dir(batch)
-    kinds = {n: csv_kind(files_dir / n) for n in data if n.lower().endswith(".csv")}
     ordered = server_order(data, kinds)
     whole = build_zip(_entries(files_dir, ordered), spool.zip_path(batch))
     if not limit or whole.bytes <= limit:
@@ -116,3 +127,13 @@ def _records(
         path = files_dir / name
         records.append(FileRecord(name, path.stat().st_size, file_sha256(path), "marker"))
     return records
+
+
+def describe_files(files_dir: Path) -> list[FileRecord]:
+    """Name, size and SHA-256 of every file of a batch that never got zipped."""
+    return [
+        FileRecord(
+            p.name, p.stat().st_size, file_sha256(p), (classify(p.name) or FileKind.OTHER).value
+        )
+        for p in sorted(files_dir.iterdir())
+    ]

@@ -8,18 +8,10 @@ upload). One file is never cut: a file that cannot fit alone fails the batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-# The provider's CSV kinds by header start, in the order the server processes them.
 SERVER_ORDER = ("users", "courses", "sections", "enrollments", "listings")
-_HEADER_STARTS = {
-    b"user_id,login_id,": "users",
-    b"course_id,short_name,": "courses",
-    b"section_id,course_id,": "sections",
-    b"course_id,user_id,role,": "enrollments",
-    b"user_id,listing_id": "listings",
-}
 PROPERTIES = "message.properties"
 # What a ZIP adds around each entry (local header, data descriptor, central directory,
 # Zip64 extras, generous) and around the whole (end records).
@@ -44,14 +36,7 @@ class TooBig(Exception):
         self.needs = needs
 
 
-def csv_kind(path: Path) -> str | None:
-    """The provider's kind of a CSV by its header (a byte-order mark ignored), if known."""
-    with open(path, "rb") as source:
-        head = source.read(256).removeprefix(b"\xef\xbb\xbf")
-    return next((kind for start, kind in _HEADER_STARTS.items() if head.startswith(start)), None)
-
-
-def server_order(names: list[str], kinds: dict[str, str | None]) -> list[str]:
+def server_order(names: list[str], kinds: Mapping[str, str | None]) -> list[str]:
     """`names` sorted as the server processes them; message.properties right after users."""
 
     def rank(name: str) -> tuple[int, str]:

@@ -64,6 +64,7 @@ class Manifest:
     record_file: str | None = None  # receipt.json, or receipt.dropd.json beside a namesake
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier error records
     parts: list[dict[str, Any]] = field(default_factory=list)  # the uploads, in order
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # row values to look at
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON-ready data."""

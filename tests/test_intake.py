@@ -16,6 +16,7 @@ from daemon.intake import (
     classify,
     is_temporary,
     markers_for,
+    orphan_markers,
     ready_files,
     scan_folder,
 )
@@ -294,3 +295,13 @@ def test_ready_files_from_a_real_folder(tmp_path: Path) -> None:
         "courses.csv",
         "users.csv",
     ]
+
+
+def test_orphan_markers_are_those_without_their_file() -> None:
+    seen = [
+        FileSeen("users.csv", 1, 1, FileKind.CSV),
+        FileSeen("users.csv.done", 0, 1, FileKind.MARKER),
+        FileSeen("courses.done", 0, 1, FileKind.MARKER),
+        FileSeen("sections.csv.DONE", 0, 1, FileKind.MARKER),
+    ]
+    assert orphan_markers(seen) == ["courses.done", "sections.csv.DONE"]

@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from daemon.parts import (
     ARCHIVE_OVERHEAD,
     Sized,
     TooBig,
-    csv_kind,
     entry_cost,
     plan_parts,
     server_order,
 )
-
-HEADERS = {
-    "users": b"user_id,login_id,first_name,last_name,email,status\n",
-    "courses": b"course_id,short_name,long_name,account_id,term_id,status\n",
-    "sections": b"section_id,course_id,name,status\n",
-    "enrollments": b"course_id,user_id,role,section_id,status\n",
-    "listings": b"user_id,listing_id\n",
-}
-
-
-@pytest.mark.parametrize("kind", sorted(HEADERS))
-def test_csv_kind_by_header(tmp_path: Path, kind: str) -> None:
-    path = tmp_path / "any-name.csv"
-    path.write_bytes(HEADERS[kind] + b"x\n")
-    assert csv_kind(path) == kind
-
-
-def test_csv_kind_ignores_a_byte_order_mark_and_knows_no_other_header(tmp_path: Path) -> None:
-    bom = tmp_path / "bom.csv"
-    bom.write_bytes(b"\xef\xbb\xbf" + HEADERS["users"])
-    other = tmp_path / "other.csv"
-    other.write_bytes(b"id,name\n")
-    assert csv_kind(bom) == "users"
-    assert csv_kind(other) is None
 
 
 def test_server_order_puts_users_first_and_properties_after_them() -> None:

@@ -1,0 +1,305 @@
+"""Reading one CSV as the server would, in chunks: encoding, header, field counts, values.
+
+A file is never held whole: it is read `CHUNK_BYTES` at a time and each chunk's whole
+lines are checked as one run. `csvfast` clears a run in bulk where it can; what it does
+not clear is read here line by line, RFC 4180 style (quoted fields hold commas, doubled
+quotes and line ends), to say exactly which line is wrong. Line numbers are physical
+lines, the header being line 1; a row that spans lines is numbered by its first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.archive import BOM, open_regular
+from daemon.csvfast import FastChecks, split_record
+from daemon.csvformats import HEADERS, ValueRule, header_complaint, value_rules
+
+CHUNK_BYTES = 256 << 10
+LONG_LINE_BYTES = 1 << 20  # a line (or quoted field) longer than this is no SIS row
+MAX_NOTES = 20  # findings listed per file and sort; the rest are counted
+
+Note = tuple[int | None, str]
+
+
+@dataclass(slots=True)
+class Notes:
+    """Findings of one sort in one file: the first MAX_NOTES, and how many more."""
+
+    listed: list[Note] = field(default_factory=list)
+    more: int = 0
+
+    def add(self, line: int | None, message: str, *, always: bool = False) -> None:
+        if always or len(self.listed) < MAX_NOTES:
+            self.listed.append((line, message))
+        else:
+            self.more += 1
+
+
+@dataclass(slots=True)
+class CsvScan:
+    """What reading one CSV found; `deleted` is None where the header has no status."""
+
+    problems: Notes = field(default_factory=Notes)
+    warnings: Notes = field(default_factory=Notes)
+    kind: str | None = None
+    bom: bool = False
+    rows: int = 0
+    deleted: int | None = None
+
+
+def scan_csv(path: Path, strict: bool) -> CsvScan:
+    """Read the CSV at `path` as the server would; not `strict`: its encoding and kind only.
+
+    Raises OSError if it cannot be read.
+    """
+    scan = CsvScan()
+    encoding, rows = _Encoding(path, scan.problems), _Rows(scan, strict)
+    with open_regular(path) as source:
+        chunk = source.read(CHUNK_BYTES)
+        if _not_text(chunk, scan.problems):
+            return scan
+        while chunk:
+            encoding.feed(chunk)
+            rows.feed(chunk)
+            chunk = source.read(CHUNK_BYTES)
+    encoding.finish()
+    rows.finish()
+    return scan
+
+
+def _not_text(first: bytes, problems: Notes) -> bool:
+    if not first:
+        problems.add(None, "the file is empty; the server needs at least its header line")
+    elif first.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problems.add(None, 'the file is UTF-16; save it as UTF-8 (in Excel: "CSV UTF-8")')
+    elif first.startswith(b"PK\x03\x04"):
+        problems.add(None, 'the file is a ZIP or an Excel workbook; export it as "CSV UTF-8"')
+    else:
+        return False
+    return True
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The number of the line holding byte `offset` (read again: only when reporting)."""
+    line = 1
+    with open_regular(path) as source:
+        while offset > 0 and (chunk := source.read(min(CHUNK_BYTES, offset))):
+            line, offset = line + chunk.count(b"\n"), offset - len(chunk)
+    return line
+
+
+class _Encoding:
+    """The first byte that is not UTF-8 and the first NUL byte, over raw chunks."""
+
+    def __init__(self, path: Path, problems: Notes) -> None:
+        self.path, self.problems = path, problems
+        self.offset = 0  # of the next chunk in the file
+        self.pending = b""  # the start of a character the last chunk cut
+        self.utf8 = self.nul = True  # not yet reported
+
+    def feed(self, chunk: bytes) -> None:
+        if self.nul and b"\0" in chunk:
+            self.nul = False
+            line = _line_at(self.path, self.offset + chunk.index(b"\0"))
+            self.problems.add(
+                line,
+                f"line {line} holds a NUL byte; the file is binary or damaged: export it "
+                "again as CSV",
+                always=True,
+            )
+        data = self.pending + chunk if self.pending else chunk
+        start, self.pending = self.offset - len(self.pending), b""
+        self.offset += len(chunk)
+        if self.utf8 and not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if exc.reason == "unexpected end of data" and exc.end == len(data):
+                    self.pending = data[exc.start :]
+                else:
+                    self._report(data, exc.start, start)
+
+    def finish(self) -> None:
+        if self.utf8 and self.pending:
+            self._report(self.pending, 0, self.offset - len(self.pending))
+
+    def _report(self, data: bytes, index: int, start: int) -> None:
+        self.utf8 = False
+        line = _line_at(self.path, start + index)
+        before = data[max(data.rfind(b"\n", 0, index) + 1, index - 30) : index]
+        after = f' after "{before.decode("utf-8", "replace")}"' if before.strip() else ""
+        self.problems.add(
+            line,
+            f"line {line} is not valid UTF-8 (byte 0x{data[index]:02X}{after}); save the "
+            'file as UTF-8 (in Excel: "CSV UTF-8")',
+            always=True,
+        )
+
+
+@dataclass(slots=True)
+class _Record:
+    """A row whose quoted field runs over more than one line."""
+
+    start: int
+    parts: list[bytes]
+    quotes: int
+    size: int
+
+
+class _Rows:
+    """The header line, then each row's field count and checked values."""
+
+    def __init__(self, scan: CsvScan, strict: bool) -> None:
+        self.scan, self.strict = scan, strict
+        self.carry = b""  # a line not yet ended (after the header: from the last "\n" on)
+        self.header_read = self.stopped = False
+        self.line = 1  # the number of the next line
+        self.width = 0
+        self.rules: tuple[ValueRule, ...] = ()
+        self.status: int | None = None
+        self.fast = FastChecks(1, ())
+        self.record: _Record | None = None  # a quoted field still open at a line end
+        self.blank: int | None = None  # a blank line that may yet be the last
+
+    def feed(self, chunk: bytes) -> None:
+        if self.stopped:
+            return
+        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+        if first < 0:
+            self.carry += chunk
+            if len(self.carry) > LONG_LINE_BYTES:
+                self._stop(f"runs for over {LONG_LINE_BYTES:,} bytes without a line end")
+            return
+        ended = self.carry + chunk[:first]  # the line the carry began, up to its end
+        self.carry = chunk[last:]
+        if self.header_read:
+            self._lines(ended + b"\n", 0, len(ended) + 1)
+        else:
+            self._header(ended)
+        if last > first and not self.stopped:
+            self._lines(chunk, first, last + 1)  # checked in place: no copy of the chunk
+
+    def finish(self) -> None:
+        unended = len(self.carry) > (1 if self.header_read else 0)  # after "\n" if read
+        if unended and not self.stopped:
+            self.feed(b"\n")  # the last line has no line end
+        if self.record is not None and not self.stopped:
+            start = self.record.start
+            self.scan.problems.add(
+                start,
+                f"line {start} opens a quoted field that is never closed, and the server "
+                'fails on that; close the quote, or double it ("") where it belongs in '
+                "the value",
+            )
+
+    def _stop(self, why: str) -> None:
+        self.stopped = True
+        if self.strict:
+            self.scan.problems.add(self.line, f"line {self.line} {why}; is this a CSV file?")
+
+    def _header(self, raw: bytes) -> None:
+        self.header_read, self.line = True, 2
+        if raw.startswith(BOM):
+            self.scan.bom, raw = True, raw[len(BOM) :]
+        text = raw.removesuffix(b"\r")
+        fields = split_record(text) if text.count(b'"') % 2 == 0 else text.split(b",")
+        names = tuple(f.decode("utf-8", "replace") for f in fields)
+        self.scan.kind = HEADERS.get(names)
+        if self.strict and self.scan.kind is None:
+            self.scan.problems.add(1, _header_problem(text, names))
+        if not self.strict or self.scan.kind is None:
+            self.stopped = True  # rows measured against an unknown header say nothing
+            return
+        self.rules = value_rules(self.scan.kind, names)
+        self.status = names.index("status") if "status" in names else None
+        self.scan.deleted = None if self.status is None else 0
+        self.width = len(names)
+        self.fast = FastChecks(self.width, self.rules)
+
+    def _lines(self, data: bytes, start: int, end: int) -> None:
+        """Check the whole lines of `data[start:end]`, from its first "\\n" to its last."""
+        counted = None if self.record is not None else self.fast.run(data, start, end)
+        if counted is None:
+            for line in data[start:end].split(b"\n")[1:-1]:
+                self._line(line)
+                if self.stopped:
+                    return
+                self.line += 1
+            return
+        lines, deleted = counted
+        self._flush_blank()
+        self.scan.rows, self.line = self.scan.rows + lines, self.line + lines
+        if self.scan.deleted is not None:
+            self.scan.deleted += deleted
+
+    def _line(self, line: bytes) -> None:
+        if self.record is not None:
+            self._continue(line)
+            return
+        text = line.removesuffix(b"\r")
+        if not text.strip():
+            self._flush_blank()
+            self.blank = self.line
+            return
+        self._flush_blank()
+        quotes = text.count(b'"')
+        if quotes % 2:
+            self.record = _Record(self.line, [line], quotes, len(line))
+        else:
+            self._row(self.line, split_record(text) if quotes else text.split(b","))
+
+    def _continue(self, line: bytes) -> None:
+        record = self.record
+        assert record is not None
+        record.parts.append(line)
+        record.quotes, record.size = record.quotes + line.count(b'"'), record.size + len(line)
+        if record.quotes % 2 == 0:
+            self.record = None
+            self._row(record.start, split_record(b"\n".join(record.parts).removesuffix(b"\r")))
+        elif record.size > LONG_LINE_BYTES:
+            self.line = record.start
+            self._stop(f"opens a quoted field still open {LONG_LINE_BYTES:,} bytes later")
+
+    def _row(self, start: int, fields: list[bytes]) -> None:
+        self.scan.rows += 1
+        if len(fields) != self.width:
+            where, hint = f"line {start}", ""
+            if start != self.line:
+                where, hint = f"the row on lines {start}-{self.line}", " or an unpaired quote"
+            self.scan.problems.add(
+                start,
+                f"{where} has {len(fields)} fields, the header has {self.width}; check for "
+                f"a missing or extra comma{hint}",
+            )
+            return
+        for rule in self.rules:
+            complaint = rule.complaint(fields[rule.index])
+            if complaint:
+                self.scan.warnings.add(start, f"line {start}: {complaint}")
+        if self.status is not None and fields[self.status].strip().lower() == b"deleted":
+            self.scan.deleted = (self.scan.deleted or 0) + 1
+
+    def _flush_blank(self) -> None:
+        if self.blank is not None:
+            self.scan.warnings.add(
+                self.blank,
+                f"line {self.blank} is blank; remove it (a blank line is only fine at the "
+                "very end)",
+            )
+            self.blank = None
+
+
+def _header_problem(text: bytes, names: tuple[str, ...]) -> str:
+    if not text.strip():
+        return (
+            "line 1 is blank, but the server reads line 1 as the header; remove the blank "
+            "lines above the header"
+        )
+    if b"\r" in text:
+        return (
+            "line 1 holds a carriage return: the file has old Mac line ends (CR only); save "
+            "it with Windows (CRLF) or Unix (LF) line ends"
+        )
+    return "line 1: " + header_complaint(list(names))
