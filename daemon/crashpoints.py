@@ -1,4 +1,5 @@
-"""Named moments at which a test can have the daemon kill itself (`kill -9`), to prove recovery.
+"""Test hooks: named moments at which the daemon kills itself (`kill -9`), to prove recovery,
+and lost file events, to prove the rescan.
 
 Set `DROPD_TEST_CRASH_AT` to one of `POINTS` (optionally `NAME:N` for its N-th passage) in the
 daemon's environment; without it every call is a no-op. Production never sets it.
@@ -21,6 +22,11 @@ POINTS = (
     "moved",  # the files are in sent/ or failed/; the spool folder is not cleaned up
 )
 
+# Two more test hooks, for proving the periodic rescan: lose every file event, and rescan
+# more often than the minute production uses.
+LOSE_EVENTS_ENV = "DROPD_TEST_LOSE_EVENTS"
+RESCAN_ENV = "DROPD_TEST_RESCAN_SECONDS"
+
 _lock = threading.Lock()
 _passages: dict[str, int] = {}
 
@@ -42,3 +48,13 @@ def reached(point: str) -> None:
         _passages[point] = _passages.get(point, 0) + 1
         if _passages[point] == target[1]:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def events_lost() -> bool:
+    """True when a test wants every file event dropped, as an inotify overflow would."""
+    return bool(os.environ.get(LOSE_EVENTS_ENV))
+
+
+def rescan_seconds(default: float) -> float:
+    """How often to rescan every folder: `default`, unless a test asks for sooner."""
+    return float(os.environ.get(RESCAN_ENV) or default)

@@ -154,7 +154,7 @@ class GroupWorker:
     def scan(self, now: float, daemon: DaemonSettings) -> None:
         """Look at the folder again and claim every file that is complete."""
         self.dirty = False
-        every = daemon.poll_seconds or RESCAN_SECONDS
+        every = daemon.poll_seconds or crashpoints.rescan_seconds(RESCAN_SECONDS)
         self.next_scan = now + every
         try:
             seen = scan_folder(self.group.folder)

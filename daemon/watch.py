@@ -15,6 +15,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from daemon import crashpoints
+
 log = structlog.get_logger()
 
 
@@ -32,9 +34,10 @@ class _Notifier(FileSystemEventHandler):
     def __init__(self, group: str, inbox: queue.SimpleQueue[object]) -> None:
         self._message = FolderChanged(group)
         self._inbox = inbox
+        self._lose = crashpoints.events_lost()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type != "opened":
+        if event.event_type != "opened" and not self._lose:
             self._inbox.put(self._message)
 
 

@@ -19,6 +19,7 @@ from harness import (
     SandboxProcess,
     drop,
     errors,
+    music_group,
     read,
     receipts,
     sandbox_environment,
@@ -27,6 +28,8 @@ from harness import (
     wait_for,
     write_secret,
 )
+
+from daemon.crashpoints import LOSE_EVENTS_ENV, RESCAN_ENV
 
 H_USERS = b"user_id,login_id,first_name,last_name,email,status\n"
 H_ENROLL = b"course_id,user_id,role,section_id,status\n"
@@ -306,3 +309,18 @@ def test_intake_a_slow_writer_is_never_taken_early(
     assert done.is_set()
     assert (receipt.parent / "users.csv").read_bytes() == H_USERS + b"".join(rows)
     assert len(sandbox.uploads()) == 1
+
+
+def test_intake_a_file_whose_events_were_lost_still_goes_up(
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
+    # Every inotify event is dropped (as in an overflow, or a write from another NFS host):
+    # only the periodic full rescan can find the file.
+    config, folder = music_group(tmp_path, sandbox)
+    hooks = {LOSE_EVENTS_ENV: "1", RESCAN_ENV: "2"}
+    daemon = start_daemon(config, tmp_path / "daemon.log", env=hooks)
+    processes.append(daemon)
+    daemon.wait_event("daemon_ready")
+    drop(folder, "users.csv", USERS)
+    [receipt] = wait_for(lambda: receipts(folder), "the rescan to find the file")
+    assert (receipt.parent / "users.csv").read_bytes() == USERS
