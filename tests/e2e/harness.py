@@ -65,9 +65,9 @@ class SandboxProcess:
             self.process.stdout.close()
 
 
-def start_sandbox(store: Path, clients: list[str]) -> SandboxProcess:
-    """Start `dropd sandbox --port 0` and read its address from its first line."""
-    args = [*dropd_command(), "sandbox", "--port", "0", "--store", str(store)]
+def start_sandbox(store: Path, clients: list[str], *extra_args: str) -> SandboxProcess:
+    """Start `dropd sandbox --port 0 [EXTRA_ARGS]` and read its address from its first line."""
+    args = [*dropd_command(), "sandbox", "--port", "0", "--store", str(store), *extra_args]
     for client in clients:
         args += ["--client", client]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -246,19 +246,6 @@ def group_status(state_dir: Path, group: str) -> dict[str, Any] | None:
         if entry.get("group") == group:
             return dict(entry)
     return None
-
-
-def start_sandbox_with(store: Path, clients: list[str], *extra_args: str) -> SandboxProcess:
-    """Start `dropd sandbox --port 0` with extra arguments (e.g. `--token-lifetime 3`)."""
-    args = [*dropd_command(), "sandbox", "--port", "0", "--store", str(store), *extra_args]
-    for client in clients:
-        args += ["--client", client]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None
-    first = process.stdout.readline()
-    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first)
-    assert match, f"unexpected first line from dropd sandbox: {first!r}"
-    return SandboxProcess(store, process, match.group(1))
 
 
 USERS = (

@@ -41,7 +41,6 @@ from harness import (
     script_sandbox,
     start_daemon,
     start_sandbox,
-    start_sandbox_with,
     toml_config,
     wait_for,
     write_secret,
@@ -365,7 +364,7 @@ def test_upload_revoked_token_is_renewed_once_on_401(
 def test_upload_token_expired_between_batches_is_fetched_again_without_a_401(
     tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    sandbox = start_sandbox_with(tmp_path / "store", [f"unit-a:{SECRET}"], "--token-lifetime", "2")
+    sandbox = start_sandbox(tmp_path / "store", [f"unit-a:{SECRET}"], "--token-lifetime", "2")
     processes.append(sandbox)
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox))
     daemon = started(tmp_path, config, processes)
