@@ -19,6 +19,7 @@ from daemon.csvformats import HEADERS, ValueRule, header_complaint, value_rules
 CHUNK_BYTES = 256 << 10
 LONG_LINE_BYTES = 1 << 20  # a line (or quoted field) longer than this is no SIS row
 MAX_NOTES = 20  # findings listed per file and sort; the rest are counted
+SPLIT_BYTES = 4096  # a run the bulk checks refuse is halved down to this, then read by line
 
 Note = tuple[int | None, str]
 
@@ -208,7 +209,7 @@ class _Rows:
         names = tuple(f.decode("utf-8", "replace") for f in fields)
         self.scan.kind = HEADERS.get(names)
         if self.strict and self.scan.kind is None:
-            self.scan.problems.add(1, _header_problem(text, names))
+            self.scan.problems.add(1, header_complaint(text.decode("utf-8", "replace"), names))
         if not self.strict or self.scan.kind is None:
             self.stopped = True  # rows measured against an unknown header say nothing
             return
@@ -220,24 +221,33 @@ class _Rows:
 
     def _lines(self, data: bytes, start: int, end: int) -> None:
         """Check the whole lines of `data[start:end]`, from its first "\\n" to its last."""
-        counted = None if self.record is not None else self.fast.run(data, start, end)
-        if counted is None:
-            for line in data[start:end].split(b"\n")[1:-1]:
-                self._line(line)
-                if self.stopped:
-                    return
-                self.line += 1
+        cleared = None if self.record is not None else self.fast.run(data, start, end)
+        if cleared is None:
+            middle = data.rfind(b"\n", start + 1, (start + end) // 2)
+            if end - start > SPLIT_BYTES and middle > start and self.record is None:
+                self._lines(data, start, middle + 1)  # halves: one bad line spoils less
+                self._lines(data, middle, end)
+            else:
+                self._one_by_one(data[start:end].split(b"\n")[1:-1])
             return
-        lines, deleted = counted
         self._flush_blank()
-        self.scan.rows, self.line = self.scan.rows + lines, self.line + lines
+        for index, line in cleared.odd:
+            self._values(self.line + index, split_record(line.removesuffix(b"\r")))
+        self.scan.rows, self.line = self.scan.rows + cleared.lines, self.line + cleared.lines
         if self.scan.deleted is not None:
-            self.scan.deleted += deleted
+            self.scan.deleted += cleared.deleted
+
+    def _one_by_one(self, lines: list[bytes]) -> None:
+        for line in lines:
+            if self.record is not None:
+                self._continue(line)
+            else:
+                self._line(line)
+            if self.stopped:
+                return
+            self.line += 1
 
     def _line(self, line: bytes) -> None:
-        if self.record is not None:
-            self._continue(line)
-            return
         text = line.removesuffix(b"\r")
         if not text.strip():
             self._flush_blank()
@@ -262,22 +272,26 @@ class _Rows:
             self.line = record.start
             self._stop(f"opens a quoted field still open {LONG_LINE_BYTES:,} bytes later")
 
-    def _row(self, start: int, fields: list[bytes]) -> None:
+    def _row(self, first: int, fields: list[bytes]) -> None:
+        """A row read alone, from line `first` to the current line."""
         self.scan.rows += 1
-        if len(fields) != self.width:
-            where, hint = f"line {start}", ""
-            if start != self.line:
-                where, hint = f"the row on lines {start}-{self.line}", " or an unpaired quote"
-            self.scan.problems.add(
-                start,
-                f"{where} has {len(fields)} fields, the header has {self.width}; check for "
-                f"a missing or extra comma{hint}",
-            )
+        if len(fields) == self.width:
+            self._values(first, fields)
             return
+        where, hint = f"line {first}", ""
+        if first != self.line:
+            where, hint = f"the row on lines {first}-{self.line}", " or an unpaired quote"
+        self.scan.problems.add(
+            first,
+            f"{where} has {len(fields)} fields, the header has {self.width}; check for "
+            f"a missing or extra comma{hint}",
+        )
+
+    def _values(self, first: int, fields: list[bytes]) -> None:
         for rule in self.rules:
             complaint = rule.complaint(fields[rule.index])
             if complaint:
-                self.scan.warnings.add(start, f"line {start}: {complaint}")
+                self.scan.warnings.add(first, f"line {first}: {complaint}")
         if self.status is not None and fields[self.status].strip().lower() == b"deleted":
             self.scan.deleted = (self.scan.deleted or 0) + 1
 
@@ -289,17 +303,3 @@ class _Rows:
                 "very end)",
             )
             self.blank = None
-
-
-def _header_problem(text: bytes, names: tuple[str, ...]) -> str:
-    if not text.strip():
-        return (
-            "line 1 is blank, but the server reads line 1 as the header; remove the blank "
-            "lines above the header"
-        )
-    if b"\r" in text:
-        return (
-            "line 1 holds a carriage return: the file has old Mac line ends (CR only); save "
-            "it with Windows (CRLF) or Unix (LF) line ends"
-        )
-    return "line 1: " + header_complaint(list(names))

@@ -13,7 +13,6 @@ the rows whose status is "deleted". Whatever does not pass is read line by line 
 from __future__ import annotations
 
 import re
-from itertools import chain
 
 from daemon.csvformats import EMAIL, ValueRule
 
@@ -43,11 +42,13 @@ def split_record(text: bytes) -> list[bytes]:
 
 
 class _Patterns:
-    """The value pattern of one run: at a "\\n", about the line it ends or the one it starts.
+    """The value patterns of a run, tried at each "\\n" (`ends`) or at its first (`head`).
 
-    A match is a value not taken, or a "deleted" row where the `deleted` group matched:
-    the branches for values not taken come first, so a deleted row never hides one.
-    Values compare without regard to case, as Canvas does; `quoted`: they may be quoted.
+    Each branch names what it found: about the line the "\\n" ends, `bad_end` (its last
+    column holds a value not taken) or `deleted_end`; about the line it starts, `bad_start`
+    or `deleted_start`. One match reports one branch, and the branches about the ending
+    line come first, so after one of those `head` is tried at the same "\\n". Values
+    compare without regard to case, as Canvas does; `quoted`: they may be quoted.
     """
 
     def __init__(self, width: int, rules: tuple[ValueRule, ...], quoted: bool) -> None:
@@ -55,9 +56,10 @@ class _Patterns:
         middle = [r for r in rules if r.index < width - 1]
         tail = [r for r in rules if r.index == width - 1]
         status = next((r.index for r in rules if r.column == "status"), None)
-        ahead = [self._middle(middle)] if middle else []
+        ahead = [self._middle(middle) + b"(?P<bad_start>)"] if middle else []
         if status is not None and status < width - 1:
-            ahead.append(b"(?=" + _skip(status) + self._value((b"deleted",)) + b",)(?P<deleted>)")
+            deleted = self._value((b"deleted",))
+            ahead.append(b"(?=" + _skip(status) + deleted + b",)(?P<deleted_start>)")
         self.head = re.compile(b"\n(?:" + b"|".join(ahead) + b")") if ahead else None
         self.ends = tuple(
             self._compile(tail, ahead, status == width - 1, e) for e in (b"\n", b"\r\n")
@@ -66,9 +68,10 @@ class _Patterns:
     def _compile(
         self, tail: list[ValueRule], ahead: list[bytes], status_last: bool, end: bytes
     ) -> re.Pattern[bytes] | None:
-        behind = [self._behind(rule.allowed, end, negative=True) for rule in tail]
-        deleted = [self._behind(("deleted",), end, negative=False) + b"(?P<deleted>)"]
-        branches = behind[:1] + ahead[:1] + (deleted if status_last else []) + ahead[1:]
+        behind = [self._behind(r.allowed, end, negative=True) + b"(?P<bad_end>)" for r in tail]
+        if status_last:
+            behind.append(self._behind(("deleted",), end, negative=False) + b"(?P<deleted_end>)")
+        branches = behind + ahead
         return re.compile(b"\n(?:" + b"|".join(branches) + b")") if branches else None
 
     def _value(self, allowed: tuple[bytes, ...]) -> bytes:
@@ -114,13 +117,15 @@ class FastChecks:
         self.tail = any(r.index == width - 1 for r in rules)
         self.fits: dict[bytes, bool] = {}
 
-    def run(self, data: bytes, start: int, end: int) -> tuple[int, int] | None:
-        """Lines and `deleted` rows in `data[start:end]` if all is well, else None.
+    def run(self, data: bytes, start: int, end: int) -> Cleared | None:
+        """What the bulk checks make of `data[start:end]`; None if it must be read by line.
 
-        `start` is `data`'s first "\\n", `end` just after its last.
+        `data[start]` and `data[end - 1]` are line ends.
         """
-        shape = data.translate(None, _NOT_SHAPE)  # whole: no copy of `data` first
-        shape = shape[shape.find(b"\n") : shape.rfind(b"\n") + 1]
+        whole = data.find(b"\n") == start and data.rfind(b"\n") == end - 1
+        shape = (data if whole else data[start:end]).translate(None, _NOT_SHAPE)
+        if whole:  # a chunk's lines: no copy of them to translate, the cut ends dropped
+            shape = shape[shape.find(b"\n") : shape.rfind(b"\n") + 1]
         lines = shape.count(b"\n") - 1
         patterns = self.plain
         if shape != b"\n" + self.shape * lines:
@@ -129,14 +134,20 @@ class FastChecks:
             if not all(map(self._fits, [first[1:-1]] if same else set(shape.split(b"\n")[1:-1]))):
                 return None
             patterns = self.quoted
+        cleared = Cleared(data, start, lines)
         ends = patterns.ends[data.find(b"\r", start, end) >= 0]
-        deleted = 0
-        head = [m] if patterns.head and (m := patterns.head.match(data, start)) else []
-        for match in chain(head, ends.finditer(data, start + 1, end) if ends else ()):
-            if match.lastgroup is None:
-                return None
-            deleted += 1
-        return lines, deleted
+        if patterns.head and (match := patterns.head.match(data, start, end)):
+            cleared.note(match)
+        for match in ends.finditer(data, start + 1, end) if ends else ():
+            cleared.note(match)
+            about_end = match.lastgroup in ("bad_end", "deleted_end")
+            if (
+                about_end
+                and patterns.head
+                and (hidden := patterns.head.match(data, match.start(), end))
+            ):
+                cleared.note(hidden)  # about the line this "\n" starts, which the match hid
+        return cleared
 
     def _fits(self, shape: bytes) -> bool:
         """A line of `shape` (its commas and quotes) can be checked in bulk."""
@@ -159,3 +170,38 @@ class FastChecks:
         if quoted or field + 1 != self.width:
             return False
         return not any(f <= self.counted or (self.tail and f == field) for f in commas_inside)
+
+
+class Cleared:
+    """A run the bulk checks could read: its lines, its "deleted" rows, and its odd lines.
+
+    An odd line holds a value the patterns do not take (it may still be fine: " active"
+    is not, "Mentor" may be a custom role): `csvcheck` reads it alone, and counts it if
+    it is deleted; `deleted` counts the others.
+    """
+
+    def __init__(self, data: bytes, start: int, lines: int) -> None:
+        self.data, self.start, self.lines = data, start, lines
+        self.deleted = 0
+        self.odd: list[tuple[int, bytes]] = []  # (its index in the run, the line)
+        self._odd_end = -1  # the "\\n" ending the last odd line
+        self._counted = (start, 0)  # a position and the "\\n"s before it from `start`
+
+    def note(self, match: re.Match[bytes]) -> None:
+        """Take in what a pattern found at one "\\n" (see `_Patterns`)."""
+        at, found = match.start(), match.lastgroup
+        if found == "deleted_start" or (found == "deleted_end" and at != self._odd_end):
+            self.deleted += 1
+        elif found == "bad_start":
+            self._odd_end = self.data.index(b"\n", at + 1)
+            self.odd.append((self._index(at), self.data[at + 1 : self._odd_end]))
+        elif found == "bad_end" and at != self._odd_end:
+            begin = self.data.rindex(b"\n", self.start, at)
+            self.odd.append((self._index(begin), self.data[begin + 1 : at]))
+
+    def _index(self, at: int) -> int:
+        """The index in the run of the line that starts after the "\\n" at `at`."""
+        position, before = self._counted
+        before += self.data.count(b"\n", position, at)
+        self._counted = (at, before)
+        return before

@@ -114,21 +114,31 @@ def value_rules(kind: str, header: tuple[str, ...]) -> tuple[ValueRule, ...]:
     )
 
 
-def header_complaint(fields: list[str]) -> str:
-    """Why the server refuses this header line, and what to write instead."""
+def header_complaint(line: str, fields: tuple[str, ...]) -> str:
+    """Why the server refuses this header `line` (read as `fields`), and what to write."""
+    if not line.strip():
+        return (
+            "line 1 is blank, but the server reads line 1 as the header; remove the blank "
+            "lines above the header"
+        )
+    if "\r" in line:
+        return (
+            "line 1 holds a carriage return: the file has old Mac line ends (CR only); save "
+            "it with Windows (CRLF) or Unix (LF) line ends"
+        )
     shown = ",".join(fields)
     names = [field.strip().lower() for field in fields]
     for header, kind in HEADERS.items():
         if sorted(names) == sorted(header):
             return (
-                f'the header "{shown}" differs from the {kind} header only by '
+                f'line 1: the header "{shown}" differs from the {kind} header only by '
                 f"{_differences(fields, names, header)}; the server compares it exactly, so "
                 f'write "{",".join(header)}"'
             )
-    return f'the header "{shown}" is not one the server knows; {_nearest(names)}'
+    return f'line 1: the header "{shown}" is not one the server knows; {_nearest(names)}'
 
 
-def _differences(fields: list[str], names: list[str], header: tuple[str, ...]) -> str:
+def _differences(fields: tuple[str, ...], names: list[str], header: tuple[str, ...]) -> str:
     found = [
         word
         for word, differs in (

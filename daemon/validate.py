@@ -98,8 +98,14 @@ def _scan(path: Path, strict: bool) -> CsvScan:
         return scan_csv(path, strict)
     except OSError as exc:
         scan = CsvScan()
-        scan.problems.add(None, f"the file cannot be read ({exc.strerror or exc}); check it")
+        scan.problems.add(None, _unreadable(exc))
         return scan
+
+
+def _unreadable(exc: OSError) -> str:
+    # Links, FIFOs and devices are refused on opening (archive.open_regular).
+    why = exc.strerror or str(exc)
+    return f"the file cannot be read ({why}); it must be a regular file dropd's user can read"
 
 
 def _findings(name: str, notes: Notes, sort: str) -> list[Finding]:
@@ -117,7 +123,7 @@ def _check_properties(
         with open_regular(path) as source:
             data = source.read(MAX_PROPERTIES_BYTES + 1)
     except OSError as exc:
-        return [Finding(path.name, None, f"the file cannot be read ({exc.strerror or exc})")], []
+        return [Finding(path.name, None, _unreadable(exc))], []
     if len(data) > MAX_PROPERTIES_BYTES:
         why = "is over 1 MiB; it needs only sender, subject and body: is it the right file?"
         return [Finding(path.name, None, f"{path.name} {why}")], []
