@@ -54,6 +54,7 @@ class Case:
     words: tuple[str, ...] = ()  # in error.json's reason or problems (lower case)
     setup: Callable[[Path], None] | None = None  # for what is not a plain file
     receipt_words: tuple[str, ...] = field(default=())  # in receipt.json
+    group: dict[str, str] = field(default_factory=dict)  # the group's own settings
 
 
 def link_to_secret(folder: Path) -> None:
@@ -187,6 +188,16 @@ CASES: dict[str, Case] = {
         {"users.csv.part": USERS, "~users.csv": USERS, ".users.csv": USERS}, "left"
     ),
     "orphan_marker": Case({"courses.csv.done": b""}, "left"),
+    "name_with_a_newline": Case({"users\nlist.csv": USERS}, "sent"),
+    "required_marker_missing": Case(
+        {"users.csv": USERS}, "left", group={"done_markers": "required"}
+    ),
+    "required_marker_present": Case(
+        {"users.csv": USERS, "users.csv.done": b""}, "sent", group={"done_markers": "required"}
+    ),
+    "off_marker_travels": Case(
+        {"users.csv": USERS, "users.done": b""}, "sent", group={"done_markers": "off"}
+    ),
 }
 # Row values the server would take but email about later: warnings, the batch still goes.
 WARNINGS = {
@@ -204,7 +215,14 @@ def test_intake_table_every_case_ends_where_it_should(
     for folder in folders.values():
         folder.mkdir(parents=True)
     secret = write_secret(tmp_path / "test.secret", "secret-a-1234")
-    groups = {name: {"environment": "test", "folder": str(folders[name])} for name in names}
+    groups = {
+        name: {
+            "environment": "test",
+            "folder": str(folders[name]),
+            **(CASES[name].group if name in CASES else {}),
+        }
+        for name in names
+    }
     config = toml_config(
         tmp_path,
         {"test": sandbox_environment(sandbox, "unit-a", secret)},
