@@ -196,9 +196,13 @@ class Spool:
         return manifest
 
     def claim(self, batch_id: str, ready: ReadyFile) -> bool:
-        """Rename a ready file and its markers into the batch; False if it vanished."""
+        """Rename a ready file and its markers into the batch; False if it vanished, or
+        changed since the scan that found it ready (the next pass decides again)."""
         target = self.files_dir(batch_id)
         try:
+            now = os.lstat(self.folder / ready.name)
+            if (now.st_size, now.st_mtime_ns) != (ready.size, ready.mtime_ns):
+                return False
             os.rename(self.folder / ready.name, target / ready.name)
         except FileNotFoundError:
             return False

@@ -46,7 +46,7 @@ def spool(folder: Path) -> Spool:
 def drop(folder: Path, name: str, data: bytes = USERS) -> ReadyFile:
     """Drop a file and return it as intake would hand it over."""
     (folder / name).write_bytes(data)
-    return ReadyFile(name, len(data), 0, FileKind.CSV)
+    return ReadyFile(name, len(data), (folder / name).stat().st_mtime_ns, FileKind.CSV)
 
 
 def claimed_batch(spool: Spool, *names: str, markers: tuple[str, ...] = ()) -> Manifest:
@@ -55,7 +55,7 @@ def claimed_batch(spool: Spool, *names: str, markers: tuple[str, ...] = ()) -> M
         ready = drop(spool.folder, name)
         for marker in markers:
             (spool.folder / marker).write_bytes(b"")
-        ready = ReadyFile(ready.name, ready.size, 0, ready.kind, markers)
+        ready = ReadyFile(ready.name, ready.size, ready.mtime_ns, ready.kind, markers)
         assert spool.claim(manifest.batch, ready)
     manifest.files = [FileRecord(n, len(USERS)) for n in names]
     manifest.state = BatchState.CLAIMED
@@ -141,7 +141,9 @@ def test_spool_claim_renames_file_and_its_markers(spool: Spool, folder: Path) ->
     ready = drop(folder, "users.csv")
     (folder / "users.csv.done").write_bytes(b"")
     (folder / "users.done").write_bytes(b"")
-    ready = ReadyFile("users.csv", ready.size, 0, FileKind.CSV, ("users.csv.done", "users.done"))
+    ready = ReadyFile(
+        "users.csv", ready.size, ready.mtime_ns, FileKind.CSV, ("users.csv.done", "users.done")
+    )
 
     assert spool.claim(manifest.batch, ready)
 
@@ -159,7 +161,7 @@ def test_spool_claim_of_a_vanished_file_is_false(spool: Spool, folder: Path) -> 
 def test_spool_claim_with_a_vanished_marker_still_claims(spool: Spool, folder: Path) -> None:
     manifest = spool.open_batch(MOMENT)
     ready = drop(folder, "users.csv")
-    ready = ReadyFile("users.csv", ready.size, 0, FileKind.CSV, ("users.csv.done",))
+    ready = ReadyFile("users.csv", ready.size, ready.mtime_ns, FileKind.CSV, ("users.csv.done",))
     assert spool.claim(manifest.batch, ready)
     assert listing(spool.files_dir(manifest.batch)) == ["users.csv"]
 
@@ -361,3 +363,15 @@ def test_spool_lock_file_is_private(folder: Path) -> None:
     assert spool.try_lock()
     spool.unlock()
     assert (folder / ".dropd" / "lock").stat().st_mode & 0o077 == 0
+
+
+def test_spool_claim_leaves_a_file_that_changed_since_its_scan(spool: Spool, folder: Path) -> None:
+    path = folder / "users.csv"
+    path.write_bytes(b"user_id,login_id\n")
+    seen = path.stat()
+    ready = ReadyFile("users.csv", seen.st_size, seen.st_mtime_ns, FileKind.CSV)
+    path.write_bytes(b"user_id,login_id\nmore\n")  # the writer was not done after all
+    batch = spool.open_batch(MOMENT)
+    assert spool.claim(batch.batch, ready) is False
+    assert path.exists()
+    assert spool.file_count(batch.batch) == 0
