@@ -270,7 +270,7 @@ def end_batch(
     """Fail the batch for good: error.json beside its files in failed/."""
     manifest.state = BatchState.FAILED
     if not manifest.files:
-        manifest.files = describe_files(ctx.spool.files_dir(manifest.batch))
+        manifest.files = describe_files(sorted(ctx.spool.files_dir(manifest.batch).iterdir()))
     record = record_of(ctx, manifest, outcome)
     record.update(step=step, reason=reason)
     if problems is not None:

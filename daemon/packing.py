@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,21 +119,15 @@ def _zip_has_notification(path: Path) -> bool:
 def _records(
     sources: tuple[SourceDigest, ...], markers: list[str], files_dir: Path
 ) -> list[FileRecord]:
-    records = [
-        FileRecord(s.name, s.bytes, s.sha256, (classify(s.name) or FileKind.OTHER).value)
-        for s in sources
-    ]
-    for name in markers:
-        path = files_dir / name
-        records.append(FileRecord(name, path.stat().st_size, file_sha256(path), "marker"))
-    return records
+    # The zipped files were hashed as they were read; only the markers are read here.
+    zipped = [FileRecord(s.name, s.bytes, s.sha256, _kind(s.name)) for s in sources]
+    return zipped + describe_files([files_dir / name for name in markers])
 
 
-def describe_files(files_dir: Path) -> list[FileRecord]:
-    """Name, size and SHA-256 of every file of a batch that never got zipped."""
-    return [
-        FileRecord(
-            p.name, p.stat().st_size, file_sha256(p), (classify(p.name) or FileKind.OTHER).value
-        )
-        for p in sorted(files_dir.iterdir())
-    ]
+def describe_files(paths: Iterable[Path]) -> list[FileRecord]:
+    """Name, size, SHA-256 and kind of each file, read from disk."""
+    return [FileRecord(p.name, p.stat().st_size, file_sha256(p), _kind(p.name)) for p in paths]
+
+
+def _kind(name: str) -> str:
+    return (classify(name) or FileKind.OTHER).value

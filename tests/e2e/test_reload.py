@@ -10,6 +10,7 @@ from harness import (
     DaemonProcess,
     SandboxProcess,
     drop,
+    group_status,
     read,
     receipts,
     sandbox_environment,
@@ -102,12 +103,10 @@ def test_reload_with_a_fixed_secret_sends_the_waiting_batch(
     waiting = daemon.wait_event("batch_waits", step="token")
     assert "rejected client 'unit-a'" in waiting["reason"]
     status = wait_for(
-        lambda: [
-            g for g in read(tmp_path / "state" / "status.json")["groups"] if g["status"] == "Error"
-        ],
+        lambda: (s := group_status(tmp_path / "state", "music")) and s["status"] == "Error" and s,
         "status Error at step token",
     )
-    assert status[0]["step"] == "token"
+    assert status["step"] == "token"
     assert not receipts(drops["music"]) and not list((drops["music"] / "failed").glob("*"))
 
     write_secret(secret, "secret-a-1234")
