@@ -1,5 +1,5 @@
-"""Test hooks: named moments at which the daemon kills itself (`kill -9`), to prove recovery,
-and lost file events, to prove the rescan.
+"""Test hooks: named moments at which the daemon kills itself (`kill -9`), to prove recovery;
+lost file events, to prove the rescan; a hung loop, to prove the watchdog; a short stop grace.
 
 Set `DROPD_TEST_CRASH_AT` to one of `POINTS` (optionally `NAME:N` for its N-th passage) in the
 daemon's environment; without it every call is a no-op. Production never sets it.
@@ -26,6 +26,10 @@ POINTS = (
 # more often than the minute production uses.
 LOSE_EVENTS_ENV = "DROPD_TEST_LOSE_EVENTS"
 RESCAN_ENV = "DROPD_TEST_RESCAN_SECONDS"
+# The scheduler loop hangs for good once this file exists (systemd's watchdog must notice).
+HANG_ENV = "DROPD_TEST_HANG_FILE"
+# SIGTERM's wait for an upload in flight, shorter than production's.
+STOP_GRACE_ENV = "DROPD_TEST_STOP_GRACE_SECONDS"
 
 _lock = threading.Lock()
 _passages: dict[str, int] = {}
@@ -58,3 +62,15 @@ def events_lost() -> bool:
 def rescan_seconds(default: float) -> float:
     """How often to rescan every folder: `default`, unless a test asks for sooner."""
     return float(os.environ.get(RESCAN_ENV) or default)
+
+
+def hang_if_asked() -> None:
+    """Block this thread forever once a test has created the file `DROPD_TEST_HANG_FILE` names."""
+    path = os.environ.get(HANG_ENV, "")
+    if path and os.path.exists(path):
+        threading.Event().wait()
+
+
+def stop_grace_seconds(default: float) -> float:
+    """How long SIGTERM waits for an upload in flight: `default`, unless a test asks for less."""
+    return float(os.environ.get(STOP_GRACE_ENV) or default)

@@ -1,9 +1,12 @@
-"""systemd notifications (sdnotify): READY, WATCHDOG from the working loop, STATUS, STOPPING."""
+"""systemd notifications (sdnotify): READY, WATCHDOG from the working loop, STATUS, RELOADING,
+STOPPING. Without `$NOTIFY_SOCKET` every call does nothing; a socket that fails is logged once.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 
 import sdnotify
 import structlog
@@ -12,23 +15,41 @@ log = structlog.get_logger()
 
 
 class Notifier:
-    """Talks to systemd through $NOTIFY_SOCKET; without one, every call does nothing."""
+    """Talks to systemd through `$NOTIFY_SOCKET`, read once here as sdnotify does."""
 
-    def __init__(self) -> None:
-        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
-        # sdnotify reads NOTIFY_SOCKET once, here, and swallows every error itself.
-        self._notifier = sdnotify.SystemdNotifier()
-        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        self.address = environ.get("NOTIFY_SOCKET", "")
+        self._notifier: sdnotify.SystemdNotifier | None = None
+        if self.address:
+            try:
+                # debug=True: sdnotify raises instead of swallowing, so we can say what failed.
+                self._notifier = sdnotify.SystemdNotifier(debug=True)
+            except OSError as exc:
+                log.error("notify_socket_unavailable", socket=self.address, reason=str(exc))
+        usec = int(environ.get("WATCHDOG_USEC", "0") or 0)
         self.watchdog_interval = usec / 2e6 if usec > 0 else 0.0
         self._last_ping = 0.0
         self._last_status = ""
+        self._failing = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._notifier is not None
 
     def _send(self, *lines: str) -> None:
-        if self.enabled:
+        if self._notifier is None:
+            return
+        try:
             self._notifier.notify("\n".join(lines))
+        except OSError as exc:
+            if not self._failing:
+                log.warning("notify_failed", socket=self.address, reason=str(exc))
+            self._failing = True
+        else:
+            self._failing = False
 
     def ready(self, status: str) -> None:
-        """Tell systemd the spool is recovered and every folder scanned."""
+        """Tell systemd the spool is recovered and every folder scanned (or a reload is done)."""
         self._last_status = _ascii(status)
         self._send("READY=1", f"STATUS={self._last_status}")
         self._last_ping = time.monotonic()
@@ -48,7 +69,7 @@ class Notifier:
                 log.error("watchdog_withheld", reason="the file-event observer has died")
 
     def next_heartbeat(self, now: float) -> float | None:
-        """When the watchdog wants its next ping (monotonic), if it is on."""
+        """When the watchdog wants its next ping, on the caller's clock, if it is on."""
         if not self.watchdog_interval:
             return None
         return self._last_ping + self.watchdog_interval - (time.monotonic() - now)

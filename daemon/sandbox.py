@@ -14,6 +14,7 @@ endpoint (`"endpoint": "token"`, else the upload endpoints), before any check:
     {"status": 429, "retry_after": "2"}                           Spring's error JSON)
     {"status": 502, "html": true}                                 a proxy's HTML page
     {"hang": 30}                                                  no answer for 30 s, then close
+    {"pause": 3}                                                  wait 3 s, then serve as usual
     {"reset": true}                                               a TCP reset, no answer
 
 The requests are served and routed in `sandbox_http`, tokens issued in `sandbox_tokens`.

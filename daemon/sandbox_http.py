@@ -202,9 +202,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.note = note
         self._send_json(status, self._spring_error(status))
 
-    def _play(self, answer: dict[str, Any]) -> None:
-        """Answer as scripted: a status and body, a hang, or a reset connection."""
+    def _play(self, answer: dict[str, Any]) -> bool:
+        """Answer as scripted: a status and body, a hang, or a reset connection; or pause, then
+        return True for the request to be served as usual."""
         path = urlsplit(self.path).path
+        if "pause" in answer:
+            log_line(f"{self.command} {path} pause {answer['pause']}s (scripted)")
+            self.server.stopping.wait(float(answer["pause"]))
+            return True
         self.close_connection = "status" not in answer
         if answer.get("reset"):
             log_line(f"{self.command} {path} reset (scripted)")
@@ -217,6 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.stopping.wait(float(answer["hang"]))
         else:
             self._send_scripted(int(answer["status"]), answer)
+        return False
 
     def _send_scripted(self, status: int, answer: dict[str, Any]) -> None:
         headers = {str(name): str(value) for name, value in answer.get("headers", {}).items()}
@@ -237,14 +243,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, b"", "text/plain", headers)
 
     def _token(self, body: bytes) -> None:
-        if answer := self.sandbox.answers.next("token"):
-            self._play(answer)
+        if (answer := self.sandbox.answers.next("token")) and not self._play(answer):
             return
         self._send_answer(self.sandbox.tokens.answer(self.headers.get("Authorization", ""), body))
 
     def _upload(self, group: str, endpoint: str, body: bytes) -> None:
-        if answer := self.sandbox.answers.next("upload"):
-            self._play(answer)
+        if (answer := self.sandbox.answers.next("upload")) and not self._play(answer):
             return
         authorization = self.headers.get("Authorization", "")
         client_id, problem = self.sandbox.tokens.bearer_client(authorization)

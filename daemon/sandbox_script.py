@@ -8,7 +8,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-_ANSWER_KEYS = {"status", "body", "headers", "retry_after", "html", "hang", "reset", "endpoint"}
+_ANSWER_KEYS = {
+    *("status", "body", "headers", "retry_after", "html", "hang", "reset", "pause", "endpoint")
+}
+_KINDS = ("status", "hang", "reset", "pause")
 
 
 def checked_answer(answer: object) -> dict[str, Any]:
@@ -16,15 +19,16 @@ def checked_answer(answer: object) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise ValueError(f"a scripted answer must be a JSON object, got {answer!r}")
     problem = ""
-    status, hang = answer.get("status", 200), answer.get("hang", 0)
+    status = answer.get("status", 200)
+    wait = answer.get("hang", answer.get("pause", 0))
     if unknown := sorted(set(answer) - _ANSWER_KEYS):
         problem = f"unknown keys {unknown}"
-    elif sum(key in answer for key in ("status", "hang", "reset")) != 1:
-        problem = "give exactly one of status, hang, reset"
+    elif sum(key in answer for key in _KINDS) != 1:
+        problem = "give exactly one of " + ", ".join(_KINDS)
     elif isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         problem = "status must be an HTTP code, 100 to 599"
-    elif isinstance(hang, bool) or not isinstance(hang, int | float) or hang < 0:
-        problem = "hang must be a number of seconds, 0 or more"
+    elif isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        problem = "hang and pause take a number of seconds, 0 or more"
     elif answer.get("reset", True) is not True:
         problem = "reset must be true"
     elif answer.get("endpoint", "upload") not in ("upload", "token"):

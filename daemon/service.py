@@ -23,6 +23,7 @@ from types import FrameType
 
 import structlog
 
+from daemon import crashpoints
 from daemon import log as logsetup
 from daemon.auth import TokenSource
 from daemon.batch import Backoff, BatchTiming
@@ -178,6 +179,7 @@ class Scheduler:
                 message = None
 
     def _tick(self) -> None:
+        crashpoints.hang_if_asked()
         now = self.clock()
         daemon = self.config.daemon
         for worker in [w for w in self.retiring if not w.line.in_flight]:
@@ -240,7 +242,7 @@ class Scheduler:
         self.notifier.stopping()
         if self.watcher is not None:
             self.watcher.stop()
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        deadline = time.monotonic() + crashpoints.stop_grace_seconds(STOP_GRACE_SECONDS)
         while self.in_flight() and time.monotonic() < deadline:
             try:
                 message = self.inbox.get(timeout=0.2)
@@ -261,9 +263,13 @@ class Scheduler:
 
     def summary(self) -> str:
         """The one-line STATUS= summary (ASCII: sdnotify drops anything else)."""
-        waiting = sum(w.files_waiting() for w in self.groups.values())
-        errors = sum(1 for w in self.groups.values() if w.error)
-        return f"{len(self.groups)} groups, {waiting} files waiting, {errors} in error"
+        workers = list(self.groups.values())
+        waiting = sum(w.files_waiting() for w in workers)
+        uploads = [w.last_upload for w in workers if w.last_upload]
+        last = f"last upload {max(uploads)}" if uploads else "no upload yet"
+        errors = [f"{w.group.key}: {w.error[0]}" for w in workers if w.error]
+        problems = f"{len(errors)} in error ({', '.join(errors)})" if errors else "0 in error"
+        return f"{len(workers)} groups, {waiting} files waiting, {last}, {problems}"
 
 
 def _result(future: object) -> BatchResult:

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -229,6 +231,15 @@ def uploads_by_batch(sandbox: SandboxProcess) -> dict[str, list[Path]]:
     return found
 
 
+def sent_files(folder: Path) -> dict[str, list[bytes]]:
+    """Every file in sent/ by name (receipts aside), each copy's bytes."""
+    found: dict[str, list[bytes]] = {}
+    for path in sorted((folder / "sent").glob("*/*/*")):
+        if path.name != "receipt.json":
+            found.setdefault(path.name, []).append(path.read_bytes())
+    return found
+
+
 def drained(folder: Path) -> bool:
     """True when no file waits at the top of `folder` and no batch is in `.dropd/work/`."""
     work = folder / ".dropd" / "work"
@@ -272,3 +283,63 @@ def music_group(
     group = {"environment": "test", "folder": str(folder), **(group_extra or {})}
     environments = {"test": sandbox_environment(sandbox, "unit-a", secret)}
     return toml_config(tmp_path, environments, {"music": group}, **daemon), folder
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's: set `env` on the daemon, then read
+    what it sends with `wait` (each message as {"KEY": "value"} with its arrival time)."""
+
+    def __init__(self) -> None:
+        # A short folder of its own: a socket path must fit in 108 bytes.
+        self.folder = Path(tempfile.mkdtemp(prefix="dropd-notify-"))
+        self.path = self.folder / "notify"
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(self.path))
+        self.received: list[tuple[float, dict[str, str]]] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"NOTIFY_SOCKET": str(self.path)}
+
+    def _receive(self, timeout: float) -> bool:
+        self.socket.settimeout(max(timeout, 0.001))
+        try:
+            data = self.socket.recv(65536)
+        except TimeoutError:
+            return False
+        fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+        self.received.append((time.monotonic(), fields))
+        return True
+
+    def wait(
+        self, key: str, value: str | None = None, after: int = 0, deadline: float = DEADLINE
+    ) -> tuple[int, dict[str, str]]:
+        """The first message from index `after` on that has `key` (equal to `value` if given);
+        returns its index and fields."""
+        end = time.monotonic() + deadline
+        checked = after
+        while True:
+            for index in range(checked, len(self.received)):
+                fields = self.received[index][1]
+                if key in fields and (value is None or fields[key] == value):
+                    return index, fields
+            checked = max(checked, len(self.received))
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out after {deadline:g} s waiting for {key}={value}")
+            self._receive(remaining)
+
+    def listen(self, seconds: float) -> None:
+        """Keep receiving for `seconds`."""
+        end = time.monotonic() + seconds
+        while (remaining := end - time.monotonic()) > 0:
+            self._receive(remaining)
+
+    def times(self, key: str, after: int = 0) -> list[float]:
+        """Arrival times of the messages from index `after` on that carry `key`."""
+        return [moment for moment, fields in self.received[after:] if key in fields]
+
+    def close(self) -> None:
+        self.socket.close()
+        self.path.unlink(missing_ok=True)
+        self.folder.rmdir()

@@ -19,6 +19,7 @@ from harness import (
     read,
     receipts,
     sandbox_environment,
+    sent_files,
     start_daemon,
     toml_config,
     uploads_by_batch,
@@ -76,15 +77,6 @@ def status_role(daemon: DaemonProcess) -> str | None:
 
 def events_named(daemon: DaemonProcess, *names: str) -> list[dict[str, Any]]:
     return [line for line in daemon.events() if line.get("event") in names]
-
-
-def sent_files(folder: Path) -> dict[str, list[bytes]]:
-    """Every file in sent/ by name (receipts aside), each copy's bytes."""
-    found: dict[str, list[bytes]] = {}
-    for path in sorted((folder / "sent").glob("*/*/*")):
-        if path.name != "receipt.json":
-            found.setdefault(path.name, []).append(path.read_bytes())
-    return found
 
 
 def filed(folder: Path) -> list[Path] | None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from pathlib import Path
 
 from harness import (
     USERS,
     DaemonProcess,
     SandboxProcess,
+    drained,
     drop,
     group_status,
     read,
     receipts,
     sandbox_environment,
+    sent_files,
     start_daemon,
     toml_config,
     wait_for,
@@ -114,3 +118,88 @@ def test_reload_with_a_fixed_secret_sends_the_waiting_batch(
     [receipt] = wait_for(lambda: receipts(drops["music"]), "the batch sent after the reload")
     assert read(receipt)["status"] == 200
     assert "wrong-secret-0000" not in daemon.text() and "secret-a-1234" not in daemon.text()
+
+
+class Writer:
+    """Drops numbered users files into chosen folders every few hundredths of a second."""
+
+    def __init__(self, targets: list[Path]) -> None:
+        self.targets = targets
+        self.dropped: dict[Path, dict[str, bytes]] = {}
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for folder in list(self.targets):
+                self.count += 1
+                name = f"users-{self.count:05d}.csv"
+                content = USERS.replace(b"g1,", f"g{self.count},".encode())
+                drop(folder, name, content)
+                self.dropped.setdefault(folder, {})[name] = content
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def uploaded_groups(sandbox: SandboxProcess) -> list[str]:
+    return [str(sandbox.request(upload)["group"]) for upload in sandbox.uploads()]
+
+
+def test_reload_while_files_flow_adds_changes_and_removes_groups_losing_nothing(
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
+    drops = folders(tmp_path, "music", "art", "drama")
+    env = {
+        "test": sandbox_environment(
+            sandbox, "unit-a", write_secret(tmp_path / "s", "secret-a-1234")
+        )
+    }
+    music = {"environment": "test", "folder": str(drops["music"])}
+    art = {"environment": "test", "folder": str(drops["art"])}
+    config = toml_config(
+        tmp_path, env, {"music": music, "art": art}, quiet_seconds=0.3, max_wait_seconds=1
+    )
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    processes.append(daemon)
+    daemon.wait_event("daemon_ready")
+
+    with Writer([drops["music"], drops["art"]]) as writer:
+        wait_for(lambda: len(receipts(drops["art"])) >= 2, "art's batches going up")
+        changed = {**music, "group_name": "music-2", "friendly_name": "Music, renamed"}
+        drama = {"environment": "test", "folder": str(drops["drama"])}
+        toml_config(
+            tmp_path, env, {"music": changed, "drama": drama}, quiet_seconds=0.3, max_wait_seconds=1
+        )
+        writer.targets.remove(drops["art"])
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_event("group_removed", group="art")
+        writer.targets.append(drops["drama"])
+        drop(drops["art"], "users-late.csv", USERS)
+        wait_for(lambda: len(receipts(drops["drama"])) >= 2, "the added group's batches")
+
+    for name in ("music", "drama"):
+        wait_for(lambda name=name: drained(drops[name]), f"{name} filed")  # type: ignore[misc]
+        assert sent_files(drops[name]) == {n: [c] for n, c in writer.dropped[drops[name]].items()}
+    assert uploaded_groups(sandbox)[-1] in ("music-2", "drama")
+    assert "music-2" in uploaded_groups(sandbox), "the changed group_name is used"
+    status = wait_for(lambda: group_status(tmp_path / "state", "music"), "music's status")
+    assert status["friendly_name"] == "Music, renamed"
+
+    # The removed group: every file is sent, waiting in its spool, or still in the folder.
+    art_dir = drops["art"]
+    time.sleep(1.0)  # a removed group must not take the late file, however long we wait
+    assert (art_dir / "users-late.csv").exists()
+    waiting = {p.name for p in art_dir.glob(".dropd/work/*/files/*")}
+    left = {p.name for p in art_dir.iterdir() if p.is_file()}
+    sent = sent_files(art_dir)
+    assert all(len(copies) == 1 for copies in sent.values())
+    assert set(writer.dropped[art_dir]) == (set(sent) | waiting | left) - {"users-late.csv"}
+    assert not (art_dir / "failed").exists()
+    assert daemon.stop() == 0
