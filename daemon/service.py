@@ -33,6 +33,7 @@ from daemon.errors import ConfigError, DropdError, SecretError
 from daemon.groups import GroupWorker, build_group, token_sources
 from daemon.notify import Notifier
 from daemon.reconfigure import plan_reload
+from daemon.retention import Pruner
 from daemon.spool import utc_now
 from daemon.status import StatusWriter
 from daemon.watch import FolderChanged, FolderWatcher
@@ -77,6 +78,7 @@ class Scheduler:
         self.pool = ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="upload")
         self.watcher: FolderWatcher | None = None
         self.status = StatusWriter(config.daemon.state_dir)
+        self.pruner = Pruner(wall)
         self.groups: dict[str, GroupWorker] = {}
         self.retiring: list[GroupWorker] = []  # removed by a reload, finishing their upload
         self.stopping = False
@@ -193,6 +195,7 @@ class Scheduler:
                 worker.scan(now, daemon)
             worker.close_due(now, self.timing)
             self._start_next(worker, now)
+        self.pruner.run(self.groups.values(), now, daemon.sent_retention_days)
         self.notifier.heartbeat(self.watcher is None or self.watcher.alive(), self.summary())
         self.status.write(self.groups.values(), self.wall())
 
