@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -475,6 +476,14 @@ def test_scripted_hang_makes_the_client_time_out(sandbox: Sandbox) -> None:
     assert upload_ok(sandbox, get_token(sandbox))  # the hang holds up no other request
 
 
+def test_scripted_pause_delays_then_serves_as_usual(sandbox: Sandbox) -> None:
+    sandbox.script([{"pause": 0.5}])
+    started = time.monotonic()
+    assert upload_ok(sandbox, get_token(sandbox))
+    assert time.monotonic() - started >= 0.5
+    assert len(sandbox.uploads()) == 1  # kept, as an unscripted upload is
+
+
 def test_scripted_token_answers_have_their_own_queue(sandbox: Sandbox) -> None:
     sandbox.script([{"status": 503, "endpoint": "token"}])
     token_answer = requests.post(sandbox.token_url, auth=CLIENT, timeout=TIMEOUT)
@@ -493,7 +502,10 @@ def test_script_over_http_queues_and_rejects_bad_answers(sandbox: Sandbox) -> No
 
 @pytest.mark.parametrize(
     "answer",
-    [{"status": 99}, {"status": 503, "hang": 1}, {}, {"reset": False}, {"status": 503, "x": 1}],
+    [
+        *({"status": 99}, {"status": 503, "hang": 1}, {}, {"reset": False}),
+        *({"status": 503, "x": 1}, {"pause": -1}, {"pause": 1, "hang": 1}),
+    ],
 )
 def test_script_rejects_malformed_answers(sandbox: Sandbox, answer: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="scripted answer"):
