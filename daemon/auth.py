@@ -96,6 +96,10 @@ class Token:
         return now < self.expires_at - margin
 
 
+def ignore_fetch(environment: str, result: str) -> None:
+    """The default `on_fetch`: a token source that nobody counts."""
+
+
 class TokenSource:
     """The access token of one environment: kept in memory and in `state_dir`, renewed early."""
 
@@ -106,12 +110,15 @@ class TokenSource:
         state_dir: Path,
         timeouts: tuple[float, float],
         clock: Callable[[], float] = time.time,
+        on_fetch: Callable[[str, str], None] = ignore_fetch,
     ) -> None:
         self.env = env
         self._secret = secret
         self._cache_path = state_dir / "tokens" / f"{env.name}.json"
         self._timeouts = timeouts
         self._clock = clock
+        # Told (environment, "ok" | "rejected" | "failed") after each fetch: the metrics.
+        self._on_fetch = on_fetch
         self._token: Token | None = None
         # The groups of an environment upload from several pool threads and share the token.
         self._lock = threading.Lock()
@@ -123,9 +130,15 @@ class TokenSource:
             if self._token is None:
                 self._token = self._load_cached()
             if self._token is None or not self._token.fresh(now):
-                self._token = self._fetch(now)
+                self._token = self._fetch_counted(now)
                 self._store(self._token)
             return self._token.access_token
+
+    def fetch_uncached(self) -> str:
+        """A new token from the token endpoint, kept nowhere: neither in memory nor in
+        `state_dir` (`dropd verify` changes nothing). Raises TokenError if none can be had."""
+        with self._lock:
+            return self._fetch(self._clock()).access_token
 
     def invalidate(self, token: str) -> None:
         """Forget `token` (the server answered 401 with it), unless it was already renewed."""
@@ -133,6 +146,15 @@ class TokenSource:
             if self._token is None or self._token.access_token == token:
                 self._token = None
                 self._cache_path.unlink(missing_ok=True)
+
+    def _fetch_counted(self, now: float) -> Token:
+        try:
+            token = self._fetch(now)
+        except TokenError as exc:
+            self._on_fetch(self.env.name, "rejected" if exc.rejected else "failed")
+            raise
+        self._on_fetch(self.env.name, "ok")
+        return token
 
     def _fetch(self, now: float) -> Token:
         session = OAuth2Session(client=BackendApplicationClient(client_id=self.env.client_id))

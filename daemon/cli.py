@@ -51,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long an issued token is valid",
     )
 
+    verify = commands.add_parser(
+        "verify", help="check each group step by step: config, folder, token, endpoint"
+    )
+    _config_arg(verify)
+    verify.add_argument(
+        "groups", nargs="*", metavar="GROUP", help="the groups to check (default: all)"
+    )
+
+    status = commands.add_parser("status", help="each group: Valid, Processing or Error")
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="one JSON object, for monitoring")
+
     retry = commands.add_parser("retry", help="put a failed batch back in line, unchanged")
     _config_arg(retry)
     retry.add_argument("group", metavar="GROUP", help="the group's key in the config")
@@ -81,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemon import service
 
         return service.main(args.config)
+    if args.command == "verify":
+        from daemon import verify
+
+        return verify.verify_command(args.config, args.groups)
+    if args.command == "status":
+        from daemon import statusview
+
+        return statusview.status_command(args.config, args.json)
     if args.command == "retry":
         from daemon import requeue
 

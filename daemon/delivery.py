@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,11 @@ class BatchResult:
     reason: str = ""
     retry_after: float | None = None
     destination: Path | None = None
+    # The figures of a sent batch, for the metrics.
+    files: int = 0  # files uploaded (markers are not)
+    file_bytes: int = 0  # their size as dropped
+    zip_bytes: int = 0  # the ZIP, all its parts, as the server took it
+    upload_seconds: float | None = None  # spent in POSTs by this attempt; None: no POST
 
 
 @dataclass(slots=True)
@@ -114,9 +119,11 @@ def _zips_present(spool: Spool, manifest: Manifest) -> bool:
 
 def _moved(ctx: Delivery, manifest: Manifest) -> BatchResult:
     dest = ctx.spool.complete_move(manifest, ctx.wall())
-    kind = ResultKind.SENT if manifest.state is BatchState.SENT else ResultKind.FAILED
+    if manifest.state is BatchState.SENT:
+        return _sent_result(manifest, dest)
     record = manifest.record or {}
-    return BatchResult(kind, record.get("step", ""), record.get("reason", ""), destination=dest)
+    step, reason = record.get("step", ""), record.get("reason", "")
+    return BatchResult(ResultKind.FAILED, step, reason, destination=dest)
 
 
 def _zip(ctx: Delivery, manifest: Manifest) -> None:
@@ -141,6 +148,7 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
     # Found `uploading` by a process that never posted it: a crash may have come after a 200.
     resent = manifest.state is BatchState.UPLOADING and manifest.batch not in ctx.memory.posted
     outcome: api.UploadOutcome | None = None
+    posted: float | None = None  # seconds spent in POSTs, for the metrics
     for part in manifest.parts:
         if part.get("sent"):
             continue
@@ -148,9 +156,10 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
             outcome = _send_part(ctx, manifest, part, ctx.tokens)
         except TokenError as exc:
             log.error("token_unavailable", environment=exc.environment, reason=exc.reason)
-            return BatchResult(ResultKind.WAIT, "token", exc.reason)
+            return BatchResult(ResultKind.WAIT, "token", exc.reason, upload_seconds=posted)
+        posted = (posted or 0.0) + outcome.seconds
         if outcome.kind is not api.OutcomeKind.SENT:
-            return _settle(ctx, manifest, outcome)
+            return replace(_settle(ctx, manifest, outcome), upload_seconds=posted)
         crashpoints.reached("answered")
         answer = {
             "sent": True,
@@ -162,7 +171,7 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
         part.update(answer)
         resent = False  # only the part in flight at the crash can have gone up twice
         ctx.spool.save(manifest)
-    return _sent(ctx, manifest)
+    return replace(_sent(ctx, manifest), upload_seconds=posted)
 
 
 def _send_part(
@@ -179,7 +188,9 @@ def _send_part(
     outcome = _post(ctx, manifest, part, token)
     if outcome.kind is api.OutcomeKind.UNAUTHORIZED:
         tokens.invalidate(token)
+        refused = outcome.seconds
         outcome = _post(ctx, manifest, part, tokens.get())
+        outcome = replace(outcome, seconds=refused + outcome.seconds)
     return outcome
 
 
@@ -256,7 +267,18 @@ def _sent(ctx: Delivery, manifest: Manifest) -> BatchResult:
         attempts=manifest.attempts,
         destination=str(dest),
     )
-    return BatchResult(ResultKind.SENT, destination=dest)
+    return _sent_result(manifest, dest)
+
+
+def _sent_result(manifest: Manifest, dest: Path) -> BatchResult:
+    uploaded = [f for f in manifest.files if f.kind != "marker"]
+    return BatchResult(
+        ResultKind.SENT,
+        destination=dest,
+        files=len(uploaded),
+        file_bytes=sum(f.bytes for f in uploaded),
+        zip_bytes=int((manifest.zip or {}).get("bytes") or 0),
+    )
 
 
 def end_batch(

@@ -10,11 +10,12 @@ from datetime import datetime
 import structlog
 
 from daemon import api, crashpoints
-from daemon.auth import TokenSource, read_secret
+from daemon.auth import TokenSource, ignore_fetch, read_secret
 from daemon.batch import BatchTiming, GroupLine, OpenBatch
 from daemon.config import Config, DaemonSettings, Group
 from daemon.delivery import BatchResult, Delivery, DeliveryMemory, ResultKind, end_batch
 from daemon.errors import SecretError, SpoolError
+from daemon.history import folder_history
 from daemon.intake import (
     FileKind,
     ReadyFile,
@@ -55,6 +56,9 @@ class GroupWorker:
     batch_files: dict[str, int] = field(default_factory=dict)
     orphans: dict[str, tuple[float, bool]] = field(default_factory=dict)  # since, reported
     watcher: FolderWatcher | None = None
+    # Told every batch result, those of intake included (which never reach the scheduler's
+    # `_finished`): the metrics.
+    on_result: Callable[[str, BatchResult], None] | None = None
 
     # -- ownership and recovery -------------------------------------------------------------
 
@@ -113,6 +117,10 @@ class GroupWorker:
             log.warning("batch_requeue_finished", group=self.group.key, batch=batch_id)
         self._enqueue(self.spool.batch_ids(), "batch_recovered")
         self._reunite_markers()
+        # What status shows outlives a restart: sent/ and failed/ hold it.
+        past = folder_history(self.group.folder)
+        self.failed_batches, self.last_upload = past.failed_batches, past.last_upload
+        self.error = self.error or past.last_failure
 
     def _reunite_markers(self) -> None:
         top = [n for n in os.listdir(self.group.folder) if classify(n) is FileKind.MARKER]
@@ -170,7 +178,7 @@ class GroupWorker:
             self._take(r, now)
             for r in ready_files(seen, self.tracker, now, daemon.settle_seconds, mode)
         ]
-        if all(taken) and self.error and self.error[0] in ("folder", "intake"):
+        if all(taken) and self.error and self.error[0] == "folder":
             log.info("group_recovered", group=self.group.key, step=self.error[0])
             self.error = None
         settle_at = self.tracker.next_settle_at(daemon.settle_seconds)
@@ -219,7 +227,9 @@ class GroupWorker:
             else:
                 self._join_open(ready, now)
         except SpoolError as exc:
-            self.set_error("intake", str(exc))
+            # Step `folder`, not `intake`: the next good scan clears it, while a batch that
+            # failed at intake keeps the group in Error until a later batch goes up.
+            self.set_error("folder", str(exc))
             return False
         return True
 
@@ -327,6 +337,8 @@ class GroupWorker:
 
     def record(self, result: BatchResult, moment: datetime) -> None:
         """Keep what status needs from a batch's result."""
+        if self.on_result is not None:
+            self.on_result(self.group.key, result)
         if result.kind is ResultKind.SENT:
             self.last_upload = iso(moment)
             self.error = None
@@ -369,7 +381,9 @@ class GroupWorker:
         return self.tracker.watched() + open_files + queued
 
 
-def token_sources(config: Config) -> dict[str, TokenSource | SecretError]:
+def token_sources(
+    config: Config, on_fetch: Callable[[str, str], None] = ignore_fetch
+) -> dict[str, TokenSource | SecretError]:
     """One token source per environment (shared by its groups), or why it has none."""
     daemon = config.daemon
     sources: dict[str, TokenSource | SecretError] = {}
@@ -380,6 +394,7 @@ def token_sources(config: Config) -> dict[str, TokenSource | SecretError]:
                 read_secret(env),
                 daemon.state_dir,
                 (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
+                on_fetch=on_fetch,
             )
         except SecretError as exc:
             log.error("secret_unavailable", environment=name, reason=exc.reason)

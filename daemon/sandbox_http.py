@@ -134,8 +134,21 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sandbox/uploads":
             records = [(folder / "request.json").read_text() for folder in self.sandbox.uploads()]
             self._send_json(200, [json.loads(record) for record in records])
+        elif _UPLOAD_ROUTE.fullmatch(path):
+            self._upload_route_get()
         else:
             self._send_spring_error(404)
+
+    def _upload_route_get(self) -> None:
+        # As the real API: its security filter checks the token on /rest/upload/** first, and
+        # the controller takes only POST.
+        client_id, problem = self.sandbox.tokens.bearer_client(
+            self.headers.get("Authorization", "")
+        )
+        if client_id is None:
+            self._send_answer(unauthorized(problem))
+        else:
+            self._send_json(405, self._spring_error(405), {"Allow": "POST"})
 
     def do_POST(self) -> None:
         self.note = ""

@@ -31,6 +31,7 @@ from daemon.config import Config, load_config
 from daemon.delivery import BatchResult, ResultKind, deliver
 from daemon.errors import ConfigError, DropdError, SecretError
 from daemon.groups import GroupWorker, build_group, token_sources
+from daemon.metrics import Metrics
 from daemon.notify import Notifier
 from daemon.reconfigure import plan_reload
 from daemon.retention import Pruner
@@ -79,6 +80,7 @@ class Scheduler:
         self.watcher: FolderWatcher | None = None
         self.status = StatusWriter(config.daemon.state_dir)
         self.pruner = Pruner(wall)
+        self.metrics = Metrics()
         self.groups: dict[str, GroupWorker] = {}
         self.retiring: list[GroupWorker] = []  # removed by a reload, finishing their upload
         self.stopping = False
@@ -87,13 +89,16 @@ class Scheduler:
         """Recover every spool, scan every folder, then tell systemd we are ready."""
         if self.config.daemon.poll_seconds == 0:
             self.watcher = FolderWatcher(self.inbox)
+        self.metrics.serve(self.config.daemon.metrics_port)
         now = self.clock()
-        tokens = token_sources(self.config)
+        tokens = token_sources(self.config, self.metrics.token_fetched)
         for key in self.config.groups:
             self._add_group(key, tokens, now)
         for worker in self.groups.values():
             if worker.owner:
                 worker.scan(now, self.config.daemon)
+        self.status.write(self.groups.values(), self.wall())
+        self.metrics.publish(self.groups.values())
         self.notifier.ready(self.summary())
         log.info(
             "daemon_ready",
@@ -106,6 +111,7 @@ class Scheduler:
     ) -> None:
         group = self.config.groups[key]
         worker = build_group(self.config, group, tokens[group.environment], self.wall)
+        worker.on_result = self.metrics.batch_finished
         self.groups[key] = worker
         worker.take_ownership(now, self.watcher)
 
@@ -121,7 +127,7 @@ class Scheduler:
             return
         plan = plan_reload(self.config, new)
         self._apply(new)
-        tokens = token_sources(new)
+        tokens = token_sources(new, self.metrics.token_fetched)
         for key in plan.removed:
             worker = self.groups.pop(key)
             worker.stop_watching()
@@ -145,6 +151,7 @@ class Scheduler:
         self.timing = BatchTiming(daemon.quiet_seconds, daemon.max_wait_seconds)
         self.backoff = Backoff(daemon.retry_initial_seconds, daemon.retry_max_seconds)
         self.status = StatusWriter(daemon.state_dir)
+        self.metrics.serve(daemon.metrics_port)  # a changed port is served at once
         if daemon.poll_seconds == 0 and self.watcher is None:
             self.watcher = FolderWatcher(self.inbox)
         elif daemon.poll_seconds > 0 and self.watcher is not None:
@@ -198,6 +205,7 @@ class Scheduler:
         self.pruner.run(self.groups.values(), now, daemon.sent_retention_days)
         self.notifier.heartbeat(self.watcher is None or self.watcher.alive(), self.summary())
         self.status.write(self.groups.values(), self.wall())
+        self.metrics.publish(self.groups.values())
 
     def _start_next(self, worker: GroupWorker, now: float) -> None:
         if self.stopping:
@@ -257,6 +265,7 @@ class Scheduler:
         for worker in [*self.groups.values(), *self.retiring]:
             worker.spool.unlock()
         self.status.write(self.groups.values(), self.wall())
+        self.metrics.stop()
         log.info("daemon_stopped")
 
     def in_flight(self) -> list[str]:

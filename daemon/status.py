@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -10,13 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from daemon.spool import iso, write_json_atomic
+from daemon.liveness import start_ticks
+from daemon.spool import iso, utc_now, write_json_atomic
 
 if TYPE_CHECKING:
     from daemon.groups import GroupWorker
 
 log = structlog.get_logger()
 STATUS_FILE = "status.json"
+# Rewritten at least this often, so `dropd status` can tell a stuck daemon from a quiet one.
+REFRESH_SECONDS = 30.0
+# The daemon's start (this module is imported as it starts; a reload keeps it).
+PROCESS_STARTED = utc_now()
 
 
 class GroupState(enum.Enum):
@@ -46,19 +52,33 @@ def group_status(worker: GroupWorker) -> dict[str, Any]:
 
 
 class StatusWriter:
-    """Writes `state_dir/status.json` atomically, only when something changed."""
+    """Writes `state_dir/status.json` atomically, when something changed or every
+    `REFRESH_SECONDS`, with the process that wrote it (`pid`, its start) for `dropd status`."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STATUS_FILE
         self._last: list[dict[str, Any]] | None = None
+        self._written: datetime | None = None
+        pid = os.getpid()
+        self._process = {
+            "pid": pid,
+            "pid_start_ticks": start_ticks(pid),
+            "started": iso(PROCESS_STARTED),
+        }
 
     def write(self, workers: Iterable[GroupWorker], moment: datetime) -> None:
         groups = [group_status(w) for w in workers]
-        if groups == self._last:
+        if groups == self._last and not self._refresh_due(moment):
             return
+        data = {"updated": iso(moment), **self._process, "groups": groups}
         try:
-            write_json_atomic(self.path, {"updated": iso(moment), "groups": groups})
+            write_json_atomic(self.path, data)
         except OSError as exc:
             log.warning("status_not_written", path=str(self.path), reason=exc.strerror)
             return
-        self._last = groups
+        self._last, self._written = groups, moment
+
+    def _refresh_due(self, moment: datetime) -> bool:
+        if self._written is None:
+            return True
+        return abs((moment - self._written).total_seconds()) >= REFRESH_SECONDS

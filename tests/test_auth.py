@@ -304,3 +304,27 @@ def test_token_source_hung_endpoint_times_out(sandbox: Sandbox, tmp_path: Path) 
     with pytest.raises(TokenError) as caught:
         tokens.get()
     assert not caught.value.rejected
+
+
+def test_token_source_tells_on_fetch_each_fetch_and_its_result(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    told: list[tuple[str, str]] = []
+    env = environment(token_url=sandbox.token_url)
+
+    def on_fetch(environment: str, result: str) -> None:
+        told.append((environment, result))
+
+    def source(secret: str, state: str) -> TokenSource:
+        return TokenSource(env, secret, tmp_path / state, TIMEOUTS, Clock(1000.0), on_fetch)
+
+    good = source(SECRET, "a")
+    good.get()
+    good.get()  # from memory: no fetch
+    sandbox.script([{"endpoint": "token", "status": 503}])
+    with pytest.raises(TokenError):
+        source(SECRET, "b").get()
+    with pytest.raises(TokenError):
+        source("not-the-secret", "c").get()
+
+    assert told == [("test", "ok"), ("test", "failed"), ("test", "rejected")]

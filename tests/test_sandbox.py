@@ -476,6 +476,18 @@ def test_scripted_hang_makes_the_client_time_out(sandbox: Sandbox) -> None:
     assert upload_ok(sandbox, get_token(sandbox))  # the hang holds up no other request
 
 
+def test_get_on_the_upload_path_is_401_without_a_token_and_405_with_one(
+    sandbox: Sandbox,
+) -> None:
+    url = f"{sandbox.url}/rest/upload/music/zip"
+    assert requests.get(url, timeout=TIMEOUT).status_code == 401
+    bearer = {"Authorization": f"Bearer {get_token(sandbox)}"}
+    answer = requests.get(url, headers=bearer, timeout=TIMEOUT)
+    assert answer.status_code == 405 and answer.headers["Allow"] == "POST"
+    assert requests.get(f"{sandbox.url}/rest/nowhere", timeout=TIMEOUT).status_code == 404
+    assert sandbox.uploads() == []
+
+
 def test_scripted_pause_delays_then_serves_as_usual(sandbox: Sandbox) -> None:
     sandbox.script([{"pause": 0.5}])
     started = time.monotonic()

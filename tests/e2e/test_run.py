@@ -15,6 +15,7 @@ from harness import (
     SandboxProcess,
     drop,
     errors,
+    group_status,
     music_group,
     read,
     receipts,
@@ -143,6 +144,30 @@ def test_run_unknown_file_fails_alone_at_intake(
     assert (error.parent / "notes.txt").read_bytes() == b"hello"
     [receipt] = wait_for(lambda: receipts(folder), "the users batch's receipt")
     assert {f["name"] for f in read(receipt)["files"]} == {"users.csv"}
+
+
+def test_run_group_stays_in_error_after_an_intake_failure_until_a_batch_is_sent(
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
+    config, folder = music_group(tmp_path, sandbox)
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    processes.append(daemon)
+    state = tmp_path / "state"
+    drop(folder, "notes.txt", b"hello")
+    wait_for(lambda: errors(folder), "an error.json")
+    drop(folder, "users.csv.part", USERS)  # a file that is never taken: scans go on
+    time.sleep(1.0)
+    status = wait_for(lambda: group_status(state, "music"), "music's status")
+    assert (status["status"], status["step"]) == ("Error", "intake")
+    assert status["batches_failed"] == 1
+
+    os.rename(folder / "users.csv.part", folder / "users.csv")
+    wait_for(lambda: receipts(folder), "the receipt")
+    valid = wait_for(
+        lambda: (now := group_status(state, "music")) and now["status"] == "Valid" and now,
+        "music Valid again",
+    )
+    assert valid["batches_failed"] == 1, "failed batches stay counted whatever the status"
 
 
 def test_run_done_marker_travels_and_is_not_uploaded(
