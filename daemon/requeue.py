@@ -141,6 +141,7 @@ def _stage(spool: Spool, manifest: Manifest, failed: Path, record_path: Path) ->
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         write_json_atomic(staging / "manifest.json", manifest.to_json())
+        _owned_like(failed, staging, staging / "manifest.json")
         os.rename(record_path, staging / PREVIOUS_RECORD)
         os.rename(failed, staging / "files")
         fsync_dir(failed.parent)
@@ -151,6 +152,16 @@ def _stage(spool: Spool, manifest: Manifest, failed: Path, record_path: Path) ->
             f"{failed} cannot be put back in line: {exc.strerror or exc}; "
             "run the same `dropd retry` again once that is fixed"
         ) from exc
+
+
+def _owned_like(model: Path, *made: Path) -> None:
+    # Run as root, `retry` would leave the daemon (its own user) a batch it cannot write:
+    # what it makes gets the owner of the failed batch, which the daemon made.
+    if os.geteuid() != 0:
+        return
+    owner = model.stat()
+    for path in made:
+        os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def finish_staged(spool: Spool) -> list[str]:
