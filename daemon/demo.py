@@ -142,6 +142,6 @@ def explain(root: Path, receipt: Path, uploads: list[Path]) -> None:
         "and receipts), sandbox-store/ (what the API received)"
     )
     say(
-        "next: copy config/dropd.example.toml to /etc/dropd/dropd.toml, set your client id and "
-        "secret, and run `dropd check-config --config /etc/dropd/dropd.toml`"
+        "next: README.md's 'Run it under systemd' installs dropd as a hardened service, from "
+        "config/dropd.systemd.toml; `dropd verify` then checks each group against the real API"
     )
