@@ -68,6 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("group", metavar="GROUP", help="the group's key in the config")
     retry.add_argument("batch", metavar="BATCH", help="the batch id (its folder under failed/)")
 
+    release = commands.add_parser("release", help="send a batch the guard held, as it is")
+    _config_arg(release)
+    release.add_argument("group", metavar="GROUP", help="the group's key in the config")
+    release.add_argument("batch", metavar="BATCH", help="the batch id (its folder under held/)")
+
+    check = commands.add_parser(
+        "check", help="a dry run: intake, validation and the guard on files; moves nothing"
+    )
+    check.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        metavar="F",
+        help="the TOML configuration file (without it: the default settings)",
+    )
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    check.add_argument(
+        "--group",
+        default=None,
+        metavar="G",
+        help="use group G's settings (default: the group whose folder holds PATH, else the "
+        "defaults)",
+    )
+
     demo = commands.add_parser("demo", help="a first run: sandbox, daemon and sample files")
     demo.add_argument(
         "--dir",
@@ -105,6 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemon import requeue
 
         return requeue.retry_command(args.config, args.group, args.batch)
+    if args.command == "release":
+        from daemon import release
+
+        return release.release_command(args.config, args.group, args.batch)
+    if args.command == "check":
+        from daemon import dryrun
+
+        return dryrun.check_command(args.config, args.paths, args.group)
     if args.command == "demo":
         from daemon import demo
 

@@ -22,12 +22,14 @@ from daemon.auth import TokenSource
 from daemon.config import Environment, Group
 from daemon.errors import (
     ArchiveError,
+    GuardError,
     OversizeError,
     SecretError,
     SpoolError,
     TokenError,
     ValidationError,
 )
+from daemon.guard import GuardSettings, held_record, row_guard
 from daemon.packing import describe_files, pack
 from daemon.spool import BatchState, Manifest, Spool, iso
 
@@ -39,6 +41,7 @@ class ResultKind(enum.Enum):
     FAILED = "failed"
     RETRY = "retry"  # the upload may work later: back off and try again
     WAIT = "wait"  # something needs a person (token, disk): the batch waits, never fails
+    HELD = "held"  # the guard held it (rule 11): in held/ until a person releases it
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
         manifest = ctx.spool.load(batch_id)
         for part in manifest.parts:
             part.update(ctx.memory.answered.get(batch_id, {}).get(part["number"], {}))
-        if manifest.state in (BatchState.SENT, BatchState.FAILED):
+        if manifest.state in (BatchState.SENT, BatchState.FAILED, BatchState.HELD):
             return _moved(ctx, manifest)
         if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
             try:
@@ -103,6 +106,8 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
                 return end_batch(ctx, manifest, "validate", str(exc), problems=exc.problems)
             except OversizeError as exc:
                 return end_batch(ctx, manifest, "zip", str(exc))
+            except GuardError as exc:
+                return _hold(ctx, manifest, exc.offences)
         return _upload(ctx, manifest)
     except (SpoolError, ArchiveError) as exc:
         step = "zip" if isinstance(exc, ArchiveError) else "spool"
@@ -123,11 +128,16 @@ def _moved(ctx: Delivery, manifest: Manifest) -> BatchResult:
         return _sent_result(manifest, dest)
     record = manifest.record or {}
     step, reason = record.get("step", ""), record.get("reason", "")
-    return BatchResult(ResultKind.FAILED, step, reason, destination=dest)
+    kind = ResultKind.HELD if manifest.state is BatchState.HELD else ResultKind.FAILED
+    return BatchResult(kind, step, reason, destination=dest)
 
 
 def _zip(ctx: Delivery, manifest: Manifest) -> None:
-    pack(ctx.spool, manifest, ctx.group.max_upload_bytes, ctx.group.validation)
+    # The guard looks once, before the first ZIP (a batch zipped before a crash passed it),
+    # and never at a batch a person released.
+    first = manifest.state is BatchState.CLAIMED and manifest.released is None
+    guard = row_guard(GuardSettings.of(ctx.group)) if first else None
+    pack(ctx.spool, manifest, ctx.group.max_upload_bytes, ctx.group.validation, guard)
     for warning in manifest.warnings:
         log.warning("row_warning", **warning)
     manifest.state = BatchState.ZIPPED
@@ -305,6 +315,18 @@ def end_batch(
     return BatchResult(ResultKind.FAILED, step, reason, destination=dest)
 
 
+def _hold(ctx: Delivery, manifest: Manifest, offences: list[dict[str, Any]]) -> BatchResult:
+    """Hold the batch (rule 11): held.json beside its files in held/, nothing sent."""
+    manifest.state = BatchState.HELD
+    manifest.files = describe_files(sorted(ctx.spool.files_dir(manifest.batch).iterdir()))
+    base = record_of(ctx, manifest, None)
+    record = held_record(base, offences, ctx.group.min_rows_for_guard, iso(ctx.wall()))
+    dest = ctx.spool.finish(manifest, record, ctx.wall())
+    ctx.memory.forget(manifest.batch)
+    log.warning("batch_held", reason=record["reason"], guard=offences, destination=str(dest))
+    return BatchResult(ResultKind.HELD, "guard", record["reason"], destination=dest)
+
+
 def record_of(
     ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome | None
 ) -> dict[str, Any]:
@@ -333,6 +355,9 @@ def record_of(
         "finished": iso(ctx.wall()),
         "earlier_errors": manifest.history,
         "warnings": manifest.warnings,
+        "released": manifest.released is not None,
+        "released_by": (manifest.released or {}).get("by"),
+        "released_at": (manifest.released or {}).get("at"),
     }
 
 

@@ -5,10 +5,12 @@
     ├── SecretError      a client secret cannot be read (file, env var, credential)
     ├── ArchiveError     the ZIP of a batch cannot be built (.path, .reason)
     ├── SpoolError       the on-disk batch cannot be read, written or moved (.path, .reason)
-    ├── RequeueError     `dropd retry` cannot put that batch back in line
+    ├── RequeueError     `dropd retry` or `release` cannot put that batch back in line
     ├── OversizeError    one file cannot fit in `max_upload_bytes` (.name, .needs, .limit)
     ├── ValidationError  the server would refuse the batch's files (.problems, each with
     │                    file, line, message)
+    ├── GuardError       the guard holds the batch: it would delete too much (.offences, each
+    │                    with file, rows, deleted, share, limit)
     └── TokenError       no token can be had, or a fresh one is refused (.environment, .rejected)
 
 An upload's answer is not an error but an outcome (`api.UploadOutcome`: sent, retry, failed,
@@ -79,7 +81,8 @@ class SpoolError(DropdError):
 
 
 class RequeueError(DropdError):
-    """An operator's `retry` cannot be done as asked; the message says why and what to do."""
+    """An operator's `retry` or `release` cannot be done as asked; the message says why and
+    what to do."""
 
 
 class OversizeError(DropdError):
@@ -107,6 +110,15 @@ class ValidationError(DropdError):
             "problem)"
         )
         self.problems = problems
+
+
+class GuardError(DropdError):
+    """The batch deletes more than its group's `max_deleted_percent` allows (rule 11)."""
+
+    def __init__(self, offences: list[dict[str, Any]]) -> None:
+        files = ", ".join(o["file"] for o in offences)
+        super().__init__(f"the guard holds the batch: {files} delete(s) too many rows")
+        self.offences = offences
 
 
 class TokenError(DropdError):

@@ -1,8 +1,8 @@
 """What a group folder says of its past: failed batches, the last upload, whether the last
-batch failed. The disk is the truth, so status survives a restart.
+batch failed, the batches the guard holds. The disk is the truth, so status survives a restart.
 
 Cheap on purpose: names are listed and sorted (a batch id sorts by time), and only the newest
-receipt and the newest error record are read.
+receipt, the newest error record and the records of held batches are read.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,29 @@ def folder_history(folder: Path) -> FolderHistory:
     sent = newest_sent(folder / "sent")
     last_upload = None if sent is None else _field(_record(sent, "receipt"), "finished")
     last_failure = None
-    if failed and (sent is None or failed[-1] > sent.name):
+    # The newest batch that ended decides: a batch held after a failure is newer news.
+    newer = max([sent.name if sent else "", *batch_names(folder / "held")[-1:]])
+    if failed and failed[-1] > newer:
         last_failure = failure_of(folder / "failed" / failed[-1])
     return FolderHistory(len(failed), last_upload, last_failure)
+
+
+def held_batches(folder: Path, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The batches in the group folder's held/, oldest first, each with its held.json's
+    reason; a reason in `known` is kept, so only a batch new to held/ has its record read."""
+    known = known or {}
+    return {
+        name: known.get(name) or _held_reason(folder / "held" / name)
+        for name in batch_names(folder / "held")
+    }
+
+
+def _held_reason(batch: Path) -> str:
+    reason = _field(_record(batch, "held"), "reason")
+    return reason or (
+        f"batch {batch.name} is held in {batch}, which has no readable held.json; "
+        "`dropd release` it or remove the folder"
+    )
 
 
 def batch_names(parent: Path) -> list[str]:

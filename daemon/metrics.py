@@ -46,7 +46,7 @@ ADDRESS = "127.0.0.1"  # never all interfaces: the endpoint has no authenticatio
 # one (many minutes).
 UPLOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 STATES = tuple(state.value for state in GroupState)
-OUTCOMES = (ResultKind.SENT.value, ResultKind.FAILED.value)  # issue 8 adds "held"
+OUTCOMES = (ResultKind.SENT.value, ResultKind.FAILED.value, ResultKind.HELD.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,7 @@ class GroupSnapshot:
     batches_waiting: int  # closed and in line, the one in flight included
     batches_failed: int
     last_success: float | None  # unix seconds of the last sent batch, if known
+    batches_held: int = 0  # in held/, waiting for a person (rule 11)
 
 
 def snapshot_of(worker: GroupWorker) -> GroupSnapshot:
@@ -76,6 +77,7 @@ def snapshot_of(worker: GroupWorker) -> GroupSnapshot:
         batches_waiting=in_line,
         batches_failed=status["batches_failed"],
         last_success=_unix_seconds(status["last_upload"]),
+        batches_held=status["batches_held"],
     )
 
 
@@ -126,6 +128,11 @@ GAUGES: tuple[tuple[str, str, Callable[[GroupSnapshot], float]], ...] = (
         "Failed batches, as dropd status counts them",
         lambda g: g.batches_failed,
     ),
+    (
+        "dropd_batches_held",
+        "Batches the guard holds in held/ until a person releases or removes them",
+        lambda g: g.batches_held,
+    ),
 )
 
 
@@ -173,7 +180,11 @@ class Metrics:
         GCCollector(registry=r)
         Info("dropd_build", "The running dropd", registry=r).info({"version": __version__})
         self.batches = _counter(
-            r, "dropd_batches", "Batches that ended, by outcome (sent, failed)", "group", "outcome"
+            r,
+            "dropd_batches",
+            "Batches that ended, by outcome (sent, failed, held)",
+            "group",
+            "outcome",
         )
         self.sent_files = _counter(
             r, "dropd_sent_files", "Files uploaded in sent batches (markers not counted)", "group"

@@ -1,4 +1,5 @@
-"""Putting a failed batch back in line (`dropd retry`), with its files unchanged.
+"""Putting a failed batch back in line (`dropd retry`), with its files unchanged; `release`
+(release.py) does the same for a held batch.
 
 The batch is assembled in a staging folder that the daemon ignores, then renamed into the
 spool in one step; the running owner adopts it at its next look at the spool:
@@ -42,18 +43,11 @@ PREVIOUS_RECORD = "previous-error.json"
 def retry_command(config_path: Path, group_key: str, batch_id: str) -> int:
     """`dropd retry`: 0 when the batch is back in line; 1 if it cannot be; 2 on a bad config."""
     try:
-        config = load_config(config_path)
+        spool = group_spool(config_path, group_key)
+        manifest = retry_failed(spool, batch_id, utc_now())
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
-    group = config.groups.get(group_key)
-    if group is None:
-        known = ", ".join(sorted(config.groups)) or "none"
-        print(f"{config_path}: there is no group {group_key!r} (groups: {known})", file=sys.stderr)
-        return 1
-    spool = Spool(group.folder, group.key)
-    try:
-        manifest = retry_failed(spool, batch_id, utc_now())
     except RequeueError as exc:
         print(f"dropd retry: {exc}", file=sys.stderr)
         return 1
@@ -65,6 +59,19 @@ def retry_command(config_path: Path, group_key: str, batch_id: str) -> int:
     return 0
 
 
+def group_spool(config_path: Path, group_key: str) -> Spool:
+    """The spool of group `group_key` of the config at `config_path`.
+
+    Raises ConfigError if the config is bad, RequeueError if it has no such group.
+    """
+    config = load_config(config_path)
+    group = config.groups.get(group_key)
+    if group is None:
+        known = ", ".join(sorted(config.groups)) or "none"
+        raise RequeueError(f"{config_path}: there is no group {group_key!r} (groups: {known})")
+    return Spool(group.folder, group.key)
+
+
 def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
     """Put `failed/BATCH` back in line, at its back, unchanged.
 
@@ -73,8 +80,8 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
     finish_staged(spool)
     failed = spool.folder / "failed" / batch_id
     _refuse_unless_failed(spool, batch_id, failed)
-    record_path = _record_path(failed)
-    record = _read_record(record_path)
+    record_file = record_path(failed)
+    record = read_record(record_file)
     if record.get("step") == "intake":
         raise RequeueError(
             f"batch {batch_id} failed at step intake ({record.get('reason')}): "
@@ -90,8 +97,12 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
         attempts=int(record.get("attempts") or 0),
         queued=iso_precise(moment),
         history=[*earlier, record],
+        # A batch a person released and that then failed stays released: no guard again.
+        released={"by": record.get("released_by"), "at": record.get("released_at")}
+        if record.get("released")
+        else None,
     )
-    _stage(spool, manifest, failed, record_path)
+    stage(spool, manifest, failed, record_file, PREVIOUS_RECORD, "retry")
     return manifest
 
 
@@ -105,24 +116,35 @@ def _refuse_unless_failed(spool: Spool, batch_id: str, failed: Path) -> None:
     sent = sorted((spool.folder / "sent").glob(f"*/{batch_id}"))
     if sent:
         raise RequeueError(f"batch {batch_id} was sent (see {sent[0]}); there is nothing to retry")
+    if (spool.folder / "held" / batch_id).is_dir():
+        raise RequeueError(
+            f"batch {batch_id} did not fail: the guard holds it in {spool.folder / 'held'}; "
+            "`dropd release` sends it as it is"
+        )
     raise RequeueError(
         f"there is no failed batch {batch_id} in {spool.folder / 'failed'}; "
         f"`ls {spool.folder / 'failed'}` lists the failed batches"
     )
 
 
-def _record_path(failed: Path) -> Path:
+def record_path(batch: Path, stem: str = "error") -> Path:
+    """The record dropd left in a failed (or held) batch's folder.
+
+    Raises RequeueError if there is none: then dropd did not put the folder there.
+    """
     # Where a dropped file was called error.json, dropd's record is error.dropd.json.
-    for name in ("error.dropd.json", "error.json"):
-        if (failed / name).is_file():
-            return failed / name
+    for name in (f"{stem}.dropd.json", f"{stem}.json"):
+        if (batch / name).is_file():
+            return batch / name
+    what = "failed" if stem == "error" else "held"
     raise RequeueError(
-        f"{failed} has no error.json, so it is not a batch dropd failed; "
+        f"{batch} has no {stem}.json, so it is not a batch dropd {what}; "
         "drop its files again instead"
     )
 
 
-def _read_record(path: Path) -> dict[str, Any]:
+def read_record(path: Path) -> dict[str, Any]:
+    """A record's JSON. Raises RequeueError if it cannot be read or is no record."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -134,29 +156,33 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def _stage(spool: Spool, manifest: Manifest, failed: Path, record_path: Path) -> None:
+def stage(
+    spool: Spool, manifest: Manifest, source: Path, record_file: Path, previous: str, command: str
+) -> None:
+    """Steps 1 to 4 above: `source` (failed/BATCH or held/BATCH) into the spool, its record
+    kept aside as `previous`. Raises RequeueError if the disk refuses."""
     staging = spool.work / f"{STAGING_PREFIX}{manifest.batch}"
     try:
         spool.ensure()
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         write_json_atomic(staging / "manifest.json", manifest.to_json())
-        _owned_like(failed, staging, staging / "manifest.json")
-        os.rename(record_path, staging / PREVIOUS_RECORD)
-        os.rename(failed, staging / "files")
-        fsync_dir(failed.parent)
+        _owned_like(source, staging, staging / "manifest.json")
+        os.rename(record_file, staging / previous)
+        os.rename(source, staging / "files")
+        fsync_dir(source.parent)
         os.rename(staging, spool.batch_dir(manifest.batch))
         fsync_dir(spool.work)
     except OSError as exc:
         raise RequeueError(
-            f"{failed} cannot be put back in line: {exc.strerror or exc}; "
-            "run the same `dropd retry` again once that is fixed"
+            f"{source} cannot be put back in line: {exc.strerror or exc}; "
+            f"run the same `dropd {command}` again once that is fixed"
         ) from exc
 
 
 def _owned_like(model: Path, *made: Path) -> None:
     # Run as root, `retry` would leave the daemon (its own user) a batch it cannot write:
-    # what it makes gets the owner of the failed batch, which the daemon made.
+    # what it makes gets the owner of the failed (or held) batch, which the daemon made.
     if os.geteuid() != 0:
         return
     owner = model.stat()
@@ -171,12 +197,14 @@ def finish_staged(spool: Spool) -> list[str]:
     finished = []
     for staging in sorted(spool.work.glob(f"{STAGING_PREFIX}*")):
         batch_id = staging.name.removeprefix(STAGING_PREFIX)
-        failed = spool.folder / "failed" / batch_id
         if not (staging / "manifest.json").is_file():
             shutil.rmtree(staging)  # step 1 never finished: nothing moved yet
             continue
-        if not (staging / "files").is_dir() and failed.is_dir():
-            os.rename(failed, staging / "files")
+        # A retry takes its files from failed/, a release from held/; never both.
+        sources = [spool.folder / parent / batch_id for parent in ("failed", "held")]
+        source = next((path for path in sources if path.is_dir()), None)
+        if not (staging / "files").is_dir() and source is not None:
+            os.rename(source, staging / "files")
         if (staging / "files").is_dir():
             os.rename(staging, spool.batch_dir(batch_id))
             fsync_dir(spool.work)

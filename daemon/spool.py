@@ -6,6 +6,7 @@ FOLDER/.dropd/work/BATCH/files/          the claimed originals (and their marker
 FOLDER/.dropd/work/BATCH/upload.zip      the ZIP once built
 FOLDER/sent/YYYY-MM-DD/BATCH/            files + receipt.json
 FOLDER/failed/BATCH/                     files + error.json
+FOLDER/held/BATCH/                       files + held.json (the guard held it, rule 11)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class BatchState(enum.Enum):
     UPLOADING = "uploading"  # a POST may have reached the server
     SENT = "sent"  # answered 200; the move to sent/ is what is left
     FAILED = "failed"  # failed for good; the move to failed/ is what is left
+    HELD = "held"  # the guard held it; the move to held/ is what is left
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class Manifest:
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier error records
     parts: list[dict[str, Any]] = field(default_factory=list)  # the uploads, in order
     warnings: list[dict[str, Any]] = field(default_factory=list)  # row values to look at
+    released: dict[str, Any] | None = None  # `dropd release`: by whom, when; no guard then
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON-ready data."""
@@ -195,9 +198,13 @@ class Spool:
             raise SpoolError(self.work, reason) from exc
         return manifest
 
-    def claim(self, batch_id: str, ready: ReadyFile) -> bool:
+    def claim(self, batch_id: str, ready: ReadyFile, sync: bool = True) -> bool:
         """Rename a ready file and its markers into the batch; False if it vanished, or
-        changed since the scan that found it ready (the next pass decides again)."""
+        changed since the scan that found it ready (the next pass decides again).
+
+        With `sync=False` the caller makes the renames durable with `sync_claims`, once for
+        all the files of a scan, and before the batch is closed (what acts on a claim).
+        """
         target = self.files_dir(batch_id)
         try:
             now = os.lstat(self.folder / ready.name)
@@ -211,9 +218,20 @@ class Spool:
         for marker in ready.markers:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.folder / marker, target / marker)
-        fsync_dir(target)
-        fsync_dir(self.folder)
+        if sync:
+            self.sync_claims(batch_id)
         return True
+
+    def sync_claims(self, batch_id: str) -> None:
+        """Make the renames into a batch durable: fsync its files/ and the drop folder.
+
+        Raises SpoolError if the disk refuses.
+        """
+        try:
+            fsync_dir(self.files_dir(batch_id))
+            fsync_dir(self.folder)
+        except OSError as exc:
+            raise SpoolError(self.files_dir(batch_id), os_reason(exc)) from exc
 
     def file_count(self, batch_id: str) -> int:
         """How many files (markers included) the batch holds."""
@@ -289,10 +307,11 @@ class Spool:
         return adopted
 
     def finish(self, manifest: Manifest, record: dict[str, Any], moment: datetime) -> Path:
-        """Record the outcome, then move the batch's files to sent/ or failed/; returns where."""
+        """Record the outcome, then move the batch's files to sent/, failed/ or held/; returns
+        where."""
         manifest.record = record
         # Named before it is written: after a crash our own receipt.json is no namesake.
-        stem = "receipt" if manifest.state is BatchState.SENT else "error"
+        stem = record_stem(manifest.state)
         manifest.record_file = record_name(self.files_dir(manifest.batch), stem)
         self.save(manifest)
         crashpoints.reached("recorded")
@@ -305,8 +324,7 @@ class Spool:
         source = self.files_dir(manifest.batch)
         try:
             if source.is_dir():
-                stem = "receipt" if manifest.state is BatchState.SENT else "error"
-                name = manifest.record_file or f"{stem}.json"
+                name = manifest.record_file or f"{record_stem(manifest.state)}.json"
                 write_json_atomic(source / name, manifest.record)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(source, dest)
@@ -319,8 +337,15 @@ class Spool:
         return dest
 
     def destination(self, manifest: Manifest, moment: datetime) -> Path:
-        """`sent/YYYY-MM-DD/BATCH` (UTC date) or `failed/BATCH`."""
+        """`sent/YYYY-MM-DD/BATCH` (UTC date), `failed/BATCH` or `held/BATCH`."""
         if manifest.state is BatchState.SENT:
             day = str((manifest.record or {}).get("finished", iso(moment)))[:10]
             return self.folder / "sent" / day / manifest.batch
+        if manifest.state is BatchState.HELD:
+            return self.folder / "held" / manifest.batch
         return self.folder / "failed" / manifest.batch
+
+
+def record_stem(state: BatchState) -> str:
+    """The record a batch ends with: `receipt`, `held` or `error` (.json)."""
+    return {BatchState.SENT: "receipt", BatchState.HELD: "held"}.get(state, "error")

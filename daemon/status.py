@@ -35,6 +35,8 @@ def group_status(worker: GroupWorker) -> dict[str, Any]:
     """One group's status as the status file and `dropd status` show it."""
     if worker.error is not None:
         state, (step, reason) = GroupState.ERROR, worker.error
+    elif worker.held:
+        state, step, reason = GroupState.ERROR, "guard", held_summary(worker.held)
     else:
         busy = worker.line.in_flight or worker.line.waiting or worker.line.open
         state, step, reason = (GroupState.PROCESSING if busy else GroupState.VALID), "", ""
@@ -48,7 +50,17 @@ def group_status(worker: GroupWorker) -> dict[str, Any]:
         "last_upload": worker.last_upload,
         "files_waiting": worker.files_waiting(),
         "batches_failed": worker.failed_batches,
+        "batches_held": len(worker.held),
     }
+
+
+def held_summary(held: dict[str, str]) -> str:
+    """The reason of the newest held batch, and how many more there are."""
+    newest = max(held)
+    more = len(held) - 1
+    if not more:
+        return held[newest]
+    return f"{held[newest]} ({more} more held batch{'es' if more > 1 else ''} in held/)"
 
 
 class StatusWriter:

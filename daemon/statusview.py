@@ -158,6 +158,7 @@ def _unknown(group: Group, reason: str) -> dict[str, Any]:
         "last_upload": None,
         "files_waiting": None,
         "batches_failed": None,
+        "batches_held": None,
     }
 
 
@@ -218,6 +219,7 @@ def _group_block(group: dict[str, Any], now: datetime) -> list[str]:
             ("last upload", _when(group.get("last_upload"), now)),
             ("files waiting", str(group.get("files_waiting"))),
             ("failed batches", str(group.get("batches_failed"))),
+            ("held batches", str(group.get("batches_held", 0))),
             ("role", str(group.get("role"))),
         ]
     return [title, *(f"  {label + ':':<16}{value}" for label, value in rows)]

@@ -53,21 +53,24 @@ class Report:
     warnings: tuple[Finding, ...]
     kinds: Mapping[str, str]  # file name -> users, courses, ..., listings or properties
     bom: tuple[str, ...]  # CSVs that began with a UTF-8 byte-order mark
-    rows: Mapping[str, int]  # data rows per CSV of a known kind (strict validation only)
+    rows: Mapping[str, int]  # data rows per CSV of a known kind (strict, or `count`)
     deleted: Mapping[str, int]  # rows with status `deleted`, per CSV that has a status
 
 
-def validate_batch(files: Sequence[Path], validation: Validation) -> Report:
+def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool = False) -> Report:
     """Check `files` (CSVs and a message.properties) as the server would.
 
     With `Validation.OFF` only a CSV's encoding is checked (UTF-8, no NUL byte) and a
-    message.properties's escapes; kinds are still given where a header is known.
+    message.properties's escapes; kinds are still given where a header is known, and with
+    `count` (the guard is on) rows and deleted rows too, from a strict pass whose findings
+    are dropped.
     """
     strict = validation is Validation.STRICT
     problems: list[Finding] = []
     warnings: list[Finding] = []
     kinds: dict[str, str] = {}
     scans: dict[str, CsvScan] = {}
+    counted: dict[str, CsvScan] = {}  # the scans that counted rows
     for path in files:
         if path.name.lower() == PROPERTIES:
             continue
@@ -77,6 +80,8 @@ def validate_batch(files: Sequence[Path], validation: Validation) -> Report:
         warnings += _findings(path.name, scan.warnings, "warnings")
         if scan.kind is not None:
             kinds[path.name] = scan.kind
+            if strict or count:
+                counted[path.name] = scan if strict else _scan(path, True)
     for path in files:
         if path.name.lower() == PROPERTIES:
             kinds[path.name] = "properties"
@@ -88,8 +93,8 @@ def validate_batch(files: Sequence[Path], validation: Validation) -> Report:
         warnings=tuple(warnings),
         kinds=kinds,
         bom=tuple(name for name, scan in scans.items() if scan.bom),
-        rows={n: s.rows for n, s in scans.items() if s.kind is not None} if strict else {},
-        deleted={n: s.deleted for n, s in scans.items() if s.deleted is not None},
+        rows={n: s.rows for n, s in counted.items()},
+        deleted={n: s.deleted for n, s in counted.items() if s.deleted is not None},
     )
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from daemon.history import FolderHistory, folder_history
+from daemon.history import FolderHistory, folder_history, held_batches
 
 OLD, MID, NEW = (
     "20261120T080000.000000Z-aaaa",
@@ -72,3 +72,27 @@ def test_folder_history_a_failed_batch_without_its_record_still_says_so(tmp_path
     (tmp_path / "failed" / NEW).mkdir(parents=True)
     step, reason = folder_history(tmp_path).last_failure or ("", "")
     assert step == "unknown" and NEW in reason and "error.json" in reason
+
+
+def held(folder: Path, batch_id: str, reason: str = "users.csv has 150 of 200 deleted") -> Path:
+    return batch(folder / "held", batch_id, "held.json", step="guard", reason=reason)
+
+
+def test_folder_history_held_batches_with_their_reasons(tmp_path: Path) -> None:
+    held(tmp_path, NEW, "newest")
+    held(tmp_path, OLD, "oldest")
+    (tmp_path / "held" / MID).mkdir()  # no held.json: still held, said so
+    found = held_batches(tmp_path)
+    assert list(found) == [OLD, MID, NEW]
+    assert found[OLD] == "oldest" and found[NEW] == "newest"
+    assert "has no readable held.json" in found[MID]
+    assert held_batches(tmp_path, {OLD: "known"})[OLD] == "known", "a known reason is kept"
+    assert held_batches(tmp_path / "missing") == {}
+
+
+def test_folder_history_a_batch_held_after_a_failure_is_the_newer_news(tmp_path: Path) -> None:
+    failed(tmp_path, MID)
+    held(tmp_path, NEW)
+    assert folder_history(tmp_path).last_failure is None
+    failed(tmp_path, "20261124T080000.000000Z-dddd", "upload", "HTTP 403")
+    assert folder_history(tmp_path).last_failure == ("upload", "HTTP 403")

@@ -17,6 +17,7 @@ from daemon.delivery import BatchResult, ResultKind
 from daemon.errors import SecretError
 from daemon.groups import GroupWorker, build_group
 from daemon.metrics import GroupSnapshot, Metrics, snapshot_of
+from daemon.status import group_status
 
 MOMENT = datetime(2026, 11, 23, 8, 58, 10, tzinfo=UTC)
 SENT = BatchResult(ResultKind.SENT, files=2, file_bytes=300, zip_bytes=250, upload_seconds=0.4)
@@ -254,3 +255,34 @@ def test_metrics_serve_a_new_port_leaves_the_old_one(metrics: Metrics) -> None:
         scrape(first)
     metrics.serve(0)
     assert metrics.port == 0
+
+
+def test_metrics_held_batch_counts_held_and_shows_error_step_guard(
+    metrics: Metrics, tmp_path: Path
+) -> None:
+    music = worker(tmp_path)
+    music.on_result = metrics.batch_finished
+    metrics.publish([music])
+    assert value(metrics, "dropd_batches_total", group="music", outcome="held") == 0
+    music.record(BatchResult(ResultKind.FAILED, "upload", "HTTP 400"), MOMENT)
+    held = tmp_path / "music" / "held" / "20261123T085810.123456Z-3f9a"
+    reason = "users.csv has 150 of its 200 rows deleted (75%), more than ..."
+    music.record(BatchResult(ResultKind.HELD, "guard", reason, destination=held), MOMENT)
+    metrics.publish([music])
+
+    assert value(metrics, "dropd_batches_total", group="music", outcome="held") == 1
+    assert value(metrics, "dropd_group_status", group="music", status="Error") == 1
+    assert value(metrics, "dropd_group_error_step", group="music", step="guard") == 1
+    assert value(metrics, "dropd_batches_held", group="music") == 1
+    assert value(metrics, "dropd_batches_failed", group="music") == 1
+    status = group_status(music)
+    assert (status["step"], status["reason"], status["batches_held"]) == ("guard", reason, 1)
+
+    music.record(BatchResult(ResultKind.WAIT, "token", "no token"), MOMENT)
+    assert group_status(music)["step"] == "token", "a live problem shows first"
+    music.record(SENT, MOMENT)
+    assert group_status(music)["step"] == "guard", "until released or removed"
+    music.held["20261124T085810.123456Z-beef"] = "second"
+    assert group_status(music)["reason"] == "second (1 more held batch in held/)"
+    music.held.clear()
+    assert group_status(music)["status"] == "Valid"

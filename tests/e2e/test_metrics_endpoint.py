@@ -54,12 +54,26 @@ def sample(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-def scraped_once(port: int, name: str, want: float, **labels: str) -> Samples:
-    """Scrape until sample `name` reaches `want` (the scheduler counts just after the record)."""
+SUCCEEDED = ("dropd_last_success_timestamp_seconds", -1.0)
+
+
+def scraped_once(
+    port: int, name: str, want: float, gauge: tuple[str, float] | None = None, **labels: str
+) -> Samples:
+    """Scrape until sample `name` reaches `want` (the scheduler counts just after the record),
+    and the per-group `gauge` (name, value) too: the scheduler publishes those at most every
+    half second while things happen, so they may follow a counter by that much (a value of
+    -1: any value, once the gauge is there)."""
 
     def reached() -> Samples | None:
         got = scrape(port)
-        return got if sample(got, name, **labels) == want else None
+        if sample(got, name, **labels) != want:
+            return None
+        if gauge is not None:
+            found = sample(got, gauge[0], group=labels["group"])
+            if found is None or gauge[1] not in (found, -1):
+                return None
+        return got
 
     return wait_for(reached, f"{name}{labels} == {want}")
 
@@ -100,7 +114,7 @@ def test_metrics_scrape_after_a_sent_batch(
     [receipt] = wait_for(lambda: receipts(folder), "the receipt")
     record = read(receipt)
     music = {"group": "music"}
-    got = scraped_once(port, "dropd_batches_total", 1, outcome="sent", **music)
+    got = scraped_once(port, "dropd_batches_total", 1, outcome="sent", gauge=SUCCEEDED, **music)
 
     assert sample(got, "dropd_batches_total", outcome="failed", **music) == 0
     assert sample(got, "dropd_sent_files_total", **music) == len(record["files"]) == 1
@@ -132,7 +146,7 @@ def test_metrics_count_retries_and_failed_batches(
     script_sandbox(sandbox, [{"status": 503}])
     drop(folder, "users.csv", USERS)
     wait_for(lambda: receipts(folder), "the receipt after a 503")
-    got = scraped_once(port, "dropd_batches_total", 1, outcome="sent", **music)
+    got = scraped_once(port, "dropd_batches_total", 1, outcome="sent", gauge=SUCCEEDED, **music)
     assert sample(got, "dropd_retries_total", step="upload", **music) == 1
     assert sample(got, "dropd_upload_duration_seconds_count", **music) == 2
 
@@ -140,7 +154,8 @@ def test_metrics_count_retries_and_failed_batches(
     script_sandbox(sandbox, [{"status": 400, "body": body}])
     drop(folder, "users.csv", USERS)
     wait_for(lambda: errors(folder), "the batch refused with a 400")
-    got = scraped_once(port, "dropd_batches_total", 1, outcome="failed", **music)
+    failed = ("dropd_batches_failed", 1.0)
+    got = scraped_once(port, "dropd_batches_total", 1, outcome="failed", gauge=failed, **music)
     assert sample(got, "dropd_group_status", status="Error", **music) == 1
     assert sample(got, "dropd_group_status", status="Valid", **music) == 0
     assert sample(got, "dropd_group_error_step", step="upload", **music) == 1
@@ -149,7 +164,8 @@ def test_metrics_count_retries_and_failed_batches(
 
     # A file dropd does not take fails alone at intake, outside any upload: counted too.
     drop(folder, "notes.txt", b"not a csv\n")
-    got = scraped_once(port, "dropd_batches_total", 2, outcome="failed", **music)
+    failed = ("dropd_batches_failed", 2.0)
+    got = scraped_once(port, "dropd_batches_total", 2, outcome="failed", gauge=failed, **music)
     assert sample(got, "dropd_batches_failed", **music) == 2
     assert sample(got, "dropd_batches_total", outcome="sent", **music) == 1
 

@@ -1,0 +1,104 @@
+"""Sending a batch the guard held (`dropd release`): as it is, at the back of the line.
+
+The way of `dropd retry` (requeue.py): staged in a folder the daemon ignores, then renamed
+into the spool in one step, and adopted by the running owner:
+
+    1. .dropd/work/.requeue-BATCH/manifest.json   state `claimed`, queued now, `released`
+    2. held/BATCH/held.json → .requeue-BATCH/previous-held.json
+    3. held/BATCH/          → .requeue-BATCH/files/
+    4. .requeue-BATCH/      → .dropd/work/BATCH/
+
+The manifest's `released` (who, when) makes the guard pass this batch alone; the receipt
+says `released`. A crash between steps is finished forwards by `requeue.finish_staged`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from daemon.errors import ConfigError, RequeueError
+from daemon.requeue import finish_staged, group_spool, read_record, record_path, stage
+from daemon.spool import BatchState, Manifest, Spool, iso, iso_precise, utc_now
+
+PREVIOUS_RECORD = "previous-held.json"
+
+
+def release_command(config_path: Path, group_key: str, batch_id: str) -> int:
+    """`dropd release`: 0 when the batch is in line; 1 if it cannot be; 2 on a bad config."""
+    try:
+        spool = group_spool(config_path, group_key)
+        manifest = release_held(spool, batch_id, utc_now(), releaser())
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    except RequeueError as exc:
+        print(f"dropd release: {exc}", file=sys.stderr)
+        return 1
+    files = len(os.listdir(spool.files_dir(batch_id)))
+    print(
+        f"batch {batch_id} of group {group_key} is released: it is back in line, at its back, "
+        f"with its {files} files as they are, and the guard will not stop it "
+        f"(released by {(manifest.released or {}).get('by')}); the running dropd sends it"
+    )
+    return 0
+
+
+def release_held(spool: Spool, batch_id: str, moment: datetime, by: str) -> Manifest:
+    """Put `held/BATCH` back in line, at its back, with the guard off for it alone.
+
+    Raises RequeueError if there is no such held batch, or it cannot be moved.
+    """
+    finish_staged(spool)
+    held = spool.folder / "held" / batch_id
+    _refuse_unless_held(spool, batch_id, held)
+    record_file = record_path(held, "held")
+    record = read_record(record_file)
+    earlier = record.pop("earlier_errors", None) or []
+    manifest = Manifest(
+        batch_id,
+        spool.group,
+        BatchState.CLAIMED,
+        created=str(record.get("created") or iso(moment)),
+        attempts=int(record.get("attempts") or 0),
+        queued=iso_precise(moment),
+        history=[*earlier, record],
+        released={"by": by, "at": iso(moment)},
+    )
+    stage(spool, manifest, held, record_file, PREVIOUS_RECORD, "release")
+    return manifest
+
+
+def _refuse_unless_held(spool: Spool, batch_id: str, held: Path) -> None:
+    if held.is_dir():
+        return
+    if (spool.work / batch_id).exists():
+        raise RequeueError(
+            f"batch {batch_id} is not held: it is in line in {spool.work}; the running "
+            "dropd sends it"
+        )
+    sent = sorted((spool.folder / "sent").glob(f"*/{batch_id}"))
+    if sent:
+        raise RequeueError(f"batch {batch_id} is not held: it was sent (see {sent[0]})")
+    if (spool.folder / "failed" / batch_id).is_dir():
+        raise RequeueError(
+            f"batch {batch_id} is not held: it failed (see {spool.folder / 'failed' / batch_id}"
+            "/error.json); `dropd retry` puts a failed batch back in line"
+        )
+    raise RequeueError(
+        f"there is no held batch {batch_id} in {spool.folder / 'held'}; "
+        f"`ls {spool.folder / 'held'}` lists the held batches"
+    )
+
+
+def releaser() -> str:
+    """Who runs `release`: the login name, and the person behind `sudo` where there is one."""
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        name = f"uid {os.geteuid()}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{sudo} (as {name}, via sudo)" if sudo and sudo != name else name
