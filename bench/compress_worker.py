@@ -1,9 +1,11 @@
 """One compression, run as its own process so it is timed and measured whole.
 
 `python compress_worker.py ENGINE LEVEL SOURCE TARGET`: with ENGINE `zipfile`, a one-entry
-ZIP the standard library's way (as dropd writes one); with a module name (`zlib`,
-`isal.isal_zlib`, `zlib_ng.zlib_ng`), raw deflate, the data of a ZIP entry, with that
-module's zlib-compatible compressobj.
+ZIP the standard library's way (as dropd wrote one before issue 7); `dropd`, the ZIP
+dropd's `archive.build_zip` writes (its engine, CRC-32, SHA-256 of the CSV and the ZIP,
+fsync; LEVEL is ignored); with a module name (`zlib`, `isal.isal_zlib`, `zlib_ng.zlib_ng`),
+raw deflate, the data of a ZIP entry, with that module's zlib-compatible compressobj.
+`python compress_worker.py engine` prints the engine dropd picks here.
 """
 
 from __future__ import annotations
@@ -33,9 +35,23 @@ def raw_deflate(module_name: str, source: Path, target: Path, level: int) -> Non
         out.write(compressor.flush())
 
 
+def dropd_zip(source: Path, target: Path) -> None:
+    """The ZIP dropd builds for a batch of this one CSV."""
+    from daemon.archive import ZipEntry, build_zip
+
+    build_zip([ZipEntry(source, source.name, strip_bom=True)], target)
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["engine"]:
+        from daemon.archive import DEFLATE
+
+        print(f"{DEFLATE.name} level {DEFLATE.level}")
+        return 0
     engine, level, source, target = argv[0], int(argv[1]), Path(argv[2]), Path(argv[3])
-    if engine == "zipfile":
+    if engine == "dropd":
+        dropd_zip(source, target)
+    elif engine == "zipfile":
         zip_file(source, target, level)
     else:
         raw_deflate(engine, source, target, level)

@@ -9,8 +9,11 @@ import shutil
 import subprocess
 import zlib
 from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import summary
 from scenarios import WINDOW_SECONDS, Compression, SizeResult, Step, Upload
 
 MB = 1_000_000
@@ -35,6 +38,13 @@ def _tool_version(args: list[str], pattern: str) -> str:
     return match.group(0) if match else args[0]
 
 
+def _package(name: str) -> str:
+    try:
+        return f"{name} {metadata.version(name)}"
+    except metadata.PackageNotFoundError:
+        return f"{name} not installed"
+
+
 def machine(work: Path) -> str:
     """One paragraph: CPU, cores, memory, OS, Python and zlib, tools, disk free."""
     cpu = _first_match("/proc/cpuinfo", r"^model name\s*:\s*(.+)$") or platform.processor()
@@ -45,6 +55,7 @@ def machine(work: Path) -> str:
     tools = [
         _tool_version(["zip", "-v"], r"Zip \d+\.\d+"),
         _tool_version(["curl", "--version"], r"curl \S+"),
+        *(_package(name) for name in ("isal", "zlib-ng", "requests-toolbelt", "urllib3")),
     ]
     return (
         f"{cpu}, {os.cpu_count()} cores, {memory}; {system}, Linux {platform.release()}; "
@@ -197,8 +208,15 @@ def _load_note(load: tuple[float, float]) -> str:
     return f"Load average (1 min) at the start and end: {load[0]:.2f} / {load[1]:.2f}.{warning}"
 
 
-def render(results: list[SizeResult], described: str, load: tuple[float, float]) -> str:
-    """The whole report, Markdown; `load` the 1-minute load average at start and end."""
+def render(
+    results: list[SizeResult],
+    scaled: list[Any],
+    scale_note: str,
+    described: str,
+    load: tuple[float, float],
+) -> str:
+    """The whole report, Markdown: issue 7's figures, then the details; `scaled` the rows of
+    bench/scale.py (or `scale_note`), `load` the 1-minute load average at start and end."""
     data = ", ".join(f"{_size(r.size)} ({r.rows:,} rows)" for r in results)
     lines = [
         "## Benchmark",
@@ -208,11 +226,16 @@ def render(results: list[SizeResult], described: str, load: tuple[float, float])
         f"Data: SIS-shaped enrollments CSVs (`course_id,user_id,role,section_id,status`), {data};"
         " page cache warm; one run each. MB = 10^6 bytes, RSS in MiB.",
         "",
+        "### Issue 7's figures: dropd against the baseline",
+        "",
+        *summary.table(summary.figures(results, scaled)),
+        *(["", f"Scale: {scale_note}"] if scale_note else []),
+        "",
         "### Memory: peak RSS of each whole process",
         "",
         *memory_table(results),
         "",
-        "### From the CSV to the server's answer, same file, same sandbox",
+        "### From the CSV to the server's answer, same file, a fresh sandbox each",
         "",
         *upload_table(results),
         "",

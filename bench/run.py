@@ -1,23 +1,31 @@
 """dropd's benchmark, run on demand (not a test): `python bench/run.py [--size-mb N] [--quick]`.
 
-For each batch size (100 MB, then `--size-mb`; `--quick`: 100 MB only) it writes a
-SIS-shaped enrollments CSV, starts a `dropd sandbox` and a `dropd run`, drops the file and
-times it to its receipt, sends the same file the way a sysadmin would script it
-(`zip -6`, then `curl -F`) to the same sandbox, and compresses it alone with the standard
-library. It prints Markdown tables for the README on stdout, progress on stderr, and
-removes its temporary folder at the end. See bench/README.md.
+The one entry point for every figure of issue 7. For each batch size (100 MB, then
+`--size-mb`; `--quick`: 100 MB only) it writes a SIS-shaped enrollments CSV, starts a
+`dropd sandbox` and a `dropd run`, drops the file and times it to its receipt, sends the
+same file the way a sysadmin would script it (`zip -6`, then `curl -F`) to the same
+sandbox, sends that ZIP again with dropd's upload and with `curl -F` to a sink that only
+reads, compresses the CSV alone with each deflate engine, and times dropd's validation of
+it. Then bench/scale.py's figures (idle, pickup, burst), where that module is. It prints
+Markdown tables for the README on stdout (issue 7's figures first, dropd against the
+baseline), progress on stderr, and removes its temporary folder at the end. See
+bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import os
 import secrets
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from procs import Sandbox
 from report import MB, machine, render
@@ -29,6 +37,7 @@ from scenarios import (
     sysadmin_upload,
 )
 from sis_data import write_enrollments
+from speeds import upload_throughput, validation
 
 SMALL_MB = 100
 DISK_FACTOR = 3.5  # the CSV, the sandbox's copy of it, and the ZIPs of it, with a margin
@@ -44,6 +53,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"{SMALL_MB} MB only")
     parser.add_argument("--seed", type=int, default=7, help="for the generated CSV")
     parser.add_argument("--work-dir", type=Path, help="where the temporary folder goes")
+    parser.add_argument("--no-scale", action="store_true", help="skip bench/scale.py's figures")
     return parser.parse_args(argv)
 
 
@@ -53,10 +63,18 @@ def sizes(args: argparse.Namespace) -> list[int]:
     return [mb * MB for mb in chosen]
 
 
-def clear(folder: Path) -> None:
-    """Remove what is in `folder` (the sandbox's kept uploads: a GB each)."""
-    for path in folder.iterdir():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+@contextlib.contextmanager
+def fresh_sandbox(folder: Path, who: str) -> Iterator[Sandbox]:
+    """A new `dropd sandbox`, its store removed when it stops (its uploads: a GB each)."""
+    store = folder / f"store-{who}"
+    sandbox = Sandbox.start(
+        store, folder / f"sandbox-{who}.log", "bench", secrets.token_urlsafe(16)
+    )
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+        shutil.rmtree(store, ignore_errors=True)
 
 
 def one_size(work: Path, size: int, seed: int) -> SizeResult:
@@ -67,25 +85,45 @@ def one_size(work: Path, size: int, seed: int) -> SizeResult:
     progress(f"{size // MB} MB: writing {source.name}")
     rows = write_enrollments(source, size, seed)
     written = source.stat().st_size
-    store = folder / "store"
-    sandbox = Sandbox.start(store, folder / "sandbox.log", "bench", secrets.token_urlsafe(16))
-    try:
+    # Each contender gets a fresh sandbox, so that neither finds the other's memory warm.
+    with fresh_sandbox(folder, "dropd") as sandbox:
         progress(f"{size // MB} MB: dropd run, from drop to receipt")
         dropd = dropd_upload(folder, source, sandbox, deadline=300 + size / MB)
-        clear(store)
-        admin, note = None, ""
-        if missing := missing_tools():
-            note = f"skipped, {' and '.join(missing)} not installed"
-        else:
+    admin, note = None, ""
+    if missing := missing_tools():
+        note = f"skipped, {' and '.join(missing)} not installed"
+    else:
+        with fresh_sandbox(folder, "sysadmin") as sandbox:
             progress(f"{size // MB} MB: zip -6 && curl -F")
             admin = sysadmin_upload(folder, source, sandbox)
-        clear(store)
-    finally:
-        sandbox.stop()
-    progress(f"{size // MB} MB: compression alone")
+    upload = None
+    if admin is not None:
+        progress(f"{size // MB} MB: upload throughput, dropd and curl -F, the same ZIP")
+        upload = upload_throughput(folder / "sysadmin" / (source.stem + ".zip"))
+    progress(f"{size // MB} MB: compression alone, each engine")
     compressed = compressions(folder, source)
+    progress(f"{size // MB} MB: validation")
+    validated = validation(source)
     shutil.rmtree(folder)
-    return SizeResult(written, rows, dropd, admin, note, compressed)
+    return SizeResult(written, rows, dropd, admin, note, compressed, validated, upload)
+
+
+def scale_figures(parent: Path, quick: bool) -> tuple[list[Any], str]:
+    """bench/scale.py's rows (idle CPU and RSS, poll mode, pickup, the 10,000-file burst),
+    from its `run_all(work_dir, quick)`, where that module is; else a note saying why not."""
+    try:
+        scale = importlib.import_module("scale")
+    except ImportError:
+        return [], "bench/scale.py is not there: idle, pickup and burst figures not measured."
+    run_all = getattr(scale, "run_all", None)
+    if run_all is None:
+        return [], "bench/scale.py has no run_all(work_dir, quick): its figures not measured."
+    progress("scale: bench/scale.py's run_all (idle, poll, pickup, burst)")
+    try:
+        return list(run_all(parent, quick)), ""
+    except Exception as exc:  # its failure must not cost the figures measured before it
+        progress(f"scale: bench/scale.py failed: {exc!r}")
+        return [], f"bench/scale.py failed ({type(exc).__name__}: {exc}); see its output above."
 
 
 def main(argv: list[str]) -> int:
@@ -103,7 +141,10 @@ def main(argv: list[str]) -> int:
         results = [one_size(work, size, args.seed) for size in chosen]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(render(results, described, (load, os.getloadavg()[0])), end="")
+    scaled, note = (
+        ([], "skipped (--no-scale).") if args.no_scale else scale_figures(parent, args.quick)
+    )
+    print(render(results, scaled, note, described, (load, os.getloadavg()[0])), end="")
     progress(f"done in {time.monotonic() - started:.0f} s")
     return 0
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from procs import (
     wait_until,
     write_config,
 )
+from speeds import Validated
+from upload_speed import UploadSpeed
 
 GROUP = "bench"
 WINDOWS = {"settle_seconds": 0.5, "quiet_seconds": 0.5}
@@ -41,9 +44,12 @@ DROPD_STEPS = (
     (SANDBOX_STEP, "zip_read", "upload_answered"),
     ("filed: receipt, moved to sent/", "upload_answered", "batch_sent"),
 )
-OPTIONAL_ENGINES = (
-    ("isal", "isal.isal_zlib", "python-isal"),
-    ("zlib_ng", "zlib_ng.zlib_ng", "zlib-ng"),
+# Compression alone: (worker engine, levels, label, module to find first or None).
+ENGINES = (
+    ("zipfile", (6, 1), "stdlib zipfile", None),
+    ("isal.isal_zlib", (0, 1, 2, 3), "python-isal (raw deflate)", "isal"),
+    ("zlib_ng.zlib_ng", (1, 2, 6), "zlib-ng (raw deflate)", "zlib_ng"),
+    ("dropd", (None,), "dropd's build_zip", None),
 )
 
 
@@ -235,20 +241,30 @@ def _checked(args: list[str], what: str) -> Finished:
 
 
 def compressions(work: Path, source: Path) -> list[Compression]:
-    """The standard library's zipfile at levels 6 and 1, and the faster engines if importable."""
-    rows = [_compress(work, source, "zipfile", 6, "stdlib zipfile")]
-    rows.append(_compress(work, source, "zipfile", 1, "stdlib zipfile"))
-    for top, module, label in OPTIONAL_ENGINES:
-        if importlib.util.find_spec(top) is None:
+    """Each engine and level of ENGINES on the whole file, each as its own process."""
+    rows = []
+    for engine, levels, label, module in ENGINES:
+        if module is not None and importlib.util.find_spec(module) is None:
             rows.append(Compression(label, None, note="not installed"))
-        else:
-            rows.append(_compress(work, source, module, 1, f"{label} (raw deflate)"))
+            continue
+        if engine == "dropd":
+            label = f"dropd's build_zip: {_dropd_engine()}, CRC-32, SHA-256 of CSV and ZIP"
+        rows += [_compress(work, source, engine, level, label) for level in levels]
     return rows
 
 
-def _compress(work: Path, source: Path, engine: str, level: int, label: str) -> Compression:
+def _dropd_engine() -> str:
+    """The deflate engine dropd's archive module picked in this interpreter."""
+    done = subprocess.run(
+        [sys.executable, str(WORKER), "engine"], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def _compress(work: Path, source: Path, engine: str, level: int | None, label: str) -> Compression:
     target = work / f"compressed-{engine}-{level}"
-    done = run_measured([sys.executable, str(WORKER), engine, str(level), str(source), str(target)])
+    args = [sys.executable, str(WORKER), engine, str(level or 0), str(source), str(target)]
+    done = run_measured(args)
     if done.returncode != 0:
         return Compression(label, level, note=f"failed (exit {done.returncode})")
     size = target.stat().st_size
@@ -266,3 +282,5 @@ class SizeResult:
     sysadmin: Upload | None
     sysadmin_note: str
     compressions: list[Compression]
+    validated: Validated | None = None
+    upload: UploadSpeed | None = None

@@ -1,21 +1,98 @@
-"""Building a batch's ZIP: streamed from disk, hashed as it is written, never held in memory."""
+"""Building a batch's ZIP: streamed from disk, hashed as it is written, never held in memory.
+
+Deflate is ISA-L's (python-isal, level 1) where it can be imported: on SIS exports it runs
+about five times the standard library's level 1 and fifteen times its level 6, for a ZIP
+within 10% of `zip -6`'s size, and its raw deflate stream is the standard one (ZIP method
+8), which every unzip reads. Without it, the standard library's zlib at level 6, as before.
+`zipformat` writes the records around the data. Deflate, CRC-32 and SHA-256 release the
+GIL, so a ZIP can be built in a thread while the batch is checked (`packing`).
+"""
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
+import io
 import os
 import stat
-import zipfile
+import threading
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
+
+import structlog
 
 from daemon.errors import ArchiveError, os_reason
+from daemon.zipformat import (
+    Entry,
+    Written,
+    central_record,
+    data_descriptor,
+    end_records,
+    local_header,
+)
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # reads of a whole file, to hash it
+# Reads into the ZIP: large, as each step takes the GIL again, which the checks running
+# beside the ZIP hold most of the time; one buffer, filled again and again.
+ZIP_CHUNK = 8 << 20
 BOM = b"\xef\xbb\xbf"
-COMPRESSLEVEL = 6
+RAW_DEFLATE = -15  # wbits for a deflate stream with no zlib header: ZIP method 8's data
+ISAL_LEVEL = 1
+STDLIB_LEVEL = 6
+
+log = structlog.get_logger()
+
+
+class Compressor(Protocol):
+    def compress(self, data: memoryview, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Deflate:
+    """A raw deflate engine, at its level, and the CRC-32 that goes with it."""
+
+    name: str
+    level: int
+    compressor: Callable[[], Compressor]
+    crc32: Callable[[memoryview, int], int]
+
+
+def stdlib_deflate() -> Deflate:
+    """The standard library's zlib at level 6: always there, and ZIPs as small as before."""
+    return Deflate(
+        f"zlib {zlib.ZLIB_RUNTIME_VERSION}",
+        STDLIB_LEVEL,
+        functools.partial(zlib.compressobj, STDLIB_LEVEL, zlib.DEFLATED, RAW_DEFLATE),
+        zlib.crc32,
+    )
+
+
+def fastest_deflate() -> Deflate:
+    """python-isal (ISA-L) at level 1 if it can be imported, else the standard library's."""
+    try:
+        import isal
+        from isal import isal_zlib
+    except ImportError:
+        return stdlib_deflate()
+    return Deflate(
+        f"python-isal {isal.__version__}",
+        ISAL_LEVEL,
+        functools.partial(isal_zlib.compressobj, ISAL_LEVEL, isal_zlib.DEFLATED, RAW_DEFLATE),
+        isal_zlib.crc32,
+    )
+
+
+DEFLATE = fastest_deflate()
+
+
+@functools.cache
+def _announce(engine: Deflate) -> None:
+    log.info("zip_engine", engine=engine.name, level=engine.level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,47 +123,54 @@ class BuiltZip:
 
 
 class _HashingWriter:
-    """A write-only file that hashes and counts what passes through it.
-
-    Being unseekable makes zipfile write each entry once, with a data descriptor, so the
-    hash comes in the same pass as the compression.
-    """
+    """A write-only file that hashes and counts what passes through it."""
 
     def __init__(self, path: Path) -> None:
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._hash = hashlib.sha256()
         self.count = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
         self._hash.update(data)
         self.count += len(data)
-        return self._file.write(data)
-
-    def flush(self) -> None:
-        self._file.flush()
+        self._file.write(data)
 
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
 
-def build_zip(entries: list[ZipEntry], target: Path) -> BuiltZip:
+def build_zip(
+    entries: list[ZipEntry],
+    target: Path,
+    *,
+    engine: Deflate = DEFLATE,
+    stop: threading.Event | None = None,
+) -> BuiltZip:
     """Write `entries` into a new ZIP at `target` (through a temporary name).
 
-    Raises ArchiveError if a source cannot be read or the ZIP cannot be written.
+    Raises ArchiveError if a source cannot be read or the ZIP cannot be written, or once
+    `stop` is set.
     """
+    _announce(engine)
     partial = target.with_name(target.name + ".partial")
     try:
         writer = _HashingWriter(partial)
         try:
-            with zipfile.ZipFile(
-                writer, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL
-            ) as archive:
-                sources = tuple(_add(archive, entry) for entry in entries)
+            sources, written, buffer = [], [], bytearray(ZIP_CHUNK)
+            for entry in entries:
+                digest, record = _add(writer, entry, engine, buffer, stop)
+                sources.append(digest)
+                written.append(record)
+            directory = b"".join(central_record(w) for w in written)
+            start = writer.count
+            writer.write(directory + end_records(len(written), len(directory), start))
         finally:
             writer.close()
         os.replace(partial, target)
@@ -94,32 +178,59 @@ def build_zip(entries: list[ZipEntry], target: Path) -> BuiltZip:
         partial.unlink(missing_ok=True)
         reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
         raise ArchiveError(target, reason) from exc
-    return BuiltZip(target, writer.count, writer.hexdigest(), sources)
+    return BuiltZip(target, writer.count, writer.hexdigest(), tuple(sources))
 
 
-def _add(archive: zipfile.ZipFile, entry: ZipEntry) -> SourceDigest:
-    # One read of the original feeds both its digest and the compressor.
-    # Files dated before 1980 (copied with their times kept) get the ZIP format's earliest date.
-    info = zipfile.ZipInfo.from_file(entry.source, entry.name, strict_timestamps=False)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    digest = hashlib.sha256()
-    size = 0
-    stripped = False
-    with open_regular(entry.source) as source, archive.open(info, "w") as sink:
-        chunk = source.read(CHUNK)
-        digest.update(chunk)
-        size += len(chunk)
-        if entry.strip_bom and chunk.startswith(BOM):
-            chunk, stripped = chunk[len(BOM) :], True
-        while chunk:
-            sink.write(chunk)
-            chunk = source.read(CHUNK)
+def _add(
+    out: _HashingWriter,
+    entry: ZipEntry,
+    engine: Deflate,
+    buffer: bytearray,
+    stop: threading.Event | None,
+) -> tuple[SourceDigest, Written]:
+    # One read of the original feeds its digest, the CRC-32 and the compressor.
+    with open_regular(entry.source) as source:
+        header = Entry.of(entry.name, os.fstat(source.fileno()))
+        offset = out.count
+        out.write(local_header(header))
+        sink, digest, size, stripped = _Deflating(out, engine), hashlib.sha256(), 0, False
+        view = memoryview(buffer)
+        while count := source.readinto(buffer):
+            if stop is not None and stop.is_set():
+                raise ValueError("stopped: the batch failed its checks")
+            chunk = view[:count]
             digest.update(chunk)
-            size += len(chunk)
-    return SourceDigest(entry.name, size, digest.hexdigest(), stripped)
+            if size == 0 and entry.strip_bom and chunk[: len(BOM)] == BOM:
+                chunk, stripped = chunk[len(BOM) :], True
+            sink.write(chunk)
+            size += count
+        written = sink.finish(header, offset)
+        out.write(data_descriptor(written))
+    return SourceDigest(entry.name, size, digest.hexdigest(), stripped), written
 
 
-def open_regular(path: Path) -> BinaryIO:
+class _Deflating:
+    """One entry's data on its way into the ZIP: deflated, counted, checksummed."""
+
+    def __init__(self, out: _HashingWriter, engine: Deflate) -> None:
+        self.out, self.engine, self.compressor = out, engine, engine.compressor()
+        self.crc = self.stored = self.compressed = 0
+
+    def write(self, chunk: memoryview) -> None:
+        self.crc = self.engine.crc32(chunk, self.crc)
+        self.stored += len(chunk)
+        self._emit(self.compressor.compress(chunk))
+
+    def finish(self, header: Entry, offset: int) -> Written:
+        self._emit(self.compressor.flush())
+        return Written(header, self.crc, self.compressed, self.stored, offset)
+
+    def _emit(self, data: bytes) -> None:
+        self.out.write(data)
+        self.compressed += len(data)
+
+
+def open_regular(path: Path) -> io.BufferedReader:
     """Open a dropped file to read, never through a link, FIFO, socket or device.
 
     Raises OSError if `path` is a link (ELOOP) or not a regular file (EINVAL).

@@ -19,6 +19,7 @@ from daemon.csvformats import HEADERS, ValueRule, header_complaint, value_rules
 CHUNK_BYTES = 256 << 10
 LONG_LINE_BYTES = 1 << 20  # a line (or quoted field) longer than this is no SIS row
 MAX_NOTES = 20  # findings listed per file and sort; the rest are counted
+HEADER_READ_BYTES = 16 << 10  # a header line is a few hundred bytes at most
 SPLIT_BYTES = 4096  # a run the bulk checks refuse is halved down to this, then read by line
 
 Note = tuple[int | None, str]
@@ -68,6 +69,25 @@ def scan_csv(path: Path, strict: bool) -> CsvScan:
     encoding.finish()
     rows.finish()
     return scan
+
+
+def csv_kind(path: Path) -> str | None:
+    """The kind `scan_csv` finds for the CSV at `path`, from its header line alone; None
+    where it has none, or the file cannot be read (`scan_csv` says why)."""
+    scan = CsvScan()
+    rows = _Rows(scan, strict=False)  # not strict: it stops after the header line
+    try:
+        with open_regular(path) as source:
+            chunk = source.read(HEADER_READ_BYTES)
+            if _not_text(chunk, scan.problems):
+                return None
+            while chunk and not rows.stopped:
+                rows.feed(chunk)
+                chunk = source.read(HEADER_READ_BYTES)
+    except OSError:
+        return None
+    rows.finish()
+    return scan.kind
 
 
 def _not_text(first: bytes, problems: Notes) -> bool:

@@ -15,7 +15,7 @@ from daemon.batch import BatchTiming, GroupLine, OpenBatch
 from daemon.config import Config, DaemonSettings, Group
 from daemon.delivery import BatchResult, Delivery, DeliveryMemory, ResultKind, end_batch
 from daemon.errors import SecretError, SpoolError
-from daemon.history import folder_history
+from daemon.history import folder_history, held_batches
 from daemon.intake import (
     FileKind,
     ReadyFile,
@@ -52,9 +52,11 @@ class GroupWorker:
     error: tuple[str, str] | None = None  # (step, reason) while something needs a person
     failures: int = 0  # consecutive waits and retries, for the backoff
     failed_batches: int = 0
+    held: dict[str, str] = field(default_factory=dict)  # batch -> reason, as held/ has them
     last_upload: str | None = None
     batch_files: dict[str, int] = field(default_factory=dict)
     orphans: dict[str, tuple[float, bool]] = field(default_factory=dict)  # since, reported
+    unsynced: set[str] = field(default_factory=set)  # batches claimed into, not yet fsynced
     watcher: FolderWatcher | None = None
     # Told every batch result, those of intake included (which never reach the scheduler's
     # `_finished`): the metrics.
@@ -121,6 +123,7 @@ class GroupWorker:
         past = folder_history(self.group.folder)
         self.failed_batches, self.last_upload = past.failed_batches, past.last_upload
         self.error = self.error or past.last_failure
+        self.held = held_batches(self.group.folder)
 
     def _reunite_markers(self) -> None:
         top = [n for n in os.listdir(self.group.folder) if classify(n) is FileKind.MARKER]
@@ -131,11 +134,22 @@ class GroupWorker:
                 log.warning("marker_reunited", group=self.group.key, batch=batch_id, file=marker)
 
     def adopt(self) -> None:
-        """Put in line the batches that appeared in the spool (`dropd retry`, `release`)."""
+        """Put in line the batches that appeared in the spool (`dropd retry`, `release`), and
+        forget the held batches that left held/ (released, or removed by a person)."""
         known = {*self.line.waiting, self.line.in_flight}
         if self.line.open is not None:
             known.add(self.line.open.batch_id)
-        self._enqueue([b for b in self.spool.batch_ids() if b not in known], "batch_adopted")
+        if self._spool_has_new(known):
+            self._enqueue([b for b in self.spool.batch_ids() if b not in known], "batch_adopted")
+        self.held = held_batches(self.group.folder, self.held)
+
+    def _spool_has_new(self, known: set[str | None]) -> bool:
+        # One listing per scan; the manifests are looked for only when a name is new.
+        try:
+            names = os.listdir(self.spool.work)
+        except FileNotFoundError:
+            return False
+        return any(n not in known and not n.startswith(".") for n in names)
 
     def _enqueue(self, batch_ids: list[str], event: str) -> None:
         manifests = sorted(
@@ -143,6 +157,7 @@ class GroupWorker:
         )
         for manifest in manifests:
             if manifest.state is BatchState.OPEN:
+                self.unsynced.add(manifest.batch)  # claimed by a process that may not have synced
                 if self._close(manifest.batch):
                     self.line.waiting.append(manifest.batch)
                 continue
@@ -178,10 +193,11 @@ class GroupWorker:
             self._take(r, now)
             for r in ready_files(seen, self.tracker, now, daemon.settle_seconds, mode)
         ]
+        taken.append(self._sync_claims())
         if all(taken) and self.error and self.error[0] == "folder":
             log.info("group_recovered", group=self.group.key, step=self.error[0])
             self.error = None
-        settle_at = self.tracker.next_settle_at(daemon.settle_seconds)
+        settle_at = self.tracker.next_settle_at(daemon.settle_seconds, after=now)
         if settle_at is not None:
             self.next_scan = min(self.next_scan, settle_at)
         self._watch_orphans(orphan_markers(seen), now, daemon.max_wait_seconds)
@@ -240,7 +256,9 @@ class GroupWorker:
             self.line.open = OpenBatch(manifest.batch, now, now)
             log.info("batch_opened", group=self.group.key, batch=manifest.batch)
         assert self.line.open is not None
-        if self.spool.claim(self.line.open.batch_id, ready):
+        # Made durable once for the whole scan (`_sync_claims`), not once per file.
+        if self.spool.claim(self.line.open.batch_id, ready, sync=False):
+            self.unsynced.add(self.line.open.batch_id)
             self.line.add(ready.name, now)
             crashpoints.reached("claimed")
             log.info(
@@ -251,6 +269,17 @@ class GroupWorker:
                 bytes=ready.size,
                 markers=list(ready.markers),
             )
+
+    def _sync_claims(self) -> bool:
+        """fsync the batches this scan claimed into; False (the group in Error) if refused."""
+        try:
+            for batch_id in sorted(self.unsynced):
+                self.spool.sync_claims(batch_id)
+                self.unsynced.discard(batch_id)
+        except SpoolError as exc:
+            self.set_error("folder", str(exc))
+            return False
+        return True
 
     def _batch_alone(self, ready: ReadyFile, now: float) -> None:
         manifest = self.spool.open_batch(self.wall())
@@ -309,8 +338,14 @@ class GroupWorker:
         if count == 0:
             # Every file of it vanished before its claim: nothing to send, nothing to keep.
             self.spool.discard_empty(batch_id)
+            self.unsynced.discard(batch_id)
             log.info("batch_discarded", group=self.group.key, batch=batch_id, reason="empty")
             return False
+        # Its claims are durable before the manifest that acts on them says `claimed` (the
+        # scan that claimed them has synced them, unless a rule-3 close comes in its middle).
+        if batch_id in self.unsynced:
+            self.spool.sync_claims(batch_id)
+            self.unsynced.discard(batch_id)
         manifest = self.spool.load(batch_id)
         manifest.state = BatchState.CLAIMED
         manifest.queued = iso_precise(self.wall())
@@ -345,6 +380,11 @@ class GroupWorker:
         elif result.kind is ResultKind.FAILED:
             self.failed_batches += 1
             self.error = (result.step, result.reason)
+        elif result.kind is ResultKind.HELD:
+            # It left the line without failing; status shows it from `held` until it is gone.
+            self.error = None
+            if result.destination is not None:
+                self.held[result.destination.name] = result.reason
         else:
             self.error = (result.step, result.reason)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from daemon.config import DoneMarkers
 
 MARKER_SUFFIX = ".done"
+NEVER = float("-inf")
 # Names that writers use while a file is still on its way (rule 1).
 _TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
 
@@ -76,7 +77,8 @@ def scan_folder(folder: Path) -> list[FileSeen]:
     with os.scandir(folder) as entries:
         for entry in entries:
             kind = classify(entry.name)
-            if kind is None:
+            # The entry's type comes with the listing: sent/, failed/ cost no stat.
+            if kind is None or not entry.is_file(follow_symlinks=False):
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
@@ -87,12 +89,29 @@ def scan_folder(folder: Path) -> list[FileSeen]:
     return seen
 
 
+def _marker_keys(name: str) -> set[str]:
+    # Matched without regard to case, as `classify` recognises `users.csv.DONE` as a marker.
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return {(name + MARKER_SUFFIX).lower(), (stem + MARKER_SUFFIX).lower()}
+
+
 def markers_for(name: str, marker_names: Iterable[str]) -> tuple[str, ...]:
     """The markers present for `name`: `NAME.done` and `STEM.done`."""
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    # Matched without regard to case, as `classify` recognises `users.csv.DONE` as a marker.
-    wanted = {(name + MARKER_SUFFIX).lower(), (stem + MARKER_SUFFIX).lower()}
+    wanted = _marker_keys(name)
     return tuple(sorted(m for m in marker_names if m.lower() in wanted))
+
+
+def index_markers(marker_names: Iterable[str]) -> dict[str, list[str]]:
+    """Marker names by their lower-case form, for `markers_in`."""
+    index: dict[str, list[str]] = {}
+    for marker in marker_names:
+        index.setdefault(marker.lower(), []).append(marker)
+    return index
+
+
+def markers_in(name: str, index: dict[str, list[str]]) -> tuple[str, ...]:
+    """`markers_for` against an index: two look-ups, however many markers the folder holds."""
+    return tuple(sorted(m for key in _marker_keys(name) for m in index.get(key, ())))
 
 
 @dataclass(slots=True)
@@ -132,10 +151,14 @@ class SettleTracker:
         """How many files are being watched (seen, not yet taken)."""
         return len(self._files)
 
-    def next_settle_at(self, settle_seconds: float) -> float | None:
-        """When the next watched file will have settled, if any is watched."""
+    def next_settle_at(self, settle_seconds: float, after: float = NEVER) -> float | None:
+        """When the next watched file will have settled (later than `after`), if any will.
+
+        A file that has settled and waits for its marker needs no timer: its marker's event,
+        or the rescan, brings it.
+        """
         times = [w.unchanged_since + settle_seconds for w in self._files.values()]
-        return min(times) if times else None
+        return min((t for t in times if t > after), default=None)
 
 
 def ready_files(
@@ -146,12 +169,12 @@ def ready_files(
     mode: DoneMarkers,
 ) -> list[ReadyFile]:
     """The files of a scan that are complete under the group's marker mode (rule 1)."""
-    marker_names = [f.name for f in seen if f.kind is FileKind.MARKER]
+    index = index_markers(f.name for f in seen if f.kind is FileKind.MARKER)
     ready: list[ReadyFile] = []
     for item in seen:
         if item.kind is FileKind.MARKER:
             continue
-        markers = markers_for(item.name, marker_names)
+        markers = markers_in(item.name, index)
         if _is_ready(item.name, bool(markers), tracker, now, settle_seconds, mode):
             ready.append(ReadyFile(item.name, item.size, item.mtime_ns, item.kind, markers))
     return ready
@@ -175,5 +198,6 @@ def _is_ready(
 def orphan_markers(seen: list[FileSeen]) -> list[str]:
     """The markers in a scan whose file is not there (yet, or ever)."""
     markers = [f.name for f in seen if f.kind is FileKind.MARKER]
-    owned = {m for f in seen if f.kind is not FileKind.MARKER for m in markers_for(f.name, markers)}
+    index = index_markers(markers)
+    owned = {m for f in seen if f.kind is not FileKind.MARKER for m in markers_in(f.name, index)}
     return [m for m in markers if m not in owned]

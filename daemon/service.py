@@ -25,9 +25,10 @@ import structlog
 
 from daemon import crashpoints
 from daemon import log as logsetup
+from daemon.agenda import NOW, Agenda
 from daemon.auth import TokenSource
 from daemon.batch import Backoff, BatchTiming
-from daemon.config import Config, load_config
+from daemon.config import Config, DaemonSettings, load_config
 from daemon.delivery import BatchResult, ResultKind, deliver
 from daemon.errors import ConfigError, DropdError, SecretError
 from daemon.groups import GroupWorker, build_group, token_sources
@@ -36,14 +37,19 @@ from daemon.notify import Notifier
 from daemon.reconfigure import plan_reload
 from daemon.retention import Pruner
 from daemon.spool import utc_now
-from daemon.status import StatusWriter
+from daemon.status import REFRESH_SECONDS, StatusWriter
 from daemon.watch import FolderChanged, FolderWatcher
 
 log = structlog.get_logger()
 
 STOP_GRACE_SECONDS = 30.0  # how long SIGTERM waits for uploads in flight
-LOOP_CEILING_SECONDS = 5.0
-UPLOAD_THREADS = 8  # the loop wakes at least this often (watchdog, standby)
+LOOP_CEILING_SECONDS = 5.0  # the loop wakes at least this often (watchdog, standby)
+UPLOAD_THREADS = 8
+# Status file, metrics and STATUS= cost a pass over every group: done at most this often
+# while things happen, and this often when nothing does (the status file is rewritten every
+# REFRESH_SECONDS, so `dropd status` can tell a stuck loop from a quiet one).
+PUBLISH_SECONDS = 0.5
+QUIET_PUBLISH_SECONDS = REFRESH_SECONDS / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,10 @@ class Scheduler:
         self.groups: dict[str, GroupWorker] = {}
         self.retiring: list[GroupWorker] = []  # removed by a reload, finishing their upload
         self.stopping = False
+        self.agenda = Agenda()  # which groups need a visit, when
+        self.visit_all = True  # at start and after a reload: every group once
+        self.unpublished = True  # something may have changed since the last publish
+        self.published_at = float("-inf")
 
     def start(self) -> None:
         """Recover every spool, scan every folder, then tell systemd we are ready."""
@@ -178,10 +188,16 @@ class Scheduler:
         while message is not None:
             if isinstance(message, FolderChanged) and message.group in self.groups:
                 self.groups[message.group].dirty = True
+                self.agenda.schedule(message.group, NOW)
             elif isinstance(message, Finished):
                 self._finished(message)
+                self.unpublished = True
+                key = message.worker.group.key
+                if self.groups.get(key) is message.worker:  # its next batch may go now
+                    self.agenda.schedule(key, NOW)
             elif isinstance(message, Signal):
                 self._signal(message.signum)
+                self.visit_all = self.unpublished = True  # a reload may change any group
             try:
                 message = self.inbox.get_nowait()
             except queue.Empty:
@@ -194,18 +210,45 @@ class Scheduler:
         for worker in [w for w in self.retiring if not w.line.in_flight]:
             worker.release()
             self.retiring.remove(worker)
-        for worker in self.groups.values():
-            if not worker.owner:
-                worker.take_ownership(now, self.watcher)
+        # Only the groups that are due: a file event, a timer, an upload's end.
+        keys = list(self.groups) if self.visit_all else self.agenda.due(now)
+        self.visit_all = False
+        for key in keys:
+            due = self.groups.get(key)
+            if due is None:
+                self.agenda.forget(key)
                 continue
-            if worker.dirty or now >= worker.next_scan:
-                worker.scan(now, daemon)
-            worker.close_due(now, self.timing)
-            self._start_next(worker, now)
+            before = _outline(due)
+            self._visit(due, now, daemon)
+            self.unpublished = self.unpublished or _outline(due) != before
+            self.agenda.schedule(key, due.next_deadline(self.timing))
         self.pruner.run(self.groups.values(), now, daemon.sent_retention_days)
+        if self._publish_due(now):
+            self._publish(now)
+
+    def _visit(self, worker: GroupWorker, now: float, daemon: DaemonSettings) -> None:
+        if not worker.owner:
+            worker.take_ownership(now, self.watcher)
+            return
+        if worker.dirty or now >= worker.next_scan:
+            worker.scan(now, daemon)
+        worker.close_due(now, self.timing)
+        self._start_next(worker, now)
+
+    def _publish_due(self, now: float) -> bool:
+        heartbeat = self.notifier.next_heartbeat(now)
+        return (
+            (self.unpublished and now >= self.published_at + PUBLISH_SECONDS)
+            or now >= self.published_at + QUIET_PUBLISH_SECONDS
+            or (heartbeat is not None and now >= heartbeat)
+        )
+
+    def _publish(self, now: float) -> None:
+        """Heartbeat and STATUS=, the status file, the metrics: each a pass over every group."""
         self.notifier.heartbeat(self.watcher is None or self.watcher.alive(), self.summary())
         self.status.write(self.groups.values(), self.wall())
         self.metrics.publish(self.groups.values())
+        self.published_at, self.unpublished = now, False
 
     def _start_next(self, worker: GroupWorker, now: float) -> None:
         if self.stopping:
@@ -220,7 +263,7 @@ class Scheduler:
     def _finished(self, message: Finished) -> None:
         worker, result, now = message.worker, message.result, self.clock()
         worker.record(result, self.wall())
-        if result.kind in (ResultKind.SENT, ResultKind.FAILED):
+        if result.kind in (ResultKind.SENT, ResultKind.FAILED, ResultKind.HELD):
             worker.line.finish(message.batch_id)
             worker.failures = 0
             return
@@ -238,8 +281,11 @@ class Scheduler:
 
     def _next_deadline(self) -> float:
         now = self.clock()
-        deadlines = [w.next_deadline(self.timing) for w in self.groups.values()]
-        deadlines.append(self.notifier.next_heartbeat(now))
+        if self.visit_all:
+            return now
+        deadlines = [self.agenda.next_at(), self.notifier.next_heartbeat(now)]
+        if self.unpublished:
+            deadlines.append(self.published_at + PUBLISH_SECONDS)
         return min((d for d in deadlines if d is not None), default=now + LOOP_CEILING_SECONDS)
 
     def _signal(self, signum: int) -> None:
@@ -282,6 +328,21 @@ class Scheduler:
         errors = [f"{w.group.key}: {w.error[0]}" for w in workers if w.error]
         problems = f"{len(errors)} in error ({', '.join(errors)})" if errors else "0 in error"
         return f"{len(workers)} groups, {waiting} files waiting, {last}, {problems}"
+
+
+def _outline(worker: GroupWorker) -> tuple[object, ...]:
+    # What a visit may change of what status shows (a batch failed at intake, a file seen, a
+    # batch closed or started); a change it misses goes out with the next quiet publish.
+    line = worker.line
+    return (
+        worker.failed_batches,
+        worker.owner,
+        worker.error,
+        worker.files_waiting(),
+        line.open is None,
+        len(line.waiting),
+        line.in_flight,
+    )
 
 
 def _result(future: object) -> BatchResult:

@@ -7,12 +7,27 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import zipfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
-from daemon.archive import BOM, ZipEntry, build_zip, file_sha256, open_regular
+from daemon import archive
+from daemon.archive import (
+    BOM,
+    DEFLATE,
+    ZipEntry,
+    build_zip,
+    fastest_deflate,
+    file_sha256,
+    open_regular,
+    stdlib_deflate,
+)
 from daemon.errors import ArchiveError
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\r\nu1,a@b.edu,A,B,a@b.edu,active\r\n"
@@ -206,3 +221,100 @@ def test_open_regular_refuses_a_link_and_a_fifo_without_waiting(tmp_path: Path) 
     assert through_fifo.value.errno == errno.EINVAL
     with open_regular(secret) as plain:
         assert plain.read() == b"do not read"
+
+
+def unzip_test(path: Path) -> None:
+    """`unzip -t` finds no error in the ZIP at `path` (where unzip is installed)."""
+    if shutil.which("unzip") is None:
+        return
+    result = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("engine", [DEFLATE, stdlib_deflate()], ids=lambda e: e.name)
+def test_build_zip_writes_a_standard_zip_with_each_engine(tmp_path: Path, engine: Any) -> None:
+    text = b"course_id,user_id,role,section_id,status\n" + b"C1,u1,student,S1,active\n" * 90_000
+    entries = [
+        ZipEntry(source(tmp_path, "enrollments.csv", text), "enrollments.csv"),
+        ZipEntry(source(tmp_path, "noise.csv", os.urandom(archive.ZIP_CHUNK + 5)), "noise.csv"),
+        ZipEntry(source(tmp_path, "empty.csv", b""), "empty.csv"),
+        ZipEntry(source(tmp_path, "été.csv", USERS), "été.csv"),
+    ]
+
+    built = build_zip(entries, tmp_path / "upload.zip", engine=engine)
+
+    with zipfile.ZipFile(built.path) as zipped:
+        assert zipped.testzip() is None  # every entry's CRC-32 checked
+        infos = zipped.infolist()
+        assert [i.filename for i in infos] == [
+            "enrollments.csv",
+            "noise.csv",
+            "empty.csv",
+            "été.csv",
+        ]
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in infos)
+        assert [i.CRC for i in infos] == [zlib.crc32(e.source.read_bytes()) for e in entries]
+        assert [i.file_size for i in infos] == [e.source.stat().st_size for e in entries]
+        assert zipped.read("enrollments.csv") == text
+        assert infos[0].compress_size < len(text) // 50
+    unzip_test(built.path)
+
+
+def test_build_zip_without_isal_falls_back_to_the_standard_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "isal", None)  # `import isal` now raises ImportError
+    engine = fastest_deflate()
+    assert engine.name.startswith("zlib ")
+    assert engine.level == archive.STDLIB_LEVEL
+    path = source(tmp_path, "users.csv", BOM + USERS * 1000)
+
+    built = build_zip(
+        [ZipEntry(path, "users.csv", strip_bom=True)], tmp_path / "a.zip", engine=engine
+    )
+
+    with zipfile.ZipFile(built.path) as zipped:
+        assert zipped.read("users.csv") == USERS * 1000
+    assert built.sources[0].sha256 == sha(BOM + USERS * 1000)
+    unzip_test(built.path)
+
+
+def test_fastest_deflate_is_isal_where_it_is_installed() -> None:
+    pytest.importorskip("isal")
+    engine = fastest_deflate()
+    assert engine.name.startswith("python-isal ")
+    assert engine.level == archive.ISAL_LEVEL
+
+
+def test_build_zip_strips_a_bom_that_fills_a_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive, "ZIP_CHUNK", 3)  # the first read is the BOM alone
+    path = source(tmp_path, "users.csv", BOM + USERS)
+    built = build_zip([ZipEntry(path, "users.csv", strip_bom=True)], tmp_path / "a.zip")
+    with zipfile.ZipFile(built.path) as zipped:
+        assert zipped.read("users.csv") == USERS
+    assert (built.sources[0].bytes, built.sources[0].bom_stripped) == (len(BOM + USERS), True)
+
+
+def test_build_zip_stops_when_asked_and_leaves_nothing(tmp_path: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    path = source(tmp_path, "users.csv", USERS)
+    target = tmp_path / "upload.zip"
+    with pytest.raises(ArchiveError, match="stopped"):
+        build_zip([ZipEntry(path, "users.csv")], target, stop=stop)
+    assert not target.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_build_zip_logs_its_engine_once(tmp_path: Path) -> None:
+    archive._announce.cache_clear()
+    path = source(tmp_path, "users.csv", USERS)
+    with structlog.testing.capture_logs() as logs:
+        build_zip([ZipEntry(path, "users.csv")], tmp_path / "a.zip")
+        build_zip([ZipEntry(path, "users.csv")], tmp_path / "b.zip")
+    engines = [e for e in logs if e["event"] == "zip_engine"]
+    assert engines == [
+        {"event": "zip_engine", "log_level": "info", "engine": DEFLATE.name, "level": DEFLATE.level}
+    ]

@@ -14,8 +14,10 @@ from daemon.intake import (
     ReadyFile,
     SettleTracker,
     classify,
+    index_markers,
     is_temporary,
     markers_for,
+    markers_in,
     orphan_markers,
     ready_files,
     scan_folder,
@@ -152,6 +154,34 @@ def test_markers_for_a_name_without_a_dot_lists_its_marker_once() -> None:
     assert markers_for("README", ["README.done"]) == ("README.done",)
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["users.csv", "USERS.csv", "courses.csv", "README", "a.b.csv", "sections.csv", "x.done"],
+)
+def test_markers_in_an_index_agrees_with_markers_for(name: str) -> None:
+    present = [
+        "users.csv.done",
+        "users.DONE",
+        "Users.done",
+        "courses.done",
+        "README.done",
+        "a.b.done",
+        "a.b.csv.done",
+        "x.done.done",
+    ]
+    assert markers_in(name, index_markers(present)) == markers_for(name, present)
+
+
+def test_ready_files_with_a_marker_beside_each_of_many_files() -> None:
+    # One look-up per file: 5,000 files with 5,000 markers is no 25 million comparisons.
+    scan = [seen(f"f{n}.csv") for n in range(5000)]
+    scan += [seen(f"f{n}.csv.done") for n in range(5000)]
+    ready = settle_at([(0.0, scan)], DoneMarkers.REQUIRED)
+    assert len(ready) == 5000
+    assert all(r.markers == (f"{r.name}.done",) for r in ready)
+    assert orphan_markers([*scan, seen("lost.done")]) == ["lost.done"]
+
+
 # -- SettleTracker --------------------------------------------------------------------------
 
 
@@ -164,6 +194,16 @@ def test_settle_tracker_settles_after_settle_seconds_unchanged() -> None:
     assert tracker.settled("users.csv", 110.0, SETTLE)
     assert tracker.next_settle_at(SETTLE) == 110.0
     assert tracker.watched() == 1
+
+
+def test_settle_tracker_next_settle_at_after_skips_files_already_settled() -> None:
+    # A settled file that waits for its marker must not keep the scheduler's timer at "now".
+    tracker = SettleTracker()
+    tracker.observe([seen("waits.csv")], 0.0)
+    tracker.observe([seen("waits.csv"), seen("new.csv")], 7.0)
+    assert tracker.next_settle_at(SETTLE) == 10.0
+    assert tracker.next_settle_at(SETTLE, after=10.0) == 17.0
+    assert tracker.next_settle_at(SETTLE, after=17.0) is None
 
 
 def test_settle_tracker_restarts_when_size_or_mtime_changes() -> None:

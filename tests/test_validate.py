@@ -504,3 +504,33 @@ def test_validate_batch_judges_row_values_as_a_plain_reading_does(
         assert report.deleted == {"f.csv": deleted}
         assert report.rows == {"f.csv": len(rows)}
         assert len(report.problems) == min(sum(len(r) != width for r in rows), 20)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [case[1] for case in CSV_CASES] + [b"\xef\xbb\xbf" + GOOD, b"x" * 70_000 + b"\n" + GOOD],
+    ids=[case[0] for case in CSV_CASES] + ["bom", "a header longer than a read"],
+)
+def test_csv_kind_is_the_kind_the_whole_scan_finds(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    assert csvcheck.csv_kind(path) == csvcheck.scan_csv(path, strict=False).kind
+
+
+def test_csv_kind_of_a_file_it_cannot_read_is_none(tmp_path: Path) -> None:
+    assert csvcheck.csv_kind(tmp_path / "missing.csv") is None
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_validate_batch_counts_deleted_rows_however_many(tmp_path: Path, share: float) -> None:
+    # Few deleted rows are found one by one, many are counted in bulk: the same answer.
+    rng = random.Random(int(share * 10))
+    statuses = [b"deleted" if rng.random() < share else b"active" for _ in range(20_000)]
+    statuses[5] = b"Deleted"  # counted, though not as written
+    rows = b"".join(b"C1,u%d,student,S1,%s\n" % (i, s) for i, s in enumerate(statuses))
+    bad = b"C1,u0,tutor,S1,deleted\n"  # a warning, and still a deleted row
+    report = check(tmp_path, {"f.csv": ENROLLMENTS + rows + bad + rows})
+    deleted = 2 * sum(s.lower() == b"deleted" for s in statuses) + 1
+    assert report.deleted == {"f.csv": deleted}
+    assert report.rows == {"f.csv": 40_001}
+    assert [f.line for f in report.warnings] == [20_002]

@@ -1,0 +1,56 @@
+"""The speeds measured beside the uploads, each in processes of their own: validation of the
+CSV (`validate_speed.py`) and upload throughput against `curl -F` (`upload_speed.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from upload_speed import UploadSpeed, measure
+
+VALIDATE = Path(__file__).with_name("validate_speed.py")
+
+
+@dataclass(frozen=True)
+class Validated:
+    """`validate_batch` on the CSV: strict (the best of two runs), without the row-value
+    warnings, and `off`, in MB/s; the peak RSS (MiB) of the process that ran them all."""
+
+    strict: float
+    no_values: float
+    off: float
+    peak_mib: float
+    rows: int
+    deleted: int
+
+
+def validation(source: Path) -> Validated | None:
+    """validate_speed.py's figures on `source`; None if it failed."""
+    done = subprocess.run(
+        [sys.executable, str(VALIDATE), "--file", str(source), "--json", "--repeats", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return None
+    figures = json.loads(done.stdout.splitlines()[-1])
+    ways = figures["ways"]
+    return Validated(
+        ways["strict"]["mb_per_s"],
+        ways["strict, no row-value warnings"]["mb_per_s"],
+        ways["off"]["mb_per_s"],
+        figures["peak_mib"],
+        ways["strict"]["rows"],
+        ways["strict"]["deleted"],
+    )
+
+
+def upload_throughput(zip_path: Path, repeats: int = 5) -> UploadSpeed:
+    """dropd's upload and `curl -F` sending the ZIP at `zip_path` to a sink that only reads."""
+    return measure(zip_path, repeats)

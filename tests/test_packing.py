@@ -1,0 +1,74 @@
+"""Packing a batch (daemon/packing.py): the ZIP built while the files are checked."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from daemon import packing
+from daemon.config import Validation
+from daemon.errors import ValidationError
+from daemon.spool import Manifest, Spool, utc_now
+
+USERS = b"user_id,login_id,first_name,last_name,email,status\nu1,a@b.edu,A,B,a@b.edu,active\n"
+ENROLLMENTS = b"course_id,user_id,role,section_id,status\n" + b"C1,u1,student,S1,active\n" * 5000
+
+
+def batch(tmp_path: Path, files: dict[str, bytes]) -> tuple[Spool, Manifest]:
+    spool = Spool(tmp_path, "music")
+    spool.ensure()
+    manifest = spool.open_batch(utc_now())
+    for name, data in files.items():
+        (spool.files_dir(manifest.batch) / name).write_bytes(data)
+    return spool, manifest
+
+
+def zip_names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as zipped:
+        assert zipped.testzip() is None
+        return zipped.namelist()
+
+
+def test_pack_zips_in_the_servers_order(tmp_path: Path) -> None:
+    spool, manifest = batch(tmp_path, {"a.csv": ENROLLMENTS, "b.csv": USERS})
+    packing.pack(spool, manifest, 0, Validation.STRICT)
+    assert zip_names(spool.zip_path(manifest.batch)) == ["b.csv", "a.csv"]  # users first
+    assert manifest.zip is not None and manifest.zip["parts"] == 1
+    assert [f.name for f in manifest.files] == ["b.csv", "a.csv"]
+
+
+def test_pack_of_a_batch_that_fails_its_checks_leaves_no_zip(tmp_path: Path) -> None:
+    bad = ENROLLMENTS + b"C1,u2,student\n"  # a row short of two fields
+    spool, manifest = batch(tmp_path, {"enrollments.csv": bad, "users.csv": USERS})
+    with pytest.raises(ValidationError):
+        packing.pack(spool, manifest, 0, Validation.STRICT)
+    folder = spool.batch_dir(manifest.batch)
+    assert sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix != ".json") == []
+    assert not spool.zip_path(manifest.batch).exists()
+    assert manifest.parts == []
+
+
+def test_pack_builds_again_when_the_checks_read_a_kind_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first look at the headers got the kinds wrong: the ZIP is built again in order.
+    monkeypatch.setattr(packing, "csv_kind", lambda path: "listings")
+    spool, manifest = batch(tmp_path, {"a.csv": ENROLLMENTS, "b.csv": USERS})
+    packing.pack(spool, manifest, 0, Validation.STRICT)
+    assert zip_names(spool.zip_path(manifest.batch)) == ["b.csv", "a.csv"]
+
+
+def test_pack_cuts_parts_from_the_zip_built_ahead(tmp_path: Path) -> None:
+    noise = b"course_id,user_id,role,section_id,status\n" + b"".join(
+        b"C%d,u%d,student,S%d,active\n" % (i * 7919 % 10007, i * 104729 % 99991, i)
+        for i in range(20_000)
+    )
+    spool, manifest = batch(tmp_path, {"e1.csv": noise, "e2.csv": noise, "users.csv": USERS})
+    whole = len(noise)  # each file's entry alone fits, both together do not
+    packing.pack(spool, manifest, whole // 2, Validation.STRICT)
+    assert [p["files"] for p in manifest.parts] == [["users.csv", "e1.csv"], ["e2.csv"]]
+    assert not spool.zip_path(manifest.batch).exists()
+    for number in (1, 2):
+        assert zip_names(spool.part_path(manifest.batch, number))
