@@ -37,7 +37,7 @@ from daemon.notify import Notifier
 from daemon.reconfigure import plan_reload
 from daemon.retention import Pruner
 from daemon.spool import utc_now
-from daemon.status import REFRESH_SECONDS, StatusWriter
+from daemon.status import REFRESH_SECONDS, StatusWriter, group_status
 from daemon.watch import FolderChanged, FolderWatcher
 
 log = structlog.get_logger()
@@ -321,13 +321,14 @@ class Scheduler:
 
     def summary(self) -> str:
         """The one-line STATUS= summary (ASCII: sdnotify drops anything else)."""
-        workers = list(self.groups.values())
-        waiting = sum(w.files_waiting() for w in workers)
-        uploads = [w.last_upload for w in workers if w.last_upload]
+        states = [group_status(w) for w in self.groups.values()]
+        waiting = sum(state["files_waiting"] for state in states)
+        uploads = [state["last_upload"] for state in states if state["last_upload"]]
         last = f"last upload {max(uploads)}" if uploads else "no upload yet"
-        errors = [f"{w.group.key}: {w.error[0]}" for w in workers if w.error]
+        # As `dropd status` sees it: a held batch (step guard) counts too.
+        errors = [f"{s['group']}: {s['step']}" for s in states if s["status"] == "Error"]
         problems = f"{len(errors)} in error ({', '.join(errors)})" if errors else "0 in error"
-        return f"{len(workers)} groups, {waiting} files waiting, {last}, {problems}"
+        return f"{len(states)} groups, {waiting} files waiting, {last}, {problems}"
 
 
 def _outline(worker: GroupWorker) -> tuple[object, ...]:
