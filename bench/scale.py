@@ -1,4 +1,5 @@
-"""dropd at scale (issue 7), run on demand: `python bench/scale.py [--quick] [--work-dir DIR]`.
+"""dropd at scale (issue 7), run on demand: `python bench/scale.py [--quick] [--work-dir DIR]`
+(also `--only native|poll`, `--idle-seconds N`, `--keep`).
 
 One `dropd sandbox` and real `dropd run` processes on 1,000 generated group folders:
 
@@ -387,7 +388,8 @@ def run_all(
 ) -> list[Row]:
     """Every scale figure, in a temporary folder under `work_dir` removed at the end unless
     `keep` (`only="native"` or `"poll"`: that daemon's figures alone; `idle_seconds`: both
-    idle windows, instead of 62 s and 30 s with `quick`, 125 s and 60 s without)."""
+    idle windows, instead of 62 s and 30 s with `quick`, 125 s and 60 s without: the
+    native window holds one or two of the once-a-minute rescans of every folder)."""
     native_idle, poll_idle = (62.0, 30.0) if quick else (125.0, 60.0)
     if idle_seconds is not None:
         native_idle = poll_idle = idle_seconds

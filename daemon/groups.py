@@ -141,7 +141,9 @@ class GroupWorker:
             known.add(self.line.open.batch_id)
         if self._spool_has_new(known):
             self._enqueue([b for b in self.spool.batch_ids() if b not in known], "batch_adopted")
-        self.held = held_batches(self.group.folder, self.held)
+        # One stat where held/ has never been made: every poll of every group comes here.
+        if self.held or os.path.isdir(f"{self.group.folder}/held"):
+            self.held = held_batches(self.group.folder, self.held)
 
     def _spool_has_new(self, known: set[str | None]) -> bool:
         # One listing per scan; the manifests are looked for only when a name is new.

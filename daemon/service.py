@@ -339,8 +339,8 @@ def _outline(worker: GroupWorker) -> tuple[object, ...]:
         worker.failed_batches,
         worker.owner,
         worker.error,
-        worker.files_waiting(),
-        line.open is None,
+        worker.tracker.watched(),  # a file seen, or claimed
+        line.open.batch_id if line.open else None,
         len(line.waiting),
         line.in_flight,
     )
