@@ -9,8 +9,10 @@ lines, the header being line 1; a row that spans lines is numbered by its first.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from daemon.archive import BOM, open_regular
 from daemon.csvfast import FastChecks, split_record
@@ -51,24 +53,89 @@ class CsvScan:
     deleted: int | None = None
 
 
-def scan_csv(path: Path, strict: bool) -> CsvScan:
+class Splitter(Protocol):
+    """Reads the rest of a large CSV with help from another core (`csvsplit`)."""
+
+    def wanted(self, size: int) -> bool: ...
+    def read_rest(self, reader: CsvReader, source: BinaryIO, size: int) -> None: ...
+
+
+def scan_csv(path: Path, strict: bool, splitter: Splitter | None = None) -> CsvScan:
     """Read the CSV at `path` as the server would; not `strict`: its encoding and kind only.
+
+    With `splitter`, a large CSV's rows may be read in part by another process, with the
+    same findings and counts.
 
     Raises OSError if it cannot be read.
     """
-    scan = CsvScan()
-    encoding, rows = _Encoding(path, scan.problems), _Rows(scan, strict)
+    reader = CsvReader(path, strict)
     with open_regular(path) as source:
         chunk = source.read(CHUNK_BYTES)
-        if _not_text(chunk, scan.problems):
-            return scan
-        while chunk:
-            encoding.feed(chunk)
-            rows.feed(chunk)
-            chunk = source.read(CHUNK_BYTES)
-    encoding.finish()
-    rows.finish()
-    return scan
+        if _not_text(chunk, reader.scan.problems):
+            return reader.scan
+        reader.feed(chunk)
+        size = os.fstat(source.fileno()).st_size
+        if splitter is not None and reader.checking_rows() and splitter.wanted(size):
+            splitter.read_rest(reader, source, size)
+        else:
+            reader.read(source)
+    reader.finish()
+    return reader.scan
+
+
+class CsvReader:
+    """One CSV read in order, chunk by chunk: its encoding, its header, its rows."""
+
+    def __init__(self, path: Path, strict: bool) -> None:
+        self.path, self.scan = path, CsvScan()
+        self._encoding, self._rows = _Encoding(path, self.scan.problems), _Rows(self.scan, strict)
+
+    def feed(self, chunk: bytes) -> None:
+        self._encoding.feed(chunk)
+        self._rows.feed(chunk)
+
+    def read(self, source: BinaryIO, left: int | None = None) -> None:
+        """Feed what `source` holds from where it is: all of it, or `left` bytes."""
+        while left is None or left > 0:
+            chunk = source.read(CHUNK_BYTES if left is None else min(CHUNK_BYTES, left))
+            if not chunk:
+                return
+            self.feed(chunk)
+            left = None if left is None else left - len(chunk)
+
+    def finish(self) -> None:
+        self._encoding.finish()
+        self._rows.finish()
+
+    def checking_rows(self) -> bool:
+        """True while rows are being checked: strict, a known header, not stopped."""
+        rows = self._rows
+        return rows.strict and rows.header_read and rows.width > 0 and not rows.stopped
+
+    def between_rows(self) -> bool:
+        """True where the next byte starts a row, with nothing pending: a stretch read on
+        its own from here (`skip`) reads as it would in order."""
+        rows, encoding = self._rows, self._encoding
+        return (
+            rows.carry == b"\n"
+            and rows.record is None
+            and rows.blank is None
+            and not rows.stopped
+            and not encoding.pending
+        )
+
+    def skip(self, size: int, lines: int, rows: int, deleted: int) -> None:
+        """Count in a stretch of `size` bytes read elsewhere and found clean."""
+        self._encoding.offset += size
+        self._rows.line += lines
+        self.scan.rows += rows
+        if self.scan.deleted is not None:
+            self.scan.deleted += deleted
+
+    @property
+    def line(self) -> int:
+        """The number of the next line."""
+        return self._rows.line
 
 
 def csv_kind(path: Path) -> str | None:

@@ -20,6 +20,7 @@ from daemon.archive import BOM, open_regular
 from daemon.config import Validation
 from daemon.csvcheck import CsvScan, Notes, scan_csv
 from daemon.java_properties import read_properties
+from daemon.scanhelper import SPLITTER
 
 PROPERTIES = "message.properties"
 NOTIFICATION_KEYS = ("sender", "subject", "body")
@@ -100,7 +101,7 @@ def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool
 
 def _scan(path: Path, strict: bool) -> CsvScan:
     try:
-        return scan_csv(path, strict)
+        return scan_csv(path, strict, SPLITTER)
     except OSError as exc:
         scan = CsvScan()
         scan.problems.add(None, _unreadable(exc))

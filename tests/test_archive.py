@@ -318,3 +318,24 @@ def test_build_zip_logs_its_engine_once(tmp_path: Path) -> None:
     assert engines == [
         {"event": "zip_engine", "log_level": "info", "engine": DEFLATE.name, "level": DEFLATE.level}
     ]
+
+
+@pytest.mark.parametrize("aside", [0, 1 << 30], ids=["hashed in a thread", "hashed in place"])
+def test_build_zip_hashes_each_source_whole_over_many_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aside: int
+) -> None:
+    # Two buffers in turn: a chunk must be hashed before its buffer is read into again.
+    monkeypatch.setattr(archive, "ZIP_CHUNK", 1000)
+    monkeypatch.setattr(archive, "HASH_ASIDE_BYTES", aside)
+    datas = [os.urandom(n) for n in (0, 999, 1000, 1001, 25_000, 77_777)]
+    entries = [
+        ZipEntry(source(tmp_path, f"f{i}.csv", BOM + d), f"f{i}.csv", strip_bom=True)
+        for i, d in enumerate(datas)
+    ]
+
+    built = build_zip(entries, tmp_path / "a.zip")
+
+    assert [s.sha256 for s in built.sources] == [hashlib.sha256(BOM + d).hexdigest() for d in datas]
+    with zipfile.ZipFile(built.path) as zipped:
+        assert zipped.testzip() is None
+        assert [zipped.read(f"f{i}.csv") for i in range(len(datas))] == datas

@@ -1,0 +1,193 @@
+"""The helper process that checks stretches of large CSVs beside the daemon (`csvsplit`).
+
+One child, `python -m daemon.scanhelper`, started the first time a large CSV is checked
+and kept while dropd runs: a line of JSON in on its stdin asks for a stretch, a line of
+JSON out on its stdout answers. It reads the spool's file itself (it runs as the same user,
+under the same unit), so only offsets and counts cross the pipe. It ends when its stdin
+closes, which the daemon's exit does whatever way it exits. A helper that fails (it dies,
+answers nonsense) is logged and left alone for a minute; meanwhile files are checked in
+order, as they are without one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from daemon.csvsplit import Helper, Splitter, Stretch, read_stretch
+
+RETRY_SECONDS = 60.0  # after a failure, files are checked alone this long
+STOP_SECONDS = 2.0
+ANSWER_READ_BYTES = 4096
+
+log = structlog.get_logger()
+
+
+class _Child:
+    """The running helper process, as the daemon sees it: `csvsplit.Helper`."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        self.requests: IO[bytes] = process.stdin
+        self.answers: IO[bytes] = process.stdout
+        self.failed = False
+        self.pending = b""
+
+    def ask(self, path: Path, start: int, end: int, last: bool) -> bool:
+        request = {"path": os.fspath(path), "start": start, "end": end, "last": last}
+        try:
+            self.requests.write(json.dumps(request).encode() + b"\n")
+            self.requests.flush()
+        except OSError as exc:
+            self._fail(f"the request could not be written ({exc.strerror or exc})")
+        return not self.failed
+
+    def answer(self, wait: bool) -> Stretch | None:
+        if self.failed:
+            return None
+        # Two answers may come in one read: the second waits here, not in a buffer that
+        # `select` cannot see.
+        while b"\n" not in self.pending:
+            try:
+                ready, _, _ = select.select([self.answers], [], [], None if wait else 0)
+                if not ready:
+                    return None
+                data = os.read(self.answers.fileno(), ANSWER_READ_BYTES)
+            except OSError as exc:
+                self._fail(f"its answer could not be read ({exc.strerror or exc})")
+                return None
+            if not data:
+                return self._stretch(b"")
+            self.pending += data
+        line, _, rest = self.pending.partition(b"\n")
+        self.pending = rest
+        return self._stretch(line)
+
+    def _stretch(self, line: bytes) -> Stretch | None:
+        try:
+            answer = json.loads(line)
+            return Stretch(
+                int(answer["lines"]),
+                int(answer["rows"]),
+                int(answer["deleted"]),
+                answer["clean"] is True,
+            )
+        except (ValueError, TypeError, KeyError):
+            if not line:
+                self.process.poll()
+                why = f"it exited with {self.process.returncode}"
+            else:
+                why = f"it answered {line[:200]!r}"
+            self._fail(why)
+            return None
+
+    def _fail(self, why: str) -> None:
+        self.failed = True
+        log.warning("scan_helper_failed", pid=self.process.pid, reason=why)
+        self.stop()
+
+    def stop(self) -> None:
+        """Close its stdin, which ends it; kill it if it is still there after a while."""
+        with contextlib.suppress(OSError):  # a broken pipe: it is gone already
+            self.requests.close()
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.answers.close()
+
+
+class HelperPool:
+    """`csvsplit.HelperSource`: the one helper, lent to one file at a time."""
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        self.command = command or [sys.executable, "-m", "daemon.scanhelper"]
+        self._lock = threading.Lock()
+        self._child: _Child | None = None
+        self._resting_until = 0.0
+
+    def borrow(self) -> Helper | None:
+        if not self._lock.acquire(blocking=False):
+            return None  # another file has it: this one is checked in order
+        child = self._child if self._child is not None else self._start()
+        if child is None:
+            self._lock.release()
+        return child
+
+    def give_back(self, helper: Helper) -> None:
+        if helper.failed:
+            self._child, self._resting_until = None, time.monotonic() + RETRY_SECONDS
+        self._lock.release()
+
+    def close(self) -> None:
+        """Stop the helper, if one runs (at exit: a file being checked is read alone)."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop()
+
+    def _start(self) -> _Child | None:
+        if time.monotonic() < self._resting_until:
+            return None
+        try:
+            process = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+            )
+        except OSError as exc:
+            log.warning("scan_helper_failed", reason=f"it could not start ({exc.strerror})")
+            self._resting_until = time.monotonic() + RETRY_SECONDS
+            return None
+        log.info("scan_helper_started", pid=process.pid)
+        self._child = _Child(process)
+        return self._child
+
+
+HELPERS = HelperPool()
+SPLITTER = Splitter(HELPERS)
+atexit.register(HELPERS.close)
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """The helper's loop: a stretch for each request, until its stdin closes."""
+    for line in requests:
+        request: dict[str, Any] = json.loads(line)
+        try:
+            stretch = read_stretch(
+                Path(request["path"]), request["start"], request["end"], request["last"]
+            )
+            answer: dict[str, Any] = {
+                "lines": stretch.lines,
+                "rows": stretch.rows,
+                "deleted": stretch.deleted,
+                "clean": stretch.clean,
+            }
+        except OSError as exc:  # the daemon reads this stretch itself, and says why
+            answer = {"lines": 0, "rows": 0, "deleted": 0, "clean": False, "error": str(exc)}
+        answers.write(json.dumps(answer).encode() + b"\n")
+        answers.flush()
+
+
+def main() -> None:
+    # A terminal's Ctrl-C and a reload are the daemon's to handle; it closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not answer
+    serve(sys.stdin.buffer, answers)
+
+
+if __name__ == "__main__":
+    main()
