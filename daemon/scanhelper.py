@@ -181,12 +181,17 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
 
 
 def main() -> None:
-    # A terminal's Ctrl-C and a reload are the daemon's to handle; it closes the pipe.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Stopping is the daemon's to decide (systemd signals every process of the unit, a
+    # terminal's Ctrl-C the whole group): the helper ends when the daemon's end closes
+    # its stdin, so a file being checked at a stop is not reported as a failed helper.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not answer
-    serve(sys.stdin.buffer, answers)
+    try:
+        serve(sys.stdin.buffer, answers)
+    except BrokenPipeError:  # the daemon went while a stretch was read: no one to answer
+        os._exit(0)
 
 
 if __name__ == "__main__":
