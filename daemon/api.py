@@ -16,7 +16,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests_toolbelt import MultipartEncoder
 
-from daemon.archive import open_regular
+from daemon.regular import open_regular
 
 ANSWER_TEXT_LIMIT = 2000  # a proxy's HTML error page is kept, cut to this many characters
 SEND_BLOCK = 1 << 20  # urllib3 sends 16 KiB blocks by default; 1 MiB doubles throughput

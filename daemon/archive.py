@@ -10,12 +10,10 @@ GIL, so a ZIP can be built in a thread while the batch is checked (`packing`).
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import io
 import os
-import stat
 import threading
 import zlib
 from collections import deque
@@ -28,6 +26,7 @@ from typing import Protocol
 import structlog
 
 from daemon.errors import ArchiveError, os_reason
+from daemon.regular import BOM, open_regular
 from daemon.zipformat import (
     Entry,
     Written,
@@ -42,7 +41,6 @@ CHUNK = 1 << 20  # reads of a whole file, to hash it
 # beside the ZIP hold most of the time; two buffers in turn (see `_Reading`).
 ZIP_CHUNK = 8 << 20
 HASH_ASIDE_BYTES = 1 << 20  # a smaller file is hashed where it is read
-BOM = b"\xef\xbb\xbf"
 RAW_DEFLATE = -15  # wbits for a deflate stream with no zlib header: ZIP method 8's data
 ISAL_LEVEL = 1
 STDLIB_LEVEL = 6
@@ -266,23 +264,6 @@ class _Deflating:
     def _emit(self, data: bytes) -> None:
         self.out.write(data)
         self.compressed += len(data)
-
-
-def open_regular(path: Path) -> io.BufferedReader:
-    """Open a dropped file to read, never through a link, FIFO, socket or device.
-
-    Raises OSError if `path` is a link (ELOOP) or not a regular file (EINVAL).
-    """
-    # O_NONBLOCK: opening a FIFO must not wait for a writer; the type check then refuses it.
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def file_sha256(path: Path) -> str:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from daemon.archive import BOM, open_regular
 from daemon.csvfast import FastChecks, split_record
 from daemon.csvformats import HEADERS, ValueRule, header_complaint, value_rules
+from daemon.regular import BOM, open_regular
 
 CHUNK_BYTES = 256 << 10
 LONG_LINE_BYTES = 1 << 20  # a line (or quoted field) longer than this is no SIS row

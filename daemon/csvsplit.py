@@ -3,25 +3,33 @@
 Checking rows holds the GIL at about 350 MB/s on one core, so a second thread would not
 help; a second process does. The file is cut into stretches of `STRETCH_BYTES` at line
 ends. The daemon reads them in order from the front, as `csvcheck` always has; the helper
-(`scanhelper`) takes them one at a time from the back, each read on its own as if a row
-began there, and says how many lines, rows and deleted rows it holds, and whether it
+takes them from the back, two asked at a time, each read on its own as if a row began
+there, and says how many lines, rows and deleted rows it holds, and whether it
 found nothing at all to report. Where the two meet, each stretch of the helper's is
 counted in only where the daemon's own reading has come to a row boundary with nothing
 pending (no quoted field open, no blank line waiting) and the helper found nothing;
 otherwise the daemon reads that stretch itself. So the findings, line numbers and counts
 are always those of reading the file in order: the helper only saves time on files
 with nothing to report, which is nearly every large one.
+
+The helper's side is `python -m daemon.csvsplit` (`main`: a stretch asked on each line of
+its stdin, answered on a line of its stdout); `scanhelper` starts and lends it. This module
+imports neither logging nor deflate, so that the helper's memory is small.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
-from daemon.archive import open_regular
 from daemon.csvcheck import HEADER_READ_BYTES, CsvReader
+from daemon.regular import open_regular
 
 STRETCH_BYTES = 8 << 20  # about 25 ms of checking: the two sides meet within one of them
 SPLIT_MIN_BYTES = 32 << 20  # below this, a file is checked before a helper would start
@@ -180,3 +188,41 @@ def cuts(source: BinaryIO, start: int, size: int, step: int) -> list[int]:
     bounds.append(size)
     source.seek(start)
     return bounds
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """The helper's loop: a stretch for each request, until its stdin closes."""
+    for line in requests:
+        request: dict[str, Any] = json.loads(line)
+        try:
+            stretch = read_stretch(
+                Path(request["path"]), request["start"], request["end"], request["last"]
+            )
+            answer: dict[str, Any] = {
+                "lines": stretch.lines,
+                "rows": stretch.rows,
+                "deleted": stretch.deleted,
+                "clean": stretch.clean,
+            }
+        except OSError as exc:  # the daemon reads this stretch itself, and says why
+            answer = {"lines": 0, "rows": 0, "deleted": 0, "clean": False, "error": str(exc)}
+        answers.write(json.dumps(answer).encode() + b"\n")
+        answers.flush()
+
+
+def main() -> None:
+    # Stopping is the daemon's to decide (systemd signals every process of the unit, a
+    # terminal's Ctrl-C the whole group): the helper ends when the daemon's end closes
+    # its stdin, so a file being checked at a stop is not reported as a failed helper.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not answer
+    try:
+        serve(sys.stdin.buffer, answers)
+    except BrokenPipeError:  # the daemon went while a stretch was read: no one to answer
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

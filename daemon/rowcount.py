@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from daemon.archive import open_regular
 from daemon.csvformats import HEADERS
+from daemon.regular import open_regular
 
 CHUNK_BYTES = 1 << 20
 HEADER_BYTES = 1 << 20  # a header line longer than this is no known header

@@ -1,6 +1,6 @@
 """The helper process that checks stretches of large CSVs beside the daemon (`csvsplit`).
 
-One child, `python -m daemon.scanhelper`, started the first time a large CSV is checked
+One child, `python -m daemon.csvsplit`, started the first time a large CSV is checked
 and kept while dropd runs: a line of JSON in on its stdin asks for a stretch, a line of
 JSON out on its stdout answers. It reads the spool's file itself (it runs as the same user,
 under the same unit), so only offsets and counts cross the pipe. It ends when its stdin
@@ -16,17 +16,16 @@ import contextlib
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import structlog
 
-from daemon.csvsplit import Helper, Splitter, Stretch, read_stretch
+from daemon.csvsplit import Helper, Splitter, Stretch
 
 RETRY_SECONDS = 60.0  # after a failure, files are checked alone this long
 STOP_SECONDS = 2.0
@@ -115,7 +114,7 @@ class HelperPool:
     """`csvsplit.HelperSource`: the one helper, lent to one file at a time."""
 
     def __init__(self, command: list[str] | None = None) -> None:
-        self.command = command or [sys.executable, "-m", "daemon.scanhelper"]
+        self.command = command or [sys.executable, "-m", "daemon.csvsplit"]
         self._lock = threading.Lock()
         self._child: _Child | None = None
         self._resting_until = 0.0
@@ -158,41 +157,3 @@ class HelperPool:
 HELPERS = HelperPool()
 SPLITTER = Splitter(HELPERS)
 atexit.register(HELPERS.close)
-
-
-def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
-    """The helper's loop: a stretch for each request, until its stdin closes."""
-    for line in requests:
-        request: dict[str, Any] = json.loads(line)
-        try:
-            stretch = read_stretch(
-                Path(request["path"]), request["start"], request["end"], request["last"]
-            )
-            answer: dict[str, Any] = {
-                "lines": stretch.lines,
-                "rows": stretch.rows,
-                "deleted": stretch.deleted,
-                "clean": stretch.clean,
-            }
-        except OSError as exc:  # the daemon reads this stretch itself, and says why
-            answer = {"lines": 0, "rows": 0, "deleted": 0, "clean": False, "error": str(exc)}
-        answers.write(json.dumps(answer).encode() + b"\n")
-        answers.flush()
-
-
-def main() -> None:
-    # Stopping is the daemon's to decide (systemd signals every process of the unit, a
-    # terminal's Ctrl-C the whole group): the helper ends when the daemon's end closes
-    # its stdin, so a file being checked at a stop is not reported as a failed helper.
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not answer
-    try:
-        serve(sys.stdin.buffer, answers)
-    except BrokenPipeError:  # the daemon went while a stretch was read: no one to answer
-        os._exit(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.archive import BOM, open_regular
 from daemon.config import Validation
 from daemon.csvcheck import CsvScan, Notes, scan_csv
 from daemon.java_properties import read_properties
+from daemon.regular import BOM, open_regular
 from daemon.scanhelper import SPLITTER
 
 PROPERTIES = "message.properties"

@@ -13,7 +13,7 @@ import stat
 import zipfile
 from pathlib import Path
 
-from daemon.archive import open_regular
+from daemon.regular import open_regular
 
 MAX_TOTAL_BYTES = 4 << 30  # what the entries may hold uncompressed, together
 MAX_RATIO = 200  # more compression than this on an entry over 1 MiB is a bomb's signature

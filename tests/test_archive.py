@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
@@ -19,16 +18,15 @@ import structlog
 
 from daemon import archive
 from daemon.archive import (
-    BOM,
     DEFLATE,
     ZipEntry,
     build_zip,
     fastest_deflate,
     file_sha256,
-    open_regular,
     stdlib_deflate,
 )
 from daemon.errors import ArchiveError
+from daemon.regular import BOM
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\r\nu1,a@b.edu,A,B,a@b.edu,active\r\n"
 COURSES = b"course_id,short_name,long_name,account_id,term_id,status\nc1,C1,Course,acc,t1,active\n"
@@ -204,23 +202,6 @@ def test_build_zip_source_with_an_mtime_before_1980(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
     with zipfile.ZipFile(built.path) as archive:
         assert archive.read("users.csv") == USERS
-
-
-def test_open_regular_refuses_a_link_and_a_fifo_without_waiting(tmp_path: Path) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_bytes(b"do not read")
-    link = tmp_path / "users.csv"
-    link.symlink_to(secret)
-    fifo = tmp_path / "fifo.csv"
-    os.mkfifo(fifo)
-    with pytest.raises(OSError) as through_link:
-        open_regular(link)
-    assert through_link.value.errno == errno.ELOOP
-    with pytest.raises(OSError) as through_fifo:
-        open_regular(fifo)  # returns at once: no writer is awaited
-    assert through_fifo.value.errno == errno.EINVAL
-    with open_regular(secret) as plain:
-        assert plain.read() == b"do not read"
 
 
 def unzip_test(path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import itertools
 import random
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,16 @@ from structlog.testing import capture_logs
 
 from daemon import csvcheck
 from daemon.csvcheck import CsvScan, scan_csv
-from daemon.csvsplit import Helper, HelperSource, Splitter, Stretch, cuts, read_stretch
-from daemon.scanhelper import HelperPool, serve
+from daemon.csvsplit import (
+    Helper,
+    HelperSource,
+    Splitter,
+    Stretch,
+    cuts,
+    read_stretch,
+    serve,
+)
+from daemon.scanhelper import HelperPool
 
 HEADER = b"course_id,user_id,role,section_id,status\n"
 CLEAN = b"".join(
@@ -318,3 +327,13 @@ def test_cuts_skip_a_line_longer_than_a_look() -> None:
     assert bounds[-1] == len(data)
     assert all(data[b - 1 : b] == b"\n" for b in bounds[1:-1])
     assert bounds == sorted(set(bounds))
+
+
+def test_the_helper_starts_without_logging_or_deflate() -> None:
+    # Its memory is the daemon's too: structlog alone is 11 MiB of it.
+    code = "import sys, daemon.csvsplit; print(sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "'daemon.csvcheck'" in loaded
+    assert "'structlog'" not in loaded and "'isal'" not in loaded
