@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Validation
-from daemon.csvcheck import CsvScan, Notes, scan_csv
+from daemon.csvcheck import scan_csv
+from daemon.csvrows import CsvScan, Notes
 from daemon.java_properties import read_properties
 from daemon.regular import BOM, open_regular
 from daemon.scanhelper import SPLITTER

@@ -19,7 +19,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon import csvcheck
-from daemon.csvcheck import CsvScan, scan_csv
+from daemon.csvcheck import scan_csv
+from daemon.csvrows import CsvScan
 from daemon.csvsplit import (
     Helper,
     HelperSource,

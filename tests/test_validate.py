@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import csvcheck
+from daemon import csvcheck, csvrows
 from daemon.config import Validation
 from daemon.validate import Finding, Report, validate_batch
 
@@ -357,7 +357,7 @@ def test_validate_batch_stops_at_a_line_that_never_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(csvcheck, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(csvcheck, "LONG_LINE_BYTES", 1000)
+    monkeypatch.setattr(csvrows, "LONG_LINE_BYTES", 1000)
     endless = GOOD + b"C1," + b"x" * 2000 + b"\n" + b"junk\n"
     runaway = GOOD + b'C1,u2,student,"S1\n' + b"x\n" * 1000
     report = check(tmp_path, {"endless.csv": endless, "runaway.csv": runaway})
@@ -430,7 +430,7 @@ def test_validate_batch_counts_fields_as_the_csv_module_does(
 ) -> None:
     rng = random.Random(seed)
     monkeypatch.setattr(csvcheck, "CHUNK_BYTES", rng.choice([3, 8, 40, 200, 5000]))
-    monkeypatch.setattr(csvcheck, "SPLIT_BYTES", rng.choice([16, 4096]))
+    monkeypatch.setattr(csvrows, "SPLIT_BYTES", rng.choice([16, 4096]))
     records = [
         ",".join(random_field(rng) for _ in range(rng.choice([2, 2, 2, 2, 1, 3])))
         for _ in range(rng.randint(1, 60))
@@ -495,7 +495,7 @@ def test_validate_batch_judges_row_values_as_a_plain_reading_does(
                 expected.append(line)
             deleted += status.strip().lower() == "deleted"
         line += 1 + sum(field.count("\n") for field in row)
-    monkeypatch.setattr(csvcheck, "SPLIT_BYTES", rng.choice([16, 100, 4096]))
+    monkeypatch.setattr(csvrows, "SPLIT_BYTES", rng.choice([16, 100, 4096]))
     for chunk in (rng.choice([7, 50, 300]), 1 << 20):
         monkeypatch.setattr(csvcheck, "CHUNK_BYTES", chunk)
         report = check(tmp_path, {"f.csv": data})
