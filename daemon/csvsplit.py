@@ -48,7 +48,7 @@ class Stretch:
 
 
 class Helper(Protocol):
-    """The other process's side: one stretch asked at a time."""
+    """The other process's side: stretches asked, answered in the order asked."""
 
     @property
     def failed(self) -> bool: ...
@@ -84,8 +84,9 @@ def read_stretch(path: Path, start: int, end: int, last: bool) -> Stretch:
         if last:
             reader.finish()
     scan = reader.scan
-    found = scan.problems.listed or scan.warnings.listed or scan.problems.more
-    clean = not found and not scan.warnings.more and (last or reader.between_rows())
+    problems, warnings = scan.problems, scan.warnings
+    found = problems.listed or problems.more or warnings.listed or warnings.more
+    clean = not found and (last or reader.between_rows())
     return Stretch(reader.line - first, scan.rows - source_rows, scan.deleted or 0, clean)
 
 

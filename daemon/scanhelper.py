@@ -30,6 +30,7 @@ from daemon.csvsplit import Helper, Splitter, Stretch
 RETRY_SECONDS = 60.0  # after a failure, files are checked alone this long
 STOP_SECONDS = 2.0
 ANSWER_READ_BYTES = 4096
+ANSWER_SECONDS = 120.0  # a stretch takes tens of ms; a stuck helper (a hung share) is let go
 
 log = structlog.get_logger()
 
@@ -61,7 +62,9 @@ class _Child:
         # `select` cannot see.
         while b"\n" not in self.pending:
             try:
-                ready, _, _ = select.select([self.answers], [], [], None if wait else 0)
+                ready, _, _ = select.select([self.answers], [], [], ANSWER_SECONDS if wait else 0)
+                if not ready and wait:
+                    self._fail(f"it gave no answer in {ANSWER_SECONDS:.0f} s")
                 if not ready:
                     return None
                 data = os.read(self.answers.fileno(), ANSWER_READ_BYTES)

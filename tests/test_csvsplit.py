@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from daemon import csvcheck
+from daemon import csvcheck, scanhelper
 from daemon.csvcheck import scan_csv
 from daemon.csvrows import CsvScan
 from daemon.csvsplit import (
@@ -249,6 +249,24 @@ def test_split_scan_with_a_failing_helper_reads_alone_and_logs_it(
         assert failing.borrow() is None  # it rests a while before another is started
     finally:
         failing.close()
+
+
+def test_split_scan_lets_a_silent_helper_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scanhelper, "ANSWER_SECONDS", 0.5)
+    path = tmp_path / "enrollments.csv"
+    path.write_bytes(HEADER + CLEAN * 400)
+    never = "import sys, time\nfor _ in sys.stdin: time.sleep(600)"
+    silent = HelperPool([sys.executable, "-c", never])
+    try:
+        with capture_logs() as logs:
+            alone, split = both_ways(path, Counting(silent), stretch=1000)
+        assert_same(alone, split)
+        failed = [e for e in logs if e["event"] == "scan_helper_failed"]
+        assert len(failed) == 1 and "no answer in 0 s" in failed[0]["reason"]
+    finally:
+        silent.close()
 
 
 def test_helper_pool_lends_its_helper_to_one_file_at_a_time(pool: HelperPool) -> None:
