@@ -3,7 +3,8 @@
 Memory figures come from `/proc/PID/status` (`VmRSS` now, `VmHWM` the peak so far), read
 while the process runs. A sender's `rchar` in `/proc/PID/io`
 counts the bytes it has read from files: once it has read its whole ZIP, the upload is sent
-and what follows is the sandbox's work.
+and what follows is the sandbox's work. (The discard sink, bench/sink.py, says itself when
+it read an upload's last byte.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 KIB = 1024
 MIB = 1 << 20
@@ -65,6 +66,16 @@ def stop(process: subprocess.Popen[Any], grace: float = 30.0) -> None:
             process.wait()
 
 
+class Server(Protocol):
+    """What a dropd config and the sysadmin's script need of the server they send to: a
+    `dropd sandbox` (`Sandbox`) or the discard sink (bench/sink.py's `Sink`)."""
+
+    process: subprocess.Popen[str]
+    url: str
+    client_id: str
+    secret: str
+
+
 @dataclass
 class Sandbox:
     """`dropd sandbox --port 0` with one client, its store on the benchmark's disk."""
@@ -96,18 +107,18 @@ class Sandbox:
 
 
 def write_config(
-    root: Path, sandbox: Sandbox, folder: Path, group: str, daemon: dict[str, Any]
+    root: Path, server: Server, folder: Path, group: str, daemon: dict[str, Any]
 ) -> Path:
-    """A dropd config for `group` on `folder`, sending to `sandbox`; returns its path."""
+    """A dropd config for `group` on `folder`, sending to `server`; returns its path."""
     secret = root / "bench.secret"
-    secret.write_text(sandbox.secret + "\n", encoding="utf-8")
+    secret.write_text(server.secret + "\n", encoding="utf-8")
     secret.chmod(0o600)
     tables: dict[str, dict[str, Any]] = {
         "daemon": {"state_dir": str(root / "state"), **daemon},
         "environments.sandbox": {
-            "token_url": sandbox.url + "/oauth/token",
-            "base_url": sandbox.url,
-            "client_id": sandbox.client_id,
+            "token_url": server.url + "/oauth/token",
+            "base_url": server.url,
+            "client_id": server.client_id,
             "client_secret_file": str(secret),
         },
         f"groups.{group}": {"environment": "sandbox", "folder": str(folder)},

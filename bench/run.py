@@ -1,10 +1,11 @@
 """dropd's benchmark, run on demand (not a test): `python bench/run.py [--size-mb N] [--quick]`.
 
 The one entry point for every figure of issue 7. For each batch size (100 MB, then
-`--size-mb`; `--quick`: 100 MB only) it writes a SIS-shaped enrollments CSV, starts a
-`dropd sandbox` and a `dropd run`, drops the file and times it to its receipt, sends the
-same file the way a sysadmin would script it (`zip -6`, then `curl -F`) to the same
-sandbox, sends that ZIP again with dropd's upload and with `curl -F` to a sink that only
+`--size-mb`; `--quick`: 100 MB only) it writes a SIS-shaped enrollments CSV; drops it in
+a fresh `dropd run` and sends it the way a sysadmin would script it (`zip -6`, then
+`curl -F`), alternately, three times each, to a discard sink (bench/sink.py): issue 7's
+headline, the medians; then once each to a `dropd sandbox`, which unzips and checks what
+it gets; sends that ZIP again with dropd's upload and with `curl -F` to a sink that only
 reads, compresses the CSV alone with each deflate engine, and times dropd's validation of
 it. Then bench/scale.py's figures (idle, pickup, burst), where that module is. It prints
 Markdown tables for the README on stdout (issue 7's figures first, dropd against the
@@ -27,15 +28,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from compression import compressions
+from headline import ROUNDS, sink_runs
 from procs import Sandbox
 from report import MB, machine, render
-from scenarios import (
-    SizeResult,
-    compressions,
-    dropd_upload,
-    missing_tools,
-    sysadmin_upload,
-)
+from scenarios import SizeResult, dropd_upload, missing_tools, sysadmin_upload
 from sis_data import write_enrollments
 from speeds import upload_throughput, validation
 
@@ -85,16 +82,21 @@ def one_size(work: Path, size: int, seed: int) -> SizeResult:
     progress(f"{size // MB} MB: writing {source.name}")
     rows = write_enrollments(source, size, seed)
     written = source.stat().st_size
+    deadline = 300 + size / MB
+    progress(f"{size // MB} MB: to a discard sink, {ROUNDS} runs each, alternating")
+    sink_dropd, sink_admin = sink_runs(
+        folder, source, deadline, lambda message: progress(f"{size // MB} MB: {message}")
+    )
     # Each contender gets a fresh sandbox, so that neither finds the other's memory warm.
     with fresh_sandbox(folder, "dropd") as sandbox:
-        progress(f"{size // MB} MB: dropd run, from drop to receipt")
-        dropd = dropd_upload(folder, source, sandbox, deadline=300 + size / MB)
+        progress(f"{size // MB} MB: dropd run to a sandbox, from drop to receipt")
+        dropd = dropd_upload(folder, source, sandbox, deadline)
     admin, note = None, ""
     if missing := missing_tools():
         note = f"skipped, {' and '.join(missing)} not installed"
     else:
         with fresh_sandbox(folder, "sysadmin") as sandbox:
-            progress(f"{size // MB} MB: zip -6 && curl -F")
+            progress(f"{size // MB} MB: zip -6 && curl -F to a sandbox")
             admin = sysadmin_upload(folder, source, sandbox)
     upload = None
     if admin is not None:
@@ -105,7 +107,9 @@ def one_size(work: Path, size: int, seed: int) -> SizeResult:
     progress(f"{size // MB} MB: validation")
     validated = validation(source)
     shutil.rmtree(folder)
-    return SizeResult(written, rows, dropd, admin, note, compressed, validated, upload)
+    return SizeResult(
+        written, rows, dropd, admin, note, compressed, validated, upload, sink_dropd, sink_admin
+    )
 
 
 def scale_figures(parent: Path, quick: bool) -> tuple[list[Any], str]:
