@@ -17,13 +17,16 @@ VALIDATE = Path(__file__).with_name("validate_speed.py")
 
 @dataclass(frozen=True)
 class Validated:
-    """`validate_batch` on the CSV: strict (the best of two runs), without the row-value
-    warnings, and `off`, in MB/s; the peak RSS (MiB) of the process that ran them all."""
+    """`validate_batch` on the CSV: strict as dropd runs it (the best of two runs), strict
+    on one core, on one core without the row-value warnings, and `off`, in MB/s; the peak
+    RSS (MiB) of the process that ran them all, and of its scan helper (None: not started)."""
 
     strict: float
+    one_core: float
     no_values: float
     off: float
     peak_mib: float
+    helper_peak_mib: float | None
     rows: int
     deleted: int
 
@@ -43,9 +46,11 @@ def validation(source: Path) -> Validated | None:
     ways = figures["ways"]
     return Validated(
         ways["strict"]["mb_per_s"],
-        ways["strict, no row-value warnings"]["mb_per_s"],
+        ways["strict, one core"]["mb_per_s"],
+        ways["strict, one core, no row-value warnings"]["mb_per_s"],
         ways["off"]["mb_per_s"],
         figures["peak_mib"],
+        figures["helper_peak_mib"],
         ways["strict"]["rows"],
         ways["strict"]["deleted"],
     )

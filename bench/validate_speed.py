@@ -5,10 +5,12 @@
 
 Writes a SIS-shaped enrollments CSV (`sis_data`, as bench/run.py does) in a temporary
 folder, or reads the one given, then times `validate_batch` on it from a warm page cache,
-three ways: strict (what a group runs by default; the best of `--repeats` runs), strict
-without the row-value warnings (status and role: their cost, measured by switching them off
-here only), and `validation = "off"`. Prints MB/s (10^6 bytes a second) and the process's
-peak RSS (`ru_maxrss`, its own: this runs as its own process).
+four ways: strict as dropd runs it (a CSV of 32 MB or more on both cores, with the scan
+helper process; the best of `--repeats` runs), strict on one core (no helper), strict on
+one core without the row-value warnings (status and role: their cost, measured by
+switching them off here only), and `validation = "off"`. Prints MB/s (10^6 bytes a second),
+the process's peak RSS (`ru_maxrss`, its own: this runs as its own process) and the scan
+helper's (`VmHWM` of the child).
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from sis_data import write_enrollments
 
 from daemon.config import Validation
 from daemon.csvformats import ValueRule, value_rules
+from daemon.scanhelper import HELPERS, SPLITTER
 from daemon.validate import Report, validate_batch
 
+# label, validation, row-value rules on, the scan helper on
 WAYS = (
-    ("strict", Validation.STRICT, True),
-    ("strict, no row-value warnings", Validation.STRICT, False),
-    ("off", Validation.OFF, True),
+    ("strict", Validation.STRICT, True, True),
+    ("strict, one core", Validation.STRICT, True, False),
+    ("strict, one core, no row-value warnings", Validation.STRICT, False, False),
+    ("off", Validation.OFF, True, False),
 )
 
 
@@ -57,12 +62,25 @@ def timed(run: Callable[[], Report], repeats: int) -> tuple[float, Report]:
     return best, report
 
 
+def helper_peak_mib() -> float | None:
+    """The scan helper's VmHWM (MiB), where it was started."""
+    child = getattr(HELPERS, "_child", None)
+    if child is None:
+        return None
+    status = Path(f"/proc/{child.process.pid}/status").read_text()
+    kib = status.split("VmHWM:")[1].split()[0]
+    return int(kib) / 1024
+
+
 def measure(path: Path, repeats: int) -> dict[str, Any]:
     """Every way's seconds and findings on the CSV at `path`, and the peak RSS."""
     size = path.stat().st_size
     figures: dict[str, Any] = {"bytes": size, "start_peak_mib": peak_mib(), "ways": {}}
-    for label, validation, values in WAYS:
-        with mock.patch("daemon.csvcheck.value_rules", value_rules if values else no_rules):
+    for label, validation, values, helper in WAYS:
+        with (
+            mock.patch("daemon.csvrows.value_rules", value_rules if values else no_rules),
+            mock.patch("daemon.validate.SPLITTER", SPLITTER if helper else None),
+        ):
             run = partial(validate_batch, [path], validation)
             seconds, report = timed(run, repeats if label == "strict" else 1)
         figures["ways"][label] = {
@@ -74,6 +92,7 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
             "warnings": len(report.warnings),
         }
     figures["peak_mib"] = peak_mib()
+    figures["helper_peak_mib"] = helper_peak_mib()
     return figures
 
 
@@ -82,8 +101,10 @@ def show(path: Path, figures: dict[str, Any]) -> None:
     print(f"{path.name}: {size:,.0f} MB; peak RSS {start:.0f} MiB")
     for label, way in figures["ways"].items():
         found = f"rows {way['rows']}, deleted {way['deleted']}, {way['problems']} problems"
-        print(f"{label:31} {way['mb_per_s']:6,.0f} MB/s  ({found})")
-    print(f"peak RSS after: {figures['peak_mib']:.0f} MiB")
+        print(f"{label:40} {way['mb_per_s']:6,.0f} MB/s  ({found})")
+    helper = figures["helper_peak_mib"]
+    beside = f"; the scan helper's {helper:.0f} MiB" if helper is not None else ""
+    print(f"peak RSS after: {figures['peak_mib']:.0f} MiB{beside}")
 
 
 def main(argv: list[str]) -> None:
