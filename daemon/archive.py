@@ -41,6 +41,7 @@ CHUNK = 1 << 20  # reads of a whole file, to hash it
 # beside the ZIP hold most of the time; two buffers in turn (see `_Reading`).
 ZIP_CHUNK = 8 << 20
 HASH_ASIDE_BYTES = 1 << 20  # a smaller file is hashed where it is read
+SYNC_BYTES = 32 << 20  # written between two syncs in the background
 RAW_DEFLATE = -15  # wbits for a deflate stream with no zlib header: ZIP method 8's data
 ISAL_LEVEL = 1
 STDLIB_LEVEL = 6
@@ -124,20 +125,37 @@ class BuiltZip:
 
 
 class _HashingWriter:
-    """A write-only file that hashes and counts what passes through it."""
+    """A write-only file that hashes and counts what passes through it.
 
-    def __init__(self, path: Path) -> None:
+    With `syncer`, what has been written is synced to disk every `SYNC_BYTES` in that
+    thread, while more is written: the fsync at the end then waits for the last stretch
+    only, not for the whole ZIP.
+    """
+
+    def __init__(self, path: Path, syncer: ThreadPoolExecutor | None = None) -> None:
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._hash = hashlib.sha256()
         self.count = 0
+        self._syncer, self._synced_at = syncer, 0
+        self._syncing: Future[None] | None = None
 
     def write(self, data: bytes) -> None:
         self._hash.update(data)
         self.count += len(data)
         self._file.write(data)
+        if self._syncer is not None and self._sync_due():
+            self._file.flush()
+            self._syncing = self._syncer.submit(os.fdatasync, self._file.fileno())
+            self._synced_at = self.count
+
+    def _sync_due(self) -> bool:
+        idle = self._syncing is None or self._syncing.done()
+        return idle and self.count - self._synced_at >= SYNC_BYTES
 
     def close(self) -> None:
         try:
+            if self._syncing is not None:
+                self._syncing.result()
             self._file.flush()
             os.fsync(self._file.fileno())
         finally:
@@ -162,20 +180,23 @@ def build_zip(
     _announce(engine)
     partial = target.with_name(target.name + ".partial")
     try:
-        writer = _HashingWriter(partial)
-        try:
-            sources, written = [], []
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zip-hash") as hasher:
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="zip-hash") as hasher,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="zip-sync") as syncer,
+        ):
+            writer = _HashingWriter(partial, syncer)
+            try:
+                sources, written = [], []
                 reading = _Reading(hasher)
                 for entry in entries:
                     digest, record = _add(writer, entry, engine, reading, stop)
                     sources.append(digest)
                     written.append(record)
-            directory = b"".join(central_record(w) for w in written)
-            start = writer.count
-            writer.write(directory + end_records(len(written), len(directory), start))
-        finally:
-            writer.close()
+                directory = b"".join(central_record(w) for w in written)
+                start = writer.count
+                writer.write(directory + end_records(len(written), len(directory), start))
+            finally:
+                writer.close()
         os.replace(partial, target)
     except (OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)

@@ -320,3 +320,25 @@ def test_build_zip_hashes_each_source_whole_over_many_reads(
     with zipfile.ZipFile(built.path) as zipped:
         assert zipped.testzip() is None
         assert [zipped.read(f"f{i}.csv") for i in range(len(datas))] == datas
+
+
+def test_build_zip_syncs_in_the_background_as_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive, "SYNC_BYTES", 10_000)
+    monkeypatch.setattr(archive, "ZIP_CHUNK", 4096)
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    data = os.urandom(300_000)  # incompressible: the ZIP is as large
+
+    built = build_zip([ZipEntry(source(tmp_path, "a.csv", data), "a.csv")], tmp_path / "a.zip")
+
+    assert synced and all(name.startswith("zip-sync") for name in synced)
+    with zipfile.ZipFile(built.path) as zipped:
+        assert zipped.read("a.csv") == data
