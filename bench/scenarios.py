@@ -8,6 +8,7 @@ against the ZIP's: the upload was really sent, whole, with the token.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -96,6 +97,7 @@ class DropdRun:
     to_answer: float | None
     idle_mib: float | None
     server_peak_mib: float | None
+    helper_peak_mib: float | None = None  # the scan helper's, where dropd started one
 
 
 def _mib(kib: int | None) -> float | None:
@@ -161,6 +163,7 @@ def dropd_upload(work: Path, source: Path, server: Server, deadline: float) -> D
             wait_until(lambda: _receipt_seen(folder, daemon), "the receipt", deadline)
             moments = {"drop": dropped, "receipt": time.time()}
             peak = _mib(proc_field(pid, "VmHWM"))
+            helper = _children_peak_mib(pid)
         server_peak = _mib(proc_field(server.process.pid, "VmHWM"))
     finally:
         stop(daemon.process)
@@ -169,7 +172,19 @@ def dropd_upload(work: Path, source: Path, server: Server, deadline: float) -> D
     receipt = json.loads(found.read_text(encoding="utf-8"))
     received = _received(server, dropped, int(receipt["zip"]["bytes"]))
     memory = (idle, peak, server_peak)
-    return _dropd_result(daemon, sampler, moments, receipt, memory, received)
+    run = _dropd_result(daemon, sampler, moments, receipt, memory, received)
+    return dataclasses.replace(run, helper_peak_mib=helper)
+
+
+def _children_peak_mib(pid: int) -> float | None:
+    """The summed VmHWM of `pid`'s child processes (dropd's scan helper), if it has any."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    peaks = [proc_field(int(child), "VmHWM") for child in children]
+    known = [p for p in peaks if p is not None]
+    return _mib(sum(known)) if known else None
 
 
 def _dropd_result(

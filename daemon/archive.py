@@ -39,7 +39,7 @@ from daemon.zipformat import (
 CHUNK = 1 << 20  # reads of a whole file, to hash it
 # Reads into the ZIP: large, as each step takes the GIL again, which the checks running
 # beside the ZIP hold most of the time; two buffers in turn (see `_Reading`).
-ZIP_CHUNK = 8 << 20
+ZIP_CHUNK = 4 << 20
 HASH_ASIDE_BYTES = 1 << 20  # a smaller file is hashed where it is read
 SYNC_BYTES = 32 << 20  # written between two syncs in the background
 RAW_DEFLATE = -15  # wbits for a deflate stream with no zlib header: ZIP method 8's data
