@@ -8,6 +8,7 @@ against the ZIP's: the upload was really sent, whole, with the token.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -178,10 +179,11 @@ def dropd_upload(work: Path, source: Path, server: Server, deadline: float) -> D
 
 def _children_peak_mib(pid: int) -> float | None:
     """The summed VmHWM of `pid`'s child processes (dropd's scan helper), if it has any."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return None
+    children: list[str] = []
+    # Each thread lists the children it started: dropd starts its helper from a worker.
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            children += task.read_text().split()
     peaks = [proc_field(int(child), "VmHWM") for child in children]
     known = [p for p in peaks if p is not None]
     return _mib(sum(known)) if known else None
