@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from procs import proc_field
 from sis_data import write_enrollments
 
 from daemon.config import Validation
@@ -67,9 +68,8 @@ def helper_peak_mib() -> float | None:
     child = getattr(HELPERS, "_child", None)
     if child is None:
         return None
-    status = Path(f"/proc/{child.process.pid}/status").read_text()
-    kib = status.split("VmHWM:")[1].split()[0]
-    return int(kib) / 1024
+    kib = proc_field(child.process.pid, "VmHWM")
+    return kib / 1024 if kib is not None else None
 
 
 def measure(path: Path, repeats: int) -> dict[str, Any]:

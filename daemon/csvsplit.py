@@ -19,6 +19,7 @@ imports neither logging nor deflate, so that the helper's memory is small.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -106,13 +107,16 @@ class Splitter:
         return size >= self.min_bytes
 
     def read_rest(self, reader: CsvReader, source: BinaryIO, size: int) -> None:
-        bounds = cuts(source, source.tell(), size, self.stretch_bytes)
-        helper = self.helpers.borrow() if len(bounds) > 2 else None
-        if helper is None:
+        helper = self.helpers.borrow()
+        if helper is None:  # busy with another file, or resting: no cuts to look for
             reader.read(source)
             return
         try:
-            _Shared(reader, source, bounds, helper).read()
+            bounds = cuts(source, source.tell(), size, self.stretch_bytes)
+            if len(bounds) > 2:
+                _Shared(reader, source, bounds, helper).read()
+            else:
+                reader.read(source)
         finally:
             self.helpers.give_back(helper)
 
@@ -199,14 +203,9 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             stretch = read_stretch(
                 Path(request["path"]), request["start"], request["end"], request["last"]
             )
-            answer: dict[str, Any] = {
-                "lines": stretch.lines,
-                "rows": stretch.rows,
-                "deleted": stretch.deleted,
-                "clean": stretch.clean,
-            }
+            answer: dict[str, Any] = dataclasses.asdict(stretch)
         except OSError as exc:  # the daemon reads this stretch itself, and says why
-            answer = {"lines": 0, "rows": 0, "deleted": 0, "clean": False, "error": str(exc)}
+            answer = {**dataclasses.asdict(Stretch(0, 0, 0, False)), "error": str(exc)}
         answers.write(json.dumps(answer).encode() + b"\n")
         answers.flush()
 
