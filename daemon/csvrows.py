@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from daemon import csvfast
 from daemon.csvfast import FastChecks, split_record
 from daemon.csvformats import HEADERS, ValueRule, header_complaint, value_rules
 from daemon.regular import BOM
@@ -69,7 +70,7 @@ class RowReader:
         self.width = 0
         self.rules: tuple[ValueRule, ...] = ()
         self.status: int | None = None
-        self.fast = FastChecks(1, ())
+        self.fast = FastChecks(1, (), None)
         self.record: _Record | None = None  # a quoted field still open at a line end
         self.blank: int | None = None  # a blank line that may yet be the last
 
@@ -126,7 +127,7 @@ class RowReader:
         self.status = names.index("status") if "status" in names else None
         self.scan.deleted = None if self.status is None else 0
         self.width = len(names)
-        self.fast = FastChecks(self.width, self.rules)
+        self.fast = FastChecks(self.width, self.rules, csvfast.ROWSCAN)
 
     def _lines(self, data: bytes, start: int, end: int) -> None:
         """Check the whole lines of `data[start:end]`, from its first "\\n" to its last."""

@@ -1,4 +1,8 @@
-"""Validation of a batch's files as the provider's server would judge them."""
+"""Validation of a batch's files as the provider's server would judge them.
+
+Every test runs twice: with the compiled row scanner (where it was built) and with the
+checks in Python only, as where no C compiler was at hand.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import csvcheck, csvrows
+from daemon import csvcheck, csvfast, csvrows
 from daemon.config import Validation
 from daemon.validate import Finding, Report, validate_batch
 
@@ -22,6 +26,14 @@ LISTINGS = b"user_id,listing_id\n"
 GUEST = b"u1,ann@example.edu,Ann,Lee,ann@example.edu,active\n"
 ENROLLED = b"C1,u1,student,S1,active\n"
 PROPERTIES = b"sender=music@example.edu\nsubject=Welcome\nbody=Hello\n"
+
+
+@pytest.fixture(autouse=True, params=["rowscan", "python"])
+def row_checks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.param == "rowscan" and csvfast.ROWSCAN is None:
+        pytest.skip("the row scanner was not built")
+    if request.param == "python":
+        monkeypatch.setattr(csvfast, "ROWSCAN", None)
 
 
 def check(
