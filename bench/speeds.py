@@ -18,11 +18,13 @@ VALIDATE = Path(__file__).with_name("validate_speed.py")
 @dataclass(frozen=True)
 class Validated:
     """`validate_batch` on the CSV: strict as dropd runs it (the best of two runs), strict
-    on one core, on one core without the row-value warnings, and `off`, in MB/s; the peak
+    on one core, the same in Python only (no row scanner), on one core without the
+    row-value warnings, and `off`, in MB/s; the peak
     RSS (MiB) of the process that ran them all, and of its scan helper (None: not started)."""
 
     strict: float
     one_core: float
+    python_only: float
     no_values: float
     off: float
     peak_mib: float
@@ -47,6 +49,7 @@ def validation(source: Path) -> Validated | None:
     return Validated(
         ways["strict"]["mb_per_s"],
         ways["strict, one core"]["mb_per_s"],
+        ways["strict, one core, Python only"]["mb_per_s"],
         ways["strict, one core, no row-value warnings"]["mb_per_s"],
         ways["off"]["mb_per_s"],
         figures["peak_mib"],

@@ -5,12 +5,13 @@
 
 Writes a SIS-shaped enrollments CSV (`sis_data`, as bench/run.py does) in a temporary
 folder, or reads the one given, then times `validate_batch` on it from a warm page cache,
-four ways: strict as dropd runs it (a CSV of 32 MB or more on both cores, with the scan
-helper process; the best of `--repeats` runs), strict on one core (no helper), strict on
-one core without the row-value warnings (status and role: their cost, measured by
-switching them off here only), and `validation = "off"`. Prints MB/s (10^6 bytes a second),
-the process's peak RSS (`ru_maxrss`, its own: this runs as its own process) and the scan
-helper's (`VmHWM` of the child).
+five ways: strict as dropd runs it (a CSV of 32 MB or more on both cores, with the scan
+helper process; the best of `--repeats` runs), strict on one core (no helper), the same
+with the checks in Python only (no compiled row scanner, as where dropd was installed
+without a C compiler), strict on one core without the row-value warnings (status and
+role: their cost, measured by switching them off here only), and `validation = "off"`.
+Prints MB/s (10^6 bytes a second), the process's peak RSS (`ru_maxrss`, its own: this runs
+as its own process) and the scan helper's (`VmHWM` of the child).
 """
 
 from __future__ import annotations
@@ -31,16 +32,18 @@ from procs import proc_field
 from sis_data import write_enrollments
 
 from daemon.config import Validation
+from daemon.csvfast import ROWSCAN
 from daemon.csvformats import ValueRule, value_rules
 from daemon.scanhelper import HELPERS, SPLITTER
 from daemon.validate import Report, validate_batch
 
-# label, validation, row-value rules on, the scan helper on
+# label, validation, row-value rules on, the scan helper on, the row scanner on
 WAYS = (
-    ("strict", Validation.STRICT, True, True),
-    ("strict, one core", Validation.STRICT, True, False),
-    ("strict, one core, no row-value warnings", Validation.STRICT, False, False),
-    ("off", Validation.OFF, True, False),
+    ("strict", Validation.STRICT, True, True, True),
+    ("strict, one core", Validation.STRICT, True, False, True),
+    ("strict, one core, Python only", Validation.STRICT, True, False, False),
+    ("strict, one core, no row-value warnings", Validation.STRICT, False, False, True),
+    ("off", Validation.OFF, True, False, True),
 )
 
 
@@ -76,10 +79,11 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
     """Every way's seconds and findings on the CSV at `path`, and the peak RSS."""
     size = path.stat().st_size
     figures: dict[str, Any] = {"bytes": size, "start_peak_mib": peak_mib(), "ways": {}}
-    for label, validation, values, helper in WAYS:
+    for label, validation, values, helper, scanner in WAYS:
         with (
             mock.patch("daemon.csvrows.value_rules", value_rules if values else no_rules),
             mock.patch("daemon.validate.SPLITTER", SPLITTER if helper else None),
+            mock.patch("daemon.csvfast.ROWSCAN", ROWSCAN if scanner else None),
         ):
             run = partial(validate_batch, [path], validation)
             seconds, report = timed(run, repeats if label == "strict" else 1)
@@ -101,7 +105,7 @@ def show(path: Path, figures: dict[str, Any]) -> None:
     print(f"{path.name}: {size:,.0f} MB; peak RSS {start:.0f} MiB")
     for label, way in figures["ways"].items():
         found = f"rows {way['rows']}, deleted {way['deleted']}, {way['problems']} problems"
-        print(f"{label:40} {way['mb_per_s']:6,.0f} MB/s  ({found})")
+        print(f"{label:42} {way['mb_per_s']:6,.0f} MB/s  ({found})")
     helper = figures["helper_peak_mib"]
     beside = f"; the scan helper's {helper:.0f} MiB" if helper is not None else ""
     print(f"peak RSS after: {figures['peak_mib']:.0f} MiB{beside}")
