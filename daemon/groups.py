@@ -1,178 +1,52 @@
-"""One group at run time: ownership, recovery of its spool, scanning, claiming, closing batches."""
+"""One group at run time: scanning its folder, claiming ready files into batches, closing
+them, recording their results. Its hold on the folder and spool (owner lock, watch, recovery,
+adoption) is `ownership.py`'s; what its uploads need is made by `upload_setup.py`.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
-from daemon import api, crashpoints
-from daemon.auth import TokenSource, ignore_fetch, read_secret
-from daemon.batch import BatchTiming, GroupLine, OpenBatch
+from daemon import crashpoints
+from daemon.auth import TokenSource
+from daemon.batch import BatchTiming, OpenBatch
 from daemon.config import Config, DaemonSettings, Group
-from daemon.delivery import BatchResult, Delivery, DeliveryMemory, ResultKind, end_batch
+from daemon.delivery import BatchResult, ResultKind, end_batch
 from daemon.errors import SecretError, SpoolError
-from daemon.history import folder_history, held_batches
 from daemon.intake import (
     FileKind,
     ReadyFile,
     SettleTracker,
-    classify,
     orphan_markers,
     ready_files,
     scan_folder,
 )
-from daemon.requeue import finish_staged
-from daemon.spool import BatchState, Spool, iso, iso_precise
-from daemon.watch import FolderWatcher
+from daemon.ownership import GroupOwnership
+from daemon.spool import Spool, iso
+from daemon.upload_setup import build_delivery
 
 log = structlog.get_logger()
 
 RESCAN_SECONDS = 60.0  # a full rescan catches what events missed (overflow, other hosts)
-STANDBY_RETRY_SECONDS = 2.0  # how often a standby dropd tries the owner lock
 CLOSE_RETRY_SECONDS = 2.0  # how soon a batch close the disk refused is tried again
 
 
 @dataclass(eq=False)
-class GroupWorker:
-    group: Group
-    delivery: Delivery
-    spool: Spool
-    wall: Callable[[], datetime]
+class GroupWorker(GroupOwnership):
+    """A group this dropd runs: what it owns (`GroupOwnership`), and the files on their way."""
+
     tracker: SettleTracker = field(default_factory=SettleTracker)
-    line: GroupLine = field(default_factory=GroupLine)
-    owner: bool = False
-    standby_logged: bool = False
-    next_owner_try: float = 0.0
     dirty: bool = True
     next_scan: float = 0.0
-    error: tuple[str, str] | None = None  # (step, reason) while something needs a person
     failures: int = 0  # consecutive waits and retries, for the backoff
-    failed_batches: int = 0
-    held: dict[str, str] = field(default_factory=dict)  # batch -> reason, as held/ has them
-    last_upload: str | None = None
-    batch_files: dict[str, int] = field(default_factory=dict)
     orphans: dict[str, tuple[float, bool]] = field(default_factory=dict)  # since, reported
-    unsynced: set[str] = field(default_factory=set)  # batches claimed into, not yet fsynced
-    watcher: FolderWatcher | None = None
-    # Told every batch result, those of intake included (which never reach the scheduler's
-    # `_finished`): the metrics.
+    # Told every batch result, those of intake included (which never reach the upload
+    # pool's `finished`): the metrics.
     on_result: Callable[[str, BatchResult], None] | None = None
-
-    # -- ownership and recovery -------------------------------------------------------------
-
-    def take_ownership(self, now: float, watcher: FolderWatcher | None) -> None:
-        """Take the folder's lock and recover its spool; stand by if another dropd has it."""
-        if now < self.next_owner_try:
-            return
-        self.next_owner_try = now + STANDBY_RETRY_SECONDS
-        self.watcher = watcher
-        try:
-            if not self.spool.try_lock():
-                self._standby()
-                return
-            self.owner = True
-            self.recover()
-        except (SpoolError, OSError) as exc:
-            self.set_error("folder", f"{self.group.folder}: {_reason(exc)}")
-            return
-        self._watch()
-        log.info(
-            "group_owned",
-            group=self.group.key,
-            folder=str(self.group.folder),
-            batches_recovered=len(self.line.waiting),
-        )
-
-    def _standby(self) -> None:
-        if not self.standby_logged:
-            log.warning(
-                "group_standby",
-                group=self.group.key,
-                folder=str(self.group.folder),
-                reason="another dropd holds the folder's lock; taking over when it goes",
-            )
-            self.standby_logged = True
-
-    def _watch(self) -> None:
-        if self.watcher is None or self.watcher.watching(self.group.key):
-            return
-        try:
-            # The spool too: `dropd retry` puts a batch back there while we run.
-            self.watcher.watch(self.group.key, self.group.folder, self.spool.work)
-        except OSError as exc:
-            log.warning(
-                "watch_failed",
-                group=self.group.key,
-                reason=_reason(exc),
-                fix="raise fs.inotify.max_user_watches or set poll_seconds",
-            )
-
-    def recover(self) -> None:
-        """Put every batch found in the spool back in line, in line order; close open ones."""
-        for batch_id in self.spool.clear_unfinished_folders():
-            log.warning("batch_folder_adopted", group=self.group.key, batch=batch_id)
-        for batch_id in finish_staged(self.spool):
-            log.warning("batch_requeue_finished", group=self.group.key, batch=batch_id)
-        self._enqueue(self.spool.batch_ids(), "batch_recovered")
-        self._reunite_markers()
-        # What status shows outlives a restart: sent/ and failed/ hold it.
-        past = folder_history(self.group.folder)
-        self.failed_batches, self.last_upload = past.failed_batches, past.last_upload
-        self.error = self.error or past.last_failure
-        self.held = held_batches(self.group.folder)
-
-    def _reunite_markers(self) -> None:
-        top = [n for n in os.listdir(self.group.folder) if classify(n) is FileKind.MARKER]
-        if not top:
-            return
-        for batch_id in [*self.line.waiting]:
-            for marker in self.spool.reunite_markers(batch_id, top):
-                log.warning("marker_reunited", group=self.group.key, batch=batch_id, file=marker)
-
-    def adopt(self) -> None:
-        """Put in line the batches that appeared in the spool (`dropd retry`, `release`), and
-        forget the held batches that left held/ (released, or removed by a person)."""
-        known = {*self.line.waiting, self.line.in_flight}
-        if self.line.open is not None:
-            known.add(self.line.open.batch_id)
-        if self._spool_has_new(known):
-            self._enqueue([b for b in self.spool.batch_ids() if b not in known], "batch_adopted")
-        # One stat where held/ has never been made: every poll of every group comes here.
-        if self.held or os.path.isdir(f"{self.group.folder}/held"):
-            self.held = held_batches(self.group.folder, self.held)
-
-    def _spool_has_new(self, known: set[str | None]) -> bool:
-        # One listing per scan; the manifests are looked for only when a name is new.
-        try:
-            names = os.listdir(self.spool.work)
-        except FileNotFoundError:
-            return False
-        return any(n not in known and not n.startswith(".") for n in names)
-
-    def _enqueue(self, batch_ids: list[str], event: str) -> None:
-        manifests = sorted(
-            (self.spool.load(b) for b in batch_ids), key=lambda m: (m.queued or m.created, m.batch)
-        )
-        for manifest in manifests:
-            if manifest.state is BatchState.OPEN:
-                self.unsynced.add(manifest.batch)  # claimed by a process that may not have synced
-                if self._close(manifest.batch):
-                    self.line.waiting.append(manifest.batch)
-                continue
-            count = self.spool.file_count(manifest.batch)
-            self.line.waiting.append(manifest.batch)
-            self.batch_files[manifest.batch] = count
-            log.info(
-                event,
-                group=self.group.key,
-                batch=manifest.batch,
-                state=manifest.state.value,
-                files=count,
-            )
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -222,17 +96,6 @@ class GroupWorker:
                 self.orphans[marker] = (since, True)
             else:
                 self.next_scan = min(self.next_scan, since + max_wait)
-
-    def _folder_lost(self, exc: BaseException) -> None:
-        # An unmounted share or a removed folder: say so, stop watching the dead inode, and
-        # pick it up again at a later scan.
-        if self.watcher is not None:
-            self.watcher.unwatch(self.group.key)
-        self.set_error(
-            "folder",
-            f"{self.group.folder} cannot be read: {_reason(exc)}; "
-            "check the share is mounted and dropd may read it",
-        )
 
     def _take(self, ready: ReadyFile, now: float) -> bool:
         """Claim one ready file; False (and the group in Error) if the disk refused."""
@@ -334,35 +197,6 @@ class GroupWorker:
         else:
             self.line.open = None
 
-    def _close(self, batch_id: str) -> bool:
-        """Record a batch as closed on disk; False if it was empty and is gone."""
-        count = self.spool.file_count(batch_id)
-        if count == 0:
-            # Every file of it vanished before its claim: nothing to send, nothing to keep.
-            self.spool.discard_empty(batch_id)
-            self.unsynced.discard(batch_id)
-            log.info("batch_discarded", group=self.group.key, batch=batch_id, reason="empty")
-            return False
-        # Its claims are durable before the manifest that acts on them says `claimed` (the
-        # scan that claimed them has synced them, unless a rule-3 close comes in its middle).
-        if batch_id in self.unsynced:
-            self.spool.sync_claims(batch_id)
-            self.unsynced.discard(batch_id)
-        manifest = self.spool.load(batch_id)
-        manifest.state = BatchState.CLAIMED
-        manifest.queued = iso_precise(self.wall())
-        self.spool.save(manifest)
-        crashpoints.reached("closed")
-        self.batch_files[batch_id] = count
-        log.info(
-            "batch_closed",
-            group=self.group.key,
-            batch=batch_id,
-            files=count,
-            position=len(self.line.waiting) + 1,
-        )
-        return True
-
     def next_deadline(self, timing: BatchTiming) -> float | None:
         """The next moment this group needs the scheduler."""
         times = [t for t in (self.line.next_deadline(timing), self.next_scan) if t is not None]
@@ -370,7 +204,7 @@ class GroupWorker:
             times.append(self.next_owner_try)
         return min(times) if times else None
 
-    # -- status -----------------------------------------------------------------------------
+    # -- results and settings ---------------------------------------------------------------
 
     def record(self, result: BatchResult, moment: datetime) -> None:
         """Keep what status needs from a batch's result."""
@@ -400,72 +234,11 @@ class GroupWorker:
         self.next_owner_try = 0.0
         self.dirty = True
 
-    def stop_watching(self) -> None:
-        """The group left the config: no more events (a new group may take its key)."""
-        if self.watcher is not None:
-            self.watcher.unwatch(self.group.key)
-        self.watcher = None
-
-    def release(self) -> None:
-        """Let go of the folder once nothing is in flight; its spool waits on disk."""
-        self.spool.unlock()
-        log.info("group_removed", group=self.group.key, folder=str(self.group.folder))
-
-    def set_error(self, step: str, reason: str) -> None:
-        if self.error != (step, reason):
-            log.error("group_error", group=self.group.key, step=step, reason=reason)
-        self.error = (step, reason)
-
     def files_waiting(self) -> int:
         """Files dropped and not yet sent or failed."""
         open_files = len(self.line.open.names) if self.line.open else 0
         queued = sum(self.batch_files.get(b, 0) for b in self.line.waiting)
         return self.tracker.watched() + open_files + queued
-
-
-def token_sources(
-    config: Config, on_fetch: Callable[[str, str], None] = ignore_fetch
-) -> dict[str, TokenSource | SecretError]:
-    """One token source per environment (shared by its groups), or why it has none."""
-    daemon = config.daemon
-    sources: dict[str, TokenSource | SecretError] = {}
-    for name, env in config.environments.items():
-        try:
-            sources[name] = TokenSource(
-                env,
-                read_secret(env),
-                daemon.state_dir,
-                (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
-                on_fetch=on_fetch,
-            )
-        except SecretError as exc:
-            log.error("secret_unavailable", environment=name, reason=exc.reason)
-            sources[name] = exc
-    return sources
-
-
-def build_delivery(
-    config: Config,
-    group: Group,
-    spool: Spool,
-    tokens: TokenSource | SecretError,
-    wall: Callable[[], datetime],
-    memory: DeliveryMemory | None = None,
-) -> Delivery:
-    """What a group's uploads need: its environment, token source and an HTTP session."""
-    env = config.environments[group.environment]
-    daemon = config.daemon
-    return Delivery(
-        group,
-        env,
-        spool,
-        tokens,
-        api.new_session(env.ca_bundle),
-        (daemon.connect_timeout_seconds, daemon.read_timeout_seconds),
-        daemon.give_up_after_seconds,
-        wall,
-        memory or DeliveryMemory(),
-    )
 
 
 def build_group(
@@ -474,11 +247,3 @@ def build_group(
     """A group's run-time state: its spool, and what its uploads need."""
     spool = Spool(group.folder, group.key)
     return GroupWorker(group, build_delivery(config, group, spool, tokens, wall), spool, wall)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, SpoolError):
-        return exc.reason
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc)

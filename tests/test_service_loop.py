@@ -1,4 +1,4 @@
-"""Tests of the scheduler's loop (daemon/service.py): a wake-up visits the groups that are due,
+"""Tests of the scheduler's loop (daemon/scheduler.py): a wake-up visits the groups that are due,
 not every group, and the pass over every group (status, metrics, STATUS=) is rate-limited.
 
 Polling groups (no watcher thread), a clock the test moves, and no upload.
@@ -13,7 +13,8 @@ import pytest
 
 from daemon.config import load_config
 from daemon.groups import GroupWorker
-from daemon.service import PUBLISH_SECONDS, QUIET_PUBLISH_SECONDS, Scheduler
+from daemon.publishing import PUBLISH_SECONDS, QUIET_PUBLISH_SECONDS
+from daemon.scheduler import Scheduler
 from daemon.watch import FolderChanged
 
 POLL = 2.0

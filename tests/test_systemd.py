@@ -17,7 +17,7 @@ import pytest
 
 from daemon.cli import build_parser
 from daemon.config import SecretKind, check_config_command, check_paths, load_config
-from daemon.service import LOOP_CEILING_SECONDS, STOP_GRACE_SECONDS
+from daemon.scheduler import LOOP_CEILING_SECONDS, STOP_GRACE_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "dropd.service"
