@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -11,6 +12,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import structlog
+
+from daemon import csvfast
 from daemon.archive import BuiltZip, SourceDigest, ZipEntry, build_zip, file_sha256
 from daemon.config import Validation
 from daemon.csvcheck import csv_kind
@@ -22,6 +26,8 @@ from daemon.rowcount import zip_counts
 from daemon.spool import FileRecord, Manifest, Spool
 from daemon.validate import validate_batch
 from daemon.zipcheck import zip_problems
+
+log = structlog.get_logger()
 
 
 def pack(
@@ -38,6 +44,7 @@ def pack(
     if they delete too much, OversizeError if one file cannot fit in `limit` bytes,
     ArchiveError if the ZIP cannot be written.
     """
+    _announce(csvfast.ROWSCAN is not None)
     files_dir = spool.files_dir(manifest.batch)
     names = sorted(p.name for p in files_dir.iterdir())
     markers = [n for n in names if classify(n) is FileKind.MARKER]
@@ -71,6 +78,12 @@ def pack(
         "sha256": parts[0]["sha256"] if len(parts) == 1 else None,
         "parts": len(parts),
     }
+
+
+@functools.cache
+def _announce(row_scanner: bool) -> None:
+    """Say once how rows are checked: with the compiled row scanner, or in Python only."""
+    log.info("csv_checks", row_scanner=row_scanner)
 
 
 class _ZipAhead:

@@ -10,16 +10,12 @@ value Canvas would reject later (logged and kept in the receipt). CSVs are read 
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from daemon import csvfast
 from daemon.config import Validation
 from daemon.csvcheck import scan_csv
 from daemon.csvrows import CsvScan, Notes
@@ -63,15 +59,6 @@ class Report:
     deleted: Mapping[str, int]  # rows with status `deleted`, per CSV that has a status
 
 
-log = structlog.get_logger()
-
-
-@functools.cache
-def _announce(row_scanner: bool) -> None:
-    """Say once how rows are checked: with the compiled row scanner, or in Python only."""
-    log.info("csv_checks", row_scanner=row_scanner)
-
-
 def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool = False) -> Report:
     """Check `files` (CSVs and a message.properties) as the server would.
 
@@ -81,7 +68,6 @@ def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool
     are dropped.
     """
     strict = validation is Validation.STRICT
-    _announce(csvfast.ROWSCAN is not None)
     problems: list[Finding] = []
     warnings: list[Finding] = []
     kinds: dict[str, str] = {}

@@ -6,8 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from daemon import packing
+from daemon import csvfast, packing
 from daemon.config import Validation
 from daemon.errors import ValidationError
 from daemon.spool import Manifest, Spool, utc_now
@@ -72,3 +73,21 @@ def test_pack_cuts_parts_from_the_zip_built_ahead(tmp_path: Path) -> None:
     assert not spool.zip_path(manifest.batch).exists()
     for number in (1, 2):
         assert zip_names(spool.part_path(manifest.batch, number))
+
+
+@pytest.mark.parametrize("scanner", [True, False], ids=["row scanner", "python only"])
+def test_pack_says_once_how_rows_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scanner: bool
+) -> None:
+    if not scanner:
+        monkeypatch.setattr(csvfast, "ROWSCAN", None)
+    elif csvfast.ROWSCAN is None:
+        pytest.skip("the row scanner was not built")
+    packing._announce.cache_clear()
+    with capture_logs() as logs:
+        for folder in ("one", "two"):
+            (tmp_path / folder).mkdir()
+            spool, manifest = batch(tmp_path / folder, {"a.csv": ENROLLMENTS})
+            packing.pack(spool, manifest, 0, Validation.STRICT)
+    said = [e for e in logs if e["event"] == "csv_checks"]
+    assert said == [{"event": "csv_checks", "log_level": "info", "row_scanner": scanner}]

@@ -13,9 +13,8 @@ import random
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
-from daemon import csvcheck, csvfast, csvrows, validate
+from daemon import csvcheck, csvfast, csvrows
 from daemon.config import Validation
 from daemon.validate import Finding, Report, validate_batch
 
@@ -547,13 +546,3 @@ def test_validate_batch_counts_deleted_rows_however_many(tmp_path: Path, share: 
     assert report.deleted == {"f.csv": deleted}
     assert report.rows == {"f.csv": 40_001}
     assert [f.line for f in report.warnings] == [20_002]
-
-
-def test_validate_batch_says_once_how_rows_are_checked(tmp_path: Path) -> None:
-    validate._announce.cache_clear()
-    with capture_logs() as logs:
-        check(tmp_path, {"enrollments.csv": ENROLLMENTS + ENROLLED})
-        check(tmp_path, {"enrollments.csv": ENROLLMENTS + ENROLLED})
-    said = [e for e in logs if e["event"] == "csv_checks"]
-    scanner = csvfast.ROWSCAN is not None  # this test runs with it and without it
-    assert said == [{"event": "csv_checks", "log_level": "info", "row_scanner": scanner}]
