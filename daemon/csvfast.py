@@ -22,26 +22,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Protocol
+from collections.abc import Callable
 
 from daemon.csvformats import EMAIL, ValueRule
 
+Rules = tuple[tuple[int, tuple[bytes, ...]], ...]  # (column, allowed values or () for email)
 Scanned = tuple[int, int, list[tuple[int, int, int]]]  # lines, deleted, odd (index, begin, end)
-
-
-class RowScanner(Protocol):
-    """The row scanner's one function (see `_rowscan.c`)."""
-
-    def plain_lines(
-        self,
-        data: bytes,
-        start: int,
-        end: int,
-        width: int,
-        rules: tuple[tuple[int, tuple[bytes, ...]], ...],
-        status: int,
-        /,
-    ) -> Scanned | None: ...
+# The row scanner's one function: data, start, end, width, rules, status column (see _rowscan.c)
+RowScanner = Callable[[bytes, int, int, int, Rules, int], Scanned | None]
 
 
 def _row_scanner() -> RowScanner | None:
@@ -51,7 +39,7 @@ def _row_scanner() -> RowScanner | None:
         from daemon import _rowscan
     except ImportError:  # not built: no C compiler where dropd was installed
         return None
-    return _rowscan
+    return _rowscan.plain_lines
 
 
 ROWSCAN = _row_scanner()
@@ -249,9 +237,7 @@ class FastChecks:
         `data[start]` and `data[end - 1]` are line ends.
         """
         if self.scanner is not None:
-            scanned = self.scanner.plain_lines(
-                data, start, end, self.width, self.scanned, self.status
-            )
+            scanned = self.scanner(data, start, end, self.width, self.scanned, self.status)
             if scanned is not None:
                 return Cleared.scanned(data, start, scanned)
         whole = data.find(b"\n") == start and data.rfind(b"\n") == end - 1

@@ -12,6 +12,7 @@ import random
 import shutil
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def plain_lines(
     rules = value_rules(HEADERS[names], names)
     checks = csvfast.FastChecks(len(names), rules, scanner)
     data = b"\n" + body
-    found = scanner.plain_lines(data, 0, len(data), len(names), checks.scanned, checks.status)
+    found = scanner(data, 0, len(data), len(names), checks.scanned, checks.status)
     if found is None:
         return None
     lines, deleted, odd = found
@@ -91,7 +92,7 @@ def test_rowscan_takes_the_email_addresses_the_pattern_takes() -> None:
 def test_rowscan_refuses_a_run_that_does_not_start_and_end_at_a_line_end() -> None:
     assert SCANNER is not None
     with pytest.raises(ValueError, match="must start and end"):
-        SCANNER.plain_lines(b"a,b\n", 0, 4, 2, (), -1)
+        SCANNER(b"a,b\n", 0, 4, 2, (), -1)
 
 
 class Counting:
@@ -100,17 +101,8 @@ class Counting:
     def __init__(self, scanner: csvfast.RowScanner) -> None:
         self.scanner, self.answered = scanner, 0
 
-    def plain_lines(
-        self,
-        data: bytes,
-        start: int,
-        end: int,
-        width: int,
-        rules: tuple[tuple[int, tuple[bytes, ...]], ...],
-        status: int,
-        /,
-    ) -> csvfast.Scanned | None:
-        found = self.scanner.plain_lines(data, start, end, width, rules, status)
+    def __call__(self, *args: Any) -> csvfast.Scanned | None:
+        found = self.scanner(*args)
         self.answered += found is not None
         return found
 
