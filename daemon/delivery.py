@@ -1,4 +1,5 @@
-"""One batch's way from the spool to sent/ or failed/: zip, token, upload, record, move.
+"""One batch's way from the spool to sent/ or failed/: zip, token, upload (`batch_end` records
+how it ends and moves it).
 
 Runs in the upload pool, one batch per group at a time; returns a `BatchResult` that the
 scheduler acts on. Every step that must survive a crash is in the manifest before it is
@@ -7,11 +8,9 @@ acted on.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -19,6 +18,14 @@ import structlog
 
 from daemon import api, crashpoints
 from daemon.auth import TokenSource
+from daemon.batch_end import (
+    BatchResult,
+    ResultKind,
+    end_batch,
+    finish_move,
+    hold_batch,
+    record_sent,
+)
 from daemon.config import Environment, Group
 from daemon.errors import (
     ArchiveError,
@@ -29,33 +36,13 @@ from daemon.errors import (
     TokenError,
     ValidationError,
 )
-from daemon.guard import GuardSettings, held_record, row_guard
-from daemon.packing import describe_files, pack
-from daemon.spool import BatchState, Manifest, Spool, iso
+from daemon.guard import GuardSettings, row_guard
+from daemon.manifest import BatchState, Manifest
+from daemon.packing import pack
+from daemon.spool import Spool
+from daemon.timestamps import iso
 
 log = structlog.get_logger()
-
-
-class ResultKind(enum.Enum):
-    SENT = "sent"
-    FAILED = "failed"
-    RETRY = "retry"  # the upload may work later: back off and try again
-    WAIT = "wait"  # something needs a person (token, disk): the batch waits, never fails
-    HELD = "held"  # the guard held it (rule 11): in held/ until a person releases it
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    kind: ResultKind
-    step: str = ""
-    reason: str = ""
-    retry_after: float | None = None
-    destination: Path | None = None
-    # The figures of a sent batch, for the metrics.
-    files: int = 0  # files uploaded (markers are not)
-    file_bytes: int = 0  # their size as dropped
-    zip_bytes: int = 0  # the ZIP, all its parts, as the server took it
-    upload_seconds: float | None = None  # spent in POSTs by this attempt; None: no POST
 
 
 @dataclass(slots=True)
@@ -98,7 +85,7 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
         for part in manifest.parts:
             part.update(ctx.memory.answered.get(batch_id, {}).get(part["number"], {}))
         if manifest.state in (BatchState.SENT, BatchState.FAILED, BatchState.HELD):
-            return _moved(ctx, manifest)
+            return finish_move(ctx, manifest)
         if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
             try:
                 _zip(ctx, manifest)
@@ -107,7 +94,7 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
             except OversizeError as exc:
                 return end_batch(ctx, manifest, "zip", str(exc))
             except GuardError as exc:
-                return _hold(ctx, manifest, exc.offences)
+                return hold_batch(ctx, manifest, exc.offences)
         return _upload(ctx, manifest)
     except (SpoolError, ArchiveError) as exc:
         step = "zip" if isinstance(exc, ArchiveError) else "spool"
@@ -120,16 +107,6 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
 def _zips_present(spool: Spool, manifest: Manifest) -> bool:
     folder = spool.batch_dir(manifest.batch)
     return bool(manifest.parts) and all((folder / p["zip"]).is_file() for p in manifest.parts)
-
-
-def _moved(ctx: Delivery, manifest: Manifest) -> BatchResult:
-    dest = ctx.spool.complete_move(manifest, ctx.wall())
-    if manifest.state is BatchState.SENT:
-        return _sent_result(manifest, dest)
-    record = manifest.record or {}
-    step, reason = record.get("step", ""), record.get("reason", "")
-    kind = ResultKind.HELD if manifest.state is BatchState.HELD else ResultKind.FAILED
-    return BatchResult(kind, step, reason, destination=dest)
 
 
 def _zip(ctx: Delivery, manifest: Manifest) -> None:
@@ -181,7 +158,7 @@ def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
         part.update(answer)
         resent = False  # only the part in flight at the crash can have gone up twice
         ctx.spool.save(manifest)
-    return replace(_sent(ctx, manifest), upload_seconds=posted)
+    return replace(record_sent(ctx, manifest), upload_seconds=posted)
 
 
 def _send_part(
@@ -261,116 +238,3 @@ def _gave_up(ctx: Delivery, manifest: Manifest) -> bool:
         return False
     first = datetime.fromisoformat(manifest.first_attempt.replace("Z", "+00:00"))
     return (ctx.wall() - first).total_seconds() >= ctx.give_up_after_seconds
-
-
-def _sent(ctx: Delivery, manifest: Manifest) -> BatchResult:
-    manifest.state = BatchState.SENT
-    record = record_of(ctx, manifest, None)
-    dest = ctx.spool.finish(manifest, record, ctx.wall())
-    ctx.memory.forget(manifest.batch)
-    log.info(
-        "batch_sent",
-        status=record["status"],
-        files=len(manifest.files),
-        zip_bytes=(manifest.zip or {}).get("bytes"),
-        parts=len(manifest.parts),
-        attempts=manifest.attempts,
-        destination=str(dest),
-    )
-    return _sent_result(manifest, dest)
-
-
-def _sent_result(manifest: Manifest, dest: Path) -> BatchResult:
-    uploaded = [f for f in manifest.files if f.kind != "marker"]
-    return BatchResult(
-        ResultKind.SENT,
-        destination=dest,
-        files=len(uploaded),
-        file_bytes=sum(f.bytes for f in uploaded),
-        zip_bytes=int((manifest.zip or {}).get("bytes") or 0),
-    )
-
-
-def end_batch(
-    ctx: Delivery,
-    manifest: Manifest,
-    step: str,
-    reason: str,
-    outcome: api.UploadOutcome | None = None,
-    problems: list[dict[str, Any]] | None = None,
-) -> BatchResult:
-    """Fail the batch for good: error.json beside its files in failed/."""
-    manifest.state = BatchState.FAILED
-    if not manifest.files:
-        manifest.files = describe_files(sorted(ctx.spool.files_dir(manifest.batch).iterdir()))
-    record = record_of(ctx, manifest, outcome)
-    record.update(step=step, reason=reason)
-    if problems is not None:
-        record["problems"] = problems
-    dest = ctx.spool.finish(manifest, record, ctx.wall())
-    ctx.memory.forget(manifest.batch)
-    log.error(
-        "batch_failed", step=step, reason=reason, status=record.get("status"), destination=str(dest)
-    )
-    return BatchResult(ResultKind.FAILED, step, reason, destination=dest)
-
-
-def _hold(ctx: Delivery, manifest: Manifest, offences: list[dict[str, Any]]) -> BatchResult:
-    """Hold the batch (rule 11): held.json beside its files in held/, nothing sent."""
-    manifest.state = BatchState.HELD
-    manifest.files = describe_files(sorted(ctx.spool.files_dir(manifest.batch).iterdir()))
-    base = record_of(ctx, manifest, None)
-    record = held_record(base, offences, ctx.group.min_rows_for_guard, iso(ctx.wall()))
-    dest = ctx.spool.finish(manifest, record, ctx.wall())
-    ctx.memory.forget(manifest.batch)
-    log.warning("batch_held", reason=record["reason"], guard=offences, destination=str(dest))
-    return BatchResult(ResultKind.HELD, "guard", record["reason"], destination=dest)
-
-
-def record_of(
-    ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome | None
-) -> dict[str, Any]:
-    """The receipt.json / error.json body: everything known about the batch."""
-    last = manifest.parts[-1] if manifest.parts else {}
-    return {
-        "batch": manifest.batch,
-        "group": ctx.group.key,
-        "group_name": ctx.group.group_name,
-        "environment": ctx.env.name,
-        "url": api.upload_url(ctx.env.base_url, ctx.group.group_name),
-        "files": [
-            {"name": f.name, "bytes": f.bytes, "sha256": f.sha256, "kind": f.kind}
-            for f in manifest.files
-        ],
-        "zip": manifest.zip,
-        # The answer that decided the batch: the failing one, else the last part's 200.
-        "status": outcome.status if outcome else last.get("status"),
-        "answer": outcome.answer if outcome else last.get("answer"),
-        "parts": [_part_record(p) for p in manifest.parts],
-        "resent_after_restart": any(p.get("resent_after_restart") for p in manifest.parts),
-        "bom_removed": [n for p in manifest.parts for n in p.get("bom_removed", [])],
-        "attempts": manifest.attempts,
-        "created": manifest.created,
-        "first_attempt": manifest.first_attempt,
-        "finished": iso(ctx.wall()),
-        "earlier_errors": manifest.history,
-        "warnings": manifest.warnings,
-        "released": manifest.released is not None,
-        "released_by": (manifest.released or {}).get("by"),
-        "released_at": (manifest.released or {}).get("at"),
-    }
-
-
-def _part_record(part: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "number",
-        "files",
-        "bytes",
-        "sha256",
-        "custom_notification",
-        "sent",
-        "status",
-        "answer",
-        "resent_after_restart",
-    )
-    return {k: part.get(k) for k in keys}

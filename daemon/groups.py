@@ -14,8 +14,8 @@ import structlog
 from daemon import crashpoints
 from daemon.auth import TokenSource
 from daemon.batch import BatchTiming, OpenBatch
+from daemon.batch_end import BatchResult, ResultKind, end_batch
 from daemon.config import Config, DaemonSettings, Group
-from daemon.delivery import BatchResult, ResultKind, end_batch
 from daemon.errors import SecretError, SpoolError
 from daemon.intake import (
     FileKind,
@@ -26,7 +26,8 @@ from daemon.intake import (
     scan_folder,
 )
 from daemon.ownership import GroupOwnership
-from daemon.spool import Spool, iso
+from daemon.spool import Spool
+from daemon.timestamps import iso
 from daemon.upload_setup import build_delivery
 
 log = structlog.get_logger()

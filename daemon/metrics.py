@@ -33,7 +33,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from daemon import __version__
-from daemon.delivery import BatchResult, ResultKind
+from daemon.batch_end import BatchResult, ResultKind
 from daemon.status import GroupState, group_status
 
 if TYPE_CHECKING:

@@ -19,8 +19,10 @@ from daemon.delivery import Delivery
 from daemon.errors import SpoolError
 from daemon.history import folder_history, held_batches
 from daemon.intake import FileKind, classify
+from daemon.manifest import BatchState
 from daemon.requeue import finish_staged
-from daemon.spool import BatchState, Spool, iso_precise
+from daemon.spool import Spool
+from daemon.timestamps import iso_precise
 from daemon.watch import FolderWatcher
 
 log = structlog.get_logger()

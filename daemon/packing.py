@@ -21,9 +21,10 @@ from daemon.csvcheck import csv_kind
 from daemon.errors import ArchiveError, OversizeError, ValidationError
 from daemon.guard import RowGuard
 from daemon.intake import FileKind, classify
+from daemon.manifest import FileRecord, Manifest
 from daemon.parts import PROPERTIES, Sized, TooBig, plan_parts, server_order
 from daemon.rowcount import zip_counts
-from daemon.spool import FileRecord, Manifest, Spool
+from daemon.spool import Spool
 from daemon.validate import validate_batch
 from daemon.zipcheck import zip_problems
 

@@ -21,8 +21,10 @@ from datetime import datetime
 from pathlib import Path
 
 from daemon.errors import ConfigError, RequeueError
+from daemon.manifest import BatchState, Manifest
 from daemon.requeue import finish_staged, group_spool, read_record, record_path, stage
-from daemon.spool import BatchState, Manifest, Spool, iso, iso_precise, utc_now
+from daemon.spool import Spool
+from daemon.timestamps import iso, iso_precise, utc_now
 
 PREVIOUS_RECORD = "previous-held.json"
 

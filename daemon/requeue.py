@@ -24,17 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import load_config
+from daemon.durable import fsync_dir, write_json_atomic
 from daemon.errors import ConfigError, RequeueError
-from daemon.spool import (
-    BatchState,
-    Manifest,
-    Spool,
-    fsync_dir,
-    iso,
-    iso_precise,
-    utc_now,
-    write_json_atomic,
-)
+from daemon.manifest import BatchState, Manifest
+from daemon.spool import Spool
+from daemon.timestamps import iso, iso_precise, utc_now
 
 STAGING_PREFIX = ".requeue-"
 PREVIOUS_RECORD = "previous-error.json"

@@ -28,8 +28,8 @@ from daemon.notify import Notifier
 from daemon.publishing import PUBLISH_SECONDS, outline, publish_due, status_line
 from daemon.reconfigure import plan_reload
 from daemon.retention import Pruner
-from daemon.spool import utc_now
 from daemon.status import StatusWriter
+from daemon.timestamps import utc_now
 from daemon.upload_pool import Finished, UploadPool
 from daemon.upload_setup import token_sources
 from daemon.watch import FolderChanged, FolderWatcher

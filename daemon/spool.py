@@ -12,114 +12,31 @@ FOLDER/held/BATCH/                       files + held.json (the guard held it, r
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import fcntl
 import json
 import os
 import secrets
 import shutil
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from daemon import crashpoints
+from daemon.durable import fsync_dir, write_json_atomic
 from daemon.errors import SpoolError, os_reason
 from daemon.intake import ReadyFile, markers_for
+from daemon.manifest import BatchState, Manifest
+from daemon.timestamps import iso
 
 SPOOL_DIR = ".dropd"
 ZIP_NAME = "upload.zip"
-
-
-class BatchState(enum.Enum):
-    OPEN = "open"  # files are still joining
-    CLAIMED = "claimed"  # closed, in line
-    ZIPPED = "zipped"  # upload.zip is complete
-    UPLOADING = "uploading"  # a POST may have reached the server
-    SENT = "sent"  # answered 200; the move to sent/ is what is left
-    FAILED = "failed"  # failed for good; the move to failed/ is what is left
-    HELD = "held"  # the guard held it; the move to held/ is what is left
-
-
-@dataclass(slots=True)
-class FileRecord:
-    name: str
-    bytes: int
-    sha256: str = ""
-    kind: str = "csv"
-    markers: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Manifest:
-    batch: str
-    group: str
-    state: BatchState
-    created: str
-    files: list[FileRecord] = field(default_factory=list)
-    zip: dict[str, Any] | None = None
-    attempts: int = 0
-    first_attempt: str | None = None
-    record: dict[str, Any] | None = None  # receipt or error, written when the batch ends
-    queued: str | None = None  # when it joined the line: the line's order, across restarts
-    record_file: str | None = None  # receipt.json, or receipt.dropd.json beside a namesake
-    history: list[dict[str, Any]] = field(default_factory=list)  # earlier error records
-    parts: list[dict[str, Any]] = field(default_factory=list)  # the uploads, in order
-    warnings: list[dict[str, Any]] = field(default_factory=list)  # row values to look at
-    released: dict[str, Any] | None = None  # `dropd release`: by whom, when; no guard then
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest as JSON-ready data."""
-        data = asdict(self)
-        data["state"] = self.state.value
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
-        """Rebuild a manifest from `to_json` output."""
-        files = [FileRecord(**f) for f in data.pop("files", [])]
-        state = BatchState(data.pop("state"))
-        return cls(state=state, files=files, **data)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def iso_precise(moment: datetime) -> str:
-    """ISO 8601 in UTC to the microsecond: the line's order survives restarts."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def new_batch_id(moment: datetime) -> str:
     """A batch id that sorts by time: `20261123T085810.123456Z-3f9a`."""
     stamp = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return f"{stamp}-{secrets.token_hex(2)}"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file, fsync, rename, fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=2, ensure_ascii=False)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def record_name(folder: Path, stem: str) -> str:

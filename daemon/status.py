@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from daemon.durable import write_json_atomic
 from daemon.liveness import start_ticks
-from daemon.spool import iso, utc_now, write_json_atomic
+from daemon.timestamps import iso, utc_now
 
 if TYPE_CHECKING:
     from daemon.groups import GroupWorker

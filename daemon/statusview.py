@@ -17,8 +17,8 @@ from typing import Any
 from daemon.config import Config, Group, load_config
 from daemon.errors import ConfigError, os_reason
 from daemon.liveness import is_running
-from daemon.spool import iso, utc_now
 from daemon.status import REFRESH_SECONDS, STATUS_FILE, GroupState
+from daemon.timestamps import iso, utc_now
 
 # A running dropd rewrites its status every REFRESH_SECONDS; three misses mean its loop is stuck.
 STALE_SECONDS = 3 * REFRESH_SECONDS

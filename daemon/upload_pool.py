@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from daemon.batch import Backoff
-from daemon.delivery import BatchResult, ResultKind, deliver
+from daemon.batch_end import BatchResult, ResultKind
+from daemon.delivery import deliver
 from daemon.errors import DropdError
 
 if TYPE_CHECKING:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from daemon import durable
 from daemon import spool as spool_module
 from daemon.config import DaemonSettings, load_config
 from daemon.errors import SecretError
 from daemon.groups import GroupWorker, build_group
 from daemon.intake import FileKind, ReadyFile
-from daemon.spool import BatchState, Manifest, Spool
+from daemon.manifest import BatchState, Manifest
+from daemon.spool import Spool
 
 MOMENT = datetime(2026, 11, 23, 8, 58, 10, tzinfo=UTC)
 USERS = b"user_id,login_id,first_name,last_name,email,status\n"
@@ -42,7 +44,7 @@ def make_worker(tmp_path: Path, markers: str = "auto") -> GroupWorker:
 def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
     """Every fsync of a folder and every manifest saved, in order."""
     done: list[tuple[str, object]] = []
-    fsync_dir, save = spool_module.fsync_dir, Spool.save
+    fsync_dir, save = durable.fsync_dir, Spool.save
 
     def fsync_recorded(path: Path) -> None:
         done.append(("fsync", Path(path)))

@@ -18,8 +18,10 @@ from daemon.guard import (
     percent,
     row_guard,
 )
+from daemon.manifest import BatchState
 from daemon.packing import pack
-from daemon.spool import BatchState, Spool, utc_now
+from daemon.spool import Spool
+from daemon.timestamps import utc_now
 
 DEFAULT = GuardSettings()
 USERS_HEADER = b"user_id,login_id,first_name,last_name,email,status\n"

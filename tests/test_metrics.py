@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from structlog.testing import capture_logs
 
+from daemon.batch_end import BatchResult, ResultKind
 from daemon.config import load_config
-from daemon.delivery import BatchResult, ResultKind
 from daemon.errors import SecretError
 from daemon.groups import GroupWorker, build_group
 from daemon.metrics import GroupSnapshot, Metrics, snapshot_of

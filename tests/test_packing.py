@@ -11,7 +11,9 @@ from structlog.testing import capture_logs
 from daemon import csvfast, packing
 from daemon.config import Validation
 from daemon.errors import ValidationError
-from daemon.spool import Manifest, Spool, utc_now
+from daemon.manifest import Manifest
+from daemon.spool import Spool
+from daemon.timestamps import utc_now
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\nu1,a@b.edu,A,B,a@b.edu,active\n"
 ENROLLMENTS = b"course_id,user_id,role,section_id,status\n" + b"C1,u1,student,S1,active\n" * 5000

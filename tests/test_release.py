@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from daemon.errors import RequeueError
+from daemon.manifest import BatchState
 from daemon.release import release_held, releaser
 from daemon.requeue import STAGING_PREFIX, finish_staged, retry_failed
-from daemon.spool import BatchState, Spool
+from daemon.spool import Spool
 
 BATCH = "20261123T085810.123456Z-3f9a"
 MOMENT = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from daemon.requeue import retry_failed
-from daemon.spool import Spool, utc_now
+from daemon.spool import Spool
+from daemon.timestamps import utc_now
 
 BATCH = "20261123T085810.123456Z-3f9a"
 NOBODY = 65534  # stands for the daemon's own user

@@ -1,4 +1,5 @@
-"""Tests of the on-disk batch (daemon/spool.py): ids, atomic writes, claim, finish, lock."""
+"""Tests of the on-disk batch (daemon/spool.py): ids, atomic writes (daemon/durable.py), claim,
+finish, lock."""
 
 from __future__ import annotations
 
@@ -14,16 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from daemon.durable import write_json_atomic
 from daemon.errors import SpoolError
 from daemon.intake import FileKind, ReadyFile
-from daemon.spool import (
-    BatchState,
-    FileRecord,
-    Manifest,
-    Spool,
-    new_batch_id,
-    write_json_atomic,
-)
+from daemon.manifest import BatchState, FileRecord, Manifest
+from daemon.spool import Spool, new_batch_id
 
 MOMENT = datetime(2026, 11, 23, 8, 58, 10, 123456, tzinfo=UTC)
 USERS = b"user_id,login_id,first_name,last_name,email,status\n"
