@@ -1,4 +1,4 @@
-"""The bulk checks of a CSV's lines, on bytes, and the reading of one quoted record.
+"""The bulk checks of a CSV's lines, on bytes.
 
 A run of whole lines is checked without a Python step per line. Keeping only its commas,
 quotes and line ends (`bytes.translate`) gives each line's *shape*. Where every line has
@@ -6,8 +6,8 @@ the header's shape (no quotes: what SIS exports write), one regular expression w
 lines in a single call, each field either skipped or one of the values Canvas takes, and
 stops only at a line whose status is "deleted" (to count it) or at a line it does not take.
 Where lines hold quotes, the shapes must be a few distinct ones whose quotes pair up on the
-line, with the header's field count and no quoted comma where the patterns below count
-commas; then one regular expression, tried at each line end, looks for a value Canvas would
+line, with the header's field count and no quoted comma where the patterns count commas;
+then one regular expression (`csvquoted`), tried at each line end, looks for a value Canvas would
 not take (a lookbehind for the last column, a walk over the columns before it for another)
 and finds the rows whose status is "deleted". Whatever does not pass is read line by line
 by `csvcheck`, which says exactly what is wrong.
@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 
 from daemon.csvformats import EMAIL, ValueRule
+from daemon.csvquoted import QuotedPatterns
 
 Rules = tuple[tuple[int, tuple[bytes, ...]], ...]  # (column, allowed values or () for email)
 Scanned = tuple[int, int, list[tuple[int, int, int]]]  # lines, deleted, odd (index, begin, end)
@@ -48,90 +49,6 @@ _KEEP = b',"\n'
 _NOT_SHAPE = bytes(b for b in range(256) if b not in _KEEP)
 _MAX_SHAPES = 4096  # distinct line shapes remembered
 _UNROLL = 8  # lines per step of the plain-lines pattern: fewer steps of the regex engine
-
-
-def split_record(text: bytes) -> list[bytes]:
-    """The fields of one CSV record whose quotes pair up, unquoted ("" is one quote)."""
-    parts = text.split(b'"')
-    fields: list[bytes] = []
-    current: list[bytes] = []
-    for index, part in enumerate(parts):
-        if index % 2:  # inside quotes
-            current.append(part)
-        elif part or index in (0, len(parts) - 1):
-            first, *rest = part.split(b",")
-            current.append(first)
-            for piece in rest:
-                fields.append(b"".join(current))
-                current = [piece]
-        else:  # nothing between a closing and an opening quote: a doubled quote
-            current.append(b'"')
-    fields.append(b"".join(current))
-    return fields
-
-
-class _Patterns:
-    """The value patterns of a run, tried at each "\\n" (`ends`) or at its first (`head`).
-
-    Each branch names what it found: about the line the "\\n" ends, `bad_end` (its last
-    column holds a value not taken) or `deleted_end`; about the line it starts, `bad_start`
-    or `deleted_start`. One match reports one branch, and the branches about the ending
-    line come first, so after one of those `head` is tried at the same "\\n". Values
-    compare without regard to case, as Canvas does; `quoted`: they may be quoted.
-    """
-
-    def __init__(self, width: int, rules: tuple[ValueRule, ...], quoted: bool) -> None:
-        self.quote = b'"?' if quoted else b""
-        middle = [r for r in rules if r.index < width - 1]
-        tail = [r for r in rules if r.index == width - 1]
-        status = next((r.index for r in rules if r.column == "status"), None)
-        ahead = [self._middle(middle) + b"(?P<bad_start>)"] if middle else []
-        if status is not None and status < width - 1:
-            deleted = self._value((b"deleted",))
-            ahead.append(b"(?=" + _skip(status) + deleted + b",)(?P<deleted_start>)")
-        self.head = re.compile(b"\n(?:" + b"|".join(ahead) + b")") if ahead else None
-        self.ends = tuple(
-            self._compile(tail, ahead, status == width - 1, e) for e in (b"\n", b"\r\n")
-        )
-
-    def _compile(
-        self, tail: list[ValueRule], ahead: list[bytes], status_last: bool, end: bytes
-    ) -> re.Pattern[bytes] | None:
-        behind = [self._behind(r.allowed, end, negative=True) + b"(?P<bad_end>)" for r in tail]
-        if status_last:
-            behind.append(self._behind(("deleted",), end, negative=False) + b"(?P<deleted_end>)")
-        branches = behind + ahead
-        return re.compile(b"\n(?:" + b"|".join(branches) + b")") if branches else None
-
-    def _value(self, allowed: tuple[bytes, ...]) -> bytes:
-        return self.quote + b"(?i:" + b"|".join(re.escape(v) for v in allowed) + b")" + self.quote
-
-    def _middle(self, rules: list[ValueRule], at: int = 0) -> bytes:
-        """Matches after a line's start when a column of `rules` holds a value not taken."""
-        rule, rest = rules[0], rules[1:]
-        value = (
-            self.quote + EMAIL + self.quote
-            if not rule.allowed
-            else self._value(tuple(v.encode() for v in rule.allowed))
-        )
-        check = b"(?!" + value + b",)"
-        if rest:
-            check = b"(?:" + check + b"|" + self._middle(rest, rule.index) + b")"
-        return _skip(rule.index - at) + check
-
-    def _behind(self, allowed: tuple[str, ...], end: bytes, negative: bool) -> bytes:
-        """A line's last column is (not, if `negative`) one of `allowed`, then `end`."""
-        forms = [b"," + v.encode() for v in allowed]
-        forms += [b',"' + v.encode() + b'"' for v in allowed] if self.quote else []
-        looks = [
-            b"(?<" + (b"!" if negative else b"=") + b"(?i:" + re.escape(f) + b")" for f in forms
-        ]
-        looks = [look + re.escape(end) + b")" for look in looks]
-        return b"".join(looks) if negative else b"(?:" + b"|".join(looks) + b")"
-
-
-def _skip(columns: int) -> bytes:
-    return b"[^,]*+," * columns
 
 
 class _PlainLines:
@@ -224,7 +141,7 @@ class FastChecks:
         self.scanned = tuple((r.index, tuple(v.encode() for v in r.allowed)) for r in rules)
         self.status = next((r.index for r in rules if r.column == "status"), -1)
         self.plain = {end: _PlainLines(width, rules, end) for end in (b"\n", b"\r\n")}
-        self.quoted = _Patterns(width, rules, True)
+        self.quoted = QuotedPatterns(width, rules, True)
         # Columns the patterns find by counting commas: no quoted comma up to the last.
         middle = [r.index for r in rules if r.index < width - 1]
         self.counted = max(middle, default=-1)
@@ -317,7 +234,7 @@ class Cleared:
         return cleared
 
     def note(self, match: re.Match[bytes]) -> None:
-        """Take in what a pattern found at one "\\n" (see `_Patterns`)."""
+        """Take in what a pattern found at one "\\n" (see `csvquoted.QuotedPatterns`)."""
         at, found = match.start(), match.lastgroup
         if found == "deleted_start" or (found == "deleted_end" and at != self._odd_end):
             self.deleted += 1

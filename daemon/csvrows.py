@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from daemon import csvfast
-from daemon.csvfast import FastChecks, split_record
+from daemon.csvfast import FastChecks
 from daemon.csvformats import HEADERS, ValueRule, header_complaint, value_rules
+from daemon.csvquoted import split_record
 from daemon.regular import BOM
 
 LONG_LINE_BYTES = 1 << 20  # a line (or quoted field) longer than this is no SIS row
