@@ -7,10 +7,10 @@ lines in a single call, each field either skipped or one of the values Canvas ta
 stops only at a line whose status is "deleted" (to count it) or at a line it does not take.
 Where lines hold quotes, the shapes must be a few distinct ones whose quotes pair up on the
 line, with the header's field count and no quoted comma where the patterns count commas;
-then one regular expression (`csvquoted`), tried at each line end, looks for a value Canvas would
-not take (a lookbehind for the last column, a walk over the columns before it for another)
-and finds the rows whose status is "deleted". Whatever does not pass is read line by line
-by `csvcheck`, which says exactly what is wrong.
+then one regular expression (`csvquoted`), tried at each line end, looks for a value Canvas
+would not take (a lookbehind for the last column, a walk over the columns before it for
+another) and finds the rows whose status is "deleted". Whatever does not pass is read line
+by line by `csvrows`, which says exactly what is wrong.
 
 Where the row scanner (`_rowscan.c`) was built, unquoted lines of the header's field count
 are checked by it instead, with the GIL released, several times faster; it answers the
