@@ -16,37 +16,31 @@ from __future__ import annotations
 
 import os
 import pwd
-import sys
 from datetime import datetime
 from pathlib import Path
 
-from daemon.errors import ConfigError, RequeueError
-from daemon.manifest import BatchState, Manifest
-from daemon.requeue import finish_staged, group_spool, read_record, record_path, stage
+from daemon.errors import RequeueError
+from daemon.manifest import Manifest
+from daemon.requeue import finish_staged, read_record, record_path, requeued, run_command, stage
 from daemon.spool import Spool
-from daemon.timestamps import iso, iso_precise, utc_now
+from daemon.timestamps import iso, utc_now
 
 PREVIOUS_RECORD = "previous-held.json"
 
 
 def release_command(config_path: Path, group_key: str, batch_id: str) -> int:
     """`dropd release`: 0 when the batch is in line; 1 if it cannot be; 2 on a bad config."""
-    try:
-        spool = group_spool(config_path, group_key)
-        manifest = release_held(spool, batch_id, utc_now(), releaser())
-    except ConfigError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
-    except RequeueError as exc:
-        print(f"dropd release: {exc}", file=sys.stderr)
-        return 1
-    files = len(os.listdir(spool.files_dir(batch_id)))
-    print(
-        f"batch {batch_id} of group {group_key} is released: it is back in line, at its back, "
-        f"with its {files} files as they are, and the guard will not stop it "
-        f"(released by {(manifest.released or {}).get('by')}); the running dropd sends it"
+    return run_command(
+        "release",
+        config_path,
+        group_key,
+        lambda spool: release_held(spool, batch_id, utc_now(), releaser()),
+        lambda manifest, files: (
+            f"batch {batch_id} of group {group_key} is released: it is back in line, at its "
+            f"back, with its {files} files as they are, and the guard will not stop it "
+            f"(released by {(manifest.released or {}).get('by')}); the running dropd sends it"
+        ),
     )
-    return 0
 
 
 def release_held(spool: Spool, batch_id: str, moment: datetime, by: str) -> Manifest:
@@ -59,17 +53,7 @@ def release_held(spool: Spool, batch_id: str, moment: datetime, by: str) -> Mani
     _refuse_unless_held(spool, batch_id, held)
     record_file = record_path(held, "held")
     record = read_record(record_file)
-    earlier = record.pop("earlier_errors", None) or []
-    manifest = Manifest(
-        batch_id,
-        spool.group,
-        BatchState.CLAIMED,
-        created=str(record.get("created") or iso(moment)),
-        attempts=int(record.get("attempts") or 0),
-        queued=iso_precise(moment),
-        history=[*earlier, record],
-        released={"by": by, "at": iso(moment)},
-    )
+    manifest = requeued(spool, batch_id, record, moment, {"by": by, "at": iso(moment)})
     stage(spool, manifest, held, record_file, PREVIOUS_RECORD, "release")
     return manifest
 

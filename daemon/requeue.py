@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,20 +37,38 @@ PREVIOUS_RECORD = "previous-error.json"
 
 def retry_command(config_path: Path, group_key: str, batch_id: str) -> int:
     """`dropd retry`: 0 when the batch is back in line; 1 if it cannot be; 2 on a bad config."""
+    return run_command(
+        "retry",
+        config_path,
+        group_key,
+        lambda spool: retry_failed(spool, batch_id, utc_now()),
+        lambda manifest, files: (
+            f"batch {batch_id} of group {group_key} is back in line with its {files} files "
+            f"unchanged (attempts so far: {manifest.attempts}); the running dropd sends it"
+        ),
+    )
+
+
+def run_command(
+    command: str,
+    config_path: Path,
+    group_key: str,
+    put_back: Callable[[Spool], Manifest],
+    said: Callable[[Manifest, int], str],
+) -> int:
+    """`dropd retry` or `dropd release`: `put_back` the batch into the group's spool, then
+    print `said` of it and its file count. 0 when it is in line; 1 if it cannot be; 2 on a
+    bad config."""
     try:
         spool = group_spool(config_path, group_key)
-        manifest = retry_failed(spool, batch_id, utc_now())
+        manifest = put_back(spool)
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
     except RequeueError as exc:
-        print(f"dropd retry: {exc}", file=sys.stderr)
+        print(f"dropd {command}: {exc}", file=sys.stderr)
         return 1
-    files = len(os.listdir(spool.files_dir(batch_id)))
-    print(
-        f"batch {batch_id} of group {group_key} is back in line with its {files} files "
-        f"unchanged (attempts so far: {manifest.attempts}); the running dropd sends it"
-    )
+    print(said(manifest, len(os.listdir(spool.files_dir(manifest.batch)))))
     return 0
 
 
@@ -82,8 +101,28 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
             "dropd would refuse it again; rename or fix the file and drop it "
             "again instead"
         )
+    # A batch a person released and that then failed stays released: no guard again.
+    released = (
+        {"by": record.get("released_by"), "at": record.get("released_at")}
+        if record.get("released")
+        else None
+    )
+    manifest = requeued(spool, batch_id, record, moment, released)
+    stage(spool, manifest, failed, record_file, PREVIOUS_RECORD, "retry")
+    return manifest
+
+
+def requeued(
+    spool: Spool,
+    batch_id: str,
+    record: dict[str, Any],
+    moment: datetime,
+    released: dict[str, Any] | None,
+) -> Manifest:
+    """The manifest of a batch put back in line now, from the `record` it was failed or held
+    with: claimed, queued at the back, its earlier records kept as its history."""
     earlier = record.pop("earlier_errors", None) or []
-    manifest = Manifest(
+    return Manifest(
         batch_id,
         spool.group,
         BatchState.CLAIMED,
@@ -91,13 +130,8 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
         attempts=int(record.get("attempts") or 0),
         queued=iso_precise(moment),
         history=[*earlier, record],
-        # A batch a person released and that then failed stays released: no guard again.
-        released={"by": record.get("released_by"), "at": record.get("released_at")}
-        if record.get("released")
-        else None,
+        released=released,
     )
-    stage(spool, manifest, failed, record_file, PREVIOUS_RECORD, "retry")
-    return manifest
 
 
 def _refuse_unless_failed(spool: Spool, batch_id: str, failed: Path) -> None:
