@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 KIB = 1024
 MIB = 1 << 20
@@ -184,34 +184,44 @@ class Sample:
     read_chars: dict[str, int | None]
 
 
-@dataclass
-class Sampler:
-    """Samples the RSS and read count of named processes every `interval` s, in a thread."""
+class Periodic:
+    """`sample()` every `interval` seconds in a thread, from the `with` to its end."""
 
-    pids: dict[str, int]
-    interval: float = 0.02
-    samples: list[Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    interval: float
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pids = dict(self.pids)  # a process may be added while we sample
-            rss = {name: proc_field(pid, "VmRSS") for name, pid in pids.items()}
-            hwm = {name: proc_field(pid, "VmHWM") for name, pid in pids.items()}
-            chars = {name: proc_field(pid, "rchar", "io") for name, pid in pids.items()}
-            self.samples.append(Sample(time.time(), rss, hwm, chars))
+            self.sample()
             self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Sampler(Periodic):
+    """Samples the RSS and read count of named processes every `interval` s, in a thread."""
+
+    pids: dict[str, int]
+    interval: float = 0.02
+    samples: list[Sample] = field(default_factory=list)
+
+    def sample(self) -> None:
+        pids = dict(self.pids)  # a process may be added while we sample
+        rss = {name: proc_field(pid, "VmRSS") for name, pid in pids.items()}
+        hwm = {name: proc_field(pid, "VmHWM") for name, pid in pids.items()}
+        chars = {name: proc_field(pid, "rchar", "io") for name, pid in pids.items()}
+        self.samples.append(Sample(time.time(), rss, hwm, chars))
 
     def peak_mib(self, name: str, start: float, end: float) -> float | None:
         """The highest RSS of `name` sampled between `start` and `end`, in MiB."""

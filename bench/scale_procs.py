@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from procs import KIB, Sandbox, proc_field
+from procs import KIB, Periodic, Sandbox, proc_field
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -73,7 +72,7 @@ class LogTail:
 
 
 @dataclass
-class ResourceSampler:
+class ResourceSampler(Periodic):
     """Samples a process's open descriptors and RSS every `interval` seconds, in a thread."""
 
     pid: int
@@ -81,25 +80,11 @@ class ResourceSampler:
     peak_fds: int = 0
     peak_rss_mib: float = 0.0
     samples: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def __enter__(self) -> ResourceSampler:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_fds = max(self.peak_fds, open_fds(self.pid))
-            self.peak_rss_mib = max(self.peak_rss_mib, mib(self.pid, "VmRSS"))
-            self.samples += 1
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        self.peak_fds = max(self.peak_fds, open_fds(self.pid))
+        self.peak_rss_mib = max(self.peak_rss_mib, mib(self.pid, "VmRSS"))
+        self.samples += 1
 
 
 def write_many_groups(
