@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,21 +104,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run until stopped: their stdout is the log, and a closed one is theirs to
+# handle, not a short command's to end quietly.
+_LONG_RUNNING = frozenset({"run", "sandbox", "demo"})
+# What a shell shows for a program killed by SIGPIPE (128 + 13), as `ls | head` would.
+EXIT_PIPE_CLOSED = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dropd` console command; returns the exit code."""
+    # --help and --version need nothing here: argparse itself ignores a closed stdout.
     args = build_parser().parse_args(argv)
+    if args.command in _LONG_RUNNING:
+        return _run_long(args)
+    try:
+        code = _run_short(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must show inside this `try`
+    except BrokenPipeError:
+        return _pipe_closed()
+    return code
+
+
+def _pipe_closed() -> int:
+    """End a short command whose stdout was closed (`dropd status | head -1`): the reader is
+    gone, so the rest of the output has no one to read it.
+
+    It ends quietly with what a shell shows for a command killed by SIGPIPE, not by putting
+    back SIGPIPE's default action: `dropd verify` talks HTTP, and a server that resets the
+    connection would then kill it without a word instead of raising the error it reports.
+    stdout is pointed at /dev/null, so the flush at exit of what is still buffered succeeds
+    instead of printing "Exception ignored ... BrokenPipeError".
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE_CLOSED
+
+
+def _run_long(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         from daemon import sandbox
 
         return sandbox.main(args)
-    if args.command == "check-config":
-        from daemon import config
-
-        return config.check_config_command(args.config)
     if args.command == "run":
         from daemon import service
 
         return service.main(args.config)
+    from daemon import demo
+
+    return demo.main(args.dir)
+
+
+def _run_short(args: argparse.Namespace) -> int:
+    if args.command == "check-config":
+        from daemon import config
+
+        return config.check_config_command(args.config)
     if args.command == "verify":
         from daemon import verify
 
@@ -138,10 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemon import dryrun
 
         return dryrun.check_command(args.config, args.paths, args.group)
-    if args.command == "demo":
-        from daemon import demo
-
-        return demo.main(args.dir)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -108,6 +108,7 @@ def load_config(path: Path) -> Config:
     # Imported here, not at the top: the table readers build the settings defined above.
     from daemon.config_tables import (
         check_folders_apart,
+        check_state_apart,
         read_daemon,
         read_environment,
         read_group,
@@ -130,6 +131,7 @@ def load_config(path: Path) -> Config:
         for key, table in sections(groups_raw, "groups", problems)
     }
     check_folders_apart(list(groups.values()), problems)
+    check_state_apart(daemon.state_dir, list(groups.values()), problems)
     if problems:
         raise ConfigError(problems)
     return Config(path=path, daemon=daemon, environments=environments, groups=groups)

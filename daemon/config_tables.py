@@ -1,5 +1,6 @@
 """Each table of dropd's TOML read into its settings: [daemon], [environments.NAME],
-[groups.NAME], and the checks that span groups.
+[groups.NAME], and the checks that span tables: group folders apart from each other and
+from the state_dir, as written and once symbolic links are followed.
 
 `config.load_config` puts them together; `toml_checks` reads the values of any table.
 """
@@ -7,9 +8,12 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import os
 import re
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,18 +210,114 @@ def _group_name(table: Table, key: str) -> str:
     return name
 
 
+class _Overlap(enum.Enum):
+    """How one path lies to another."""
+
+    SAME = "same"
+    INSIDE = "inside"
+    HOLDS = "holds"
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """A path as written in the config, and where it leads once links are followed."""
+
+    path: Path
+    real: Path
+
+    @classmethod
+    def of(cls, path: Path) -> _Placed:
+        # realpath, not resolve(strict=True): a folder that does not exist yet (a state_dir
+        # dropd makes at start) is still followed as far as it exists.
+        return cls(path, Path(os.path.realpath(path)))
+
+    def shown(self, through_links: bool) -> str:
+        if through_links and self.real != self.path:
+            return f"{self.path} ({self.real} once links are followed)"
+        return str(self.path)
+
+
+def _overlap(one: _Placed, other: _Placed) -> tuple[_Overlap, bool] | None:
+    """How `one` lies to `other`, as written or else through links (the bool: through links);
+    None when they are apart."""
+    for through_links, a, b in ((False, one.path, other.path), (True, one.real, other.real)):
+        if a == b:
+            return _Overlap.SAME, through_links
+        if a.is_relative_to(b):
+            return _Overlap.INSIDE, through_links
+        if b.is_relative_to(a):
+            return _Overlap.HOLDS, through_links
+    return None
+
+
 def check_folders_apart(groups: Sequence[Group], problems: list[str]) -> None:
     """Two groups sharing a folder, or one inside the other, would take each other's files."""
-    placed = [group for group in groups if group.folder.is_absolute()]
-    for index, group in enumerate(placed):
-        for other in placed[:index]:
-            other_name = join_key("groups", other.key)
-            if group.folder == other.folder:
-                why = f"is also the folder of {other_name}; give each group a folder of its own"
-            elif group.folder.is_relative_to(other.folder):
-                why = f"is inside {other_name}'s folder {other.folder}; move it beside, not inside"
-            elif other.folder.is_relative_to(group.folder):
-                why = f"holds {other_name}'s folder {other.folder}; move that beside, not inside"
-            else:
-                continue
-            problems.append(f"{join_key('groups', group.key)}.folder: {group.folder} {why}")
+    placed = [(group, _Placed.of(group.folder)) for group in groups if group.folder.is_absolute()]
+    written = _overlaps([folder.path for _, folder in placed])
+    real = _overlaps([folder.real for _, folder in placed])
+    for index, other_index in sorted(written.keys() | real.keys()):
+        links = (index, other_index) not in written
+        how = real[index, other_index] if links else written[index, other_index]
+        (group, folder), (other, other_folder) = placed[index], placed[other_index]
+        other_name = join_key("groups", other.key)
+        shown = other_folder.shown(links)
+        if how is _Overlap.SAME:
+            also = f"the folder of {other_name}" + (f" {shown}" if links else "")
+            why = f"is also {also}; give each group a folder of its own"
+        elif how is _Overlap.INSIDE:
+            why = f"is inside {other_name}'s folder {shown}; move it beside, not inside"
+        else:
+            why = f"holds {other_name}'s folder {shown}; move that beside, not inside"
+        problems.append(f"{join_key('groups', group.key)}.folder: {folder.shown(links)} {why}")
+
+
+def _overlaps(paths: Sequence[Path]) -> dict[tuple[int, int], _Overlap]:
+    """Every pair of `paths` that are not apart, as {(i, j): how path i lies to path j} with
+    j < i. Looked up by ancestors, not compared pair by pair: 1,000 groups make half a
+    million pairs."""
+    found: dict[tuple[int, int], _Overlap] = {}
+    at: dict[tuple[str, ...], list[int]] = {}  # a path: the indexes of the paths equal to it
+    below: dict[tuple[str, ...], list[int]] = {}  # a path: the indexes of the paths inside it
+    for index, path in enumerate(paths):
+        parts = path.parts
+        ancestors = [parts[:length] for length in range(1, len(parts))]
+        for other in at.get(parts, []):
+            found[index, other] = _Overlap.SAME
+        for ancestor in ancestors:
+            for other in at.get(ancestor, []):
+                found[index, other] = _Overlap.INSIDE
+        for other in below.get(parts, []):
+            found[index, other] = _Overlap.HOLDS
+        at.setdefault(parts, []).append(index)
+        for ancestor in ancestors:
+            below.setdefault(ancestor, []).append(index)
+    return found
+
+
+def check_state_apart(state_dir: Path, groups: Sequence[Group], problems: list[str]) -> None:
+    """dropd's state_dir and a group's folder never hold one another: as a drop folder, intake
+    would take dropd's own status.json for a dropped file; inside one, dropd's state sits
+    where the people who drop files reach it; holding one, the state_dir dropd makes 0700
+    shuts them out."""
+    state = _Placed.of(state_dir)
+    keep = "keep dropd's state outside the drop folders (e.g. /var/lib/dropd)"
+    for group in groups:
+        if not group.folder.is_absolute():
+            continue
+        folder = _Placed.of(group.folder)
+        found = _overlap(state, folder)
+        if found is None:
+            continue
+        how, links = found
+        name = join_key("groups", group.key)
+        if how is _Overlap.SAME:
+            why = f"is also {name}'s folder" + (f" {folder.shown(links)}" if links else "")
+            why += f"; {keep}"
+        elif how is _Overlap.INSIDE:
+            why = f"is inside {name}'s folder {folder.shown(links)}; {keep}"
+        else:
+            why = (
+                f"is not allowed: it holds {name}'s folder {folder.shown(links)}; give dropd's "
+                "state a folder of its own, beside the drop folders (e.g. /var/lib/dropd)"
+            )
+        problems.append(f"daemon.state_dir: {state.shown(links)} {why}")

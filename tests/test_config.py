@@ -786,6 +786,150 @@ def test_load_config_sibling_folders_with_a_common_prefix_are_fine(tmp_path: Pat
     assert set(load(tmp_path, text).groups) == {"music", "art"}
 
 
+def test_load_config_group_folder_that_links_to_another_groups_folder(tmp_path: Path) -> None:
+    (tmp_path / "drop" / "music").mkdir(parents=True)
+    (tmp_path / "art").symlink_to(tmp_path / "drop" / "music")
+    text = group('folder = "drop/music"') + group('folder = "art"', key="art").replace(
+        TEST_ENVIRONMENT, ""
+    )
+    music = tmp_path / "drop" / "music"
+    assert problems(tmp_path, text) == [
+        f"groups.art.folder: {tmp_path / 'art'} ({music} once links are followed) is also the "
+        f"folder of groups.music {music}; give each group a folder of its own"
+    ]
+
+
+def test_load_config_group_folder_inside_another_through_a_link(tmp_path: Path) -> None:
+    (tmp_path / "drop" / "music").mkdir(parents=True)
+    (tmp_path / "art").symlink_to(tmp_path / "drop" / "music")
+    text = group('folder = "drop/music"') + group('folder = "art/sub"', key="art").replace(
+        TEST_ENVIRONMENT, ""
+    )
+    music = tmp_path / "drop" / "music"
+    assert problems(tmp_path, text) == [
+        f"groups.art.folder: {tmp_path / 'art' / 'sub'} ({music / 'sub'} once links are "
+        f"followed) is inside groups.music's folder {music}; move it beside, not inside"
+    ]
+
+
+def test_load_config_group_folders_apart_through_links_are_fine(tmp_path: Path) -> None:
+    (tmp_path / "real" / "art").mkdir(parents=True)
+    (tmp_path / "drop" / "music").mkdir(parents=True)
+    (tmp_path / "drop" / "art").symlink_to(tmp_path / "real" / "art")
+    text = group('folder = "drop/music"') + group('folder = "drop/art"', key="art").replace(
+        TEST_ENVIRONMENT, ""
+    )
+    assert set(load(tmp_path, text).groups) == {"music", "art"}
+
+
+def test_load_config_a_thousand_groups_side_by_side_pass(tmp_path: Path) -> None:
+    text = TEST_ENVIRONMENT + "".join(
+        group(f'folder = "/srv/drop/g{n}"', key=f"g{n}").replace(TEST_ENVIRONMENT, "")
+        for n in range(1000)
+    )
+    assert len(load(tmp_path, text).groups) == 1000
+
+
+KEEP_STATE = "keep dropd's state outside the drop folders (e.g. /var/lib/dropd)"
+
+
+def state_dir(path: str) -> str:
+    return f'[daemon]\nstate_dir = "{path}"\n'
+
+
+def test_load_config_state_dir_may_not_be_a_groups_folder(tmp_path: Path) -> None:
+    text = state_dir("/srv/drop/music") + group('folder = "/srv/drop/music"')
+    assert problems(tmp_path, text) == [
+        f"daemon.state_dir: /srv/drop/music is also groups.music's folder; {KEEP_STATE}"
+    ]
+
+
+def test_load_config_state_dir_may_not_be_inside_a_groups_folder(tmp_path: Path) -> None:
+    text = state_dir("/srv/drop/music/state") + group('folder = "/srv/drop/music"')
+    assert problems(tmp_path, text) == [
+        "daemon.state_dir: /srv/drop/music/state is inside groups.music's folder "
+        f"/srv/drop/music; {KEEP_STATE}"
+    ]
+
+
+def test_load_config_state_dir_may_not_hold_a_groups_folder(tmp_path: Path) -> None:
+    text = (
+        state_dir("/srv")
+        + group('folder = "/srv/drop/music"')
+        + group('folder = "/srv/drop/art"', key="art").replace(TEST_ENVIRONMENT, "")
+        + group('folder = "/home/drop/math"', key="math").replace(TEST_ENVIRONMENT, "")
+    )
+    hint = "give dropd's state a folder of its own, beside the drop folders (e.g. /var/lib/dropd)"
+    assert problems(tmp_path, text) == [
+        f"daemon.state_dir: /srv is not allowed: it holds groups.music's folder /srv/drop/music; "
+        f"{hint}",
+        f"daemon.state_dir: /srv is not allowed: it holds groups.art's folder /srv/drop/art; "
+        f"{hint}",
+    ]
+
+
+def test_load_config_state_dir_beside_the_drop_folders_is_fine(tmp_path: Path) -> None:
+    text = state_dir("/srv/drop/music-state") + group('folder = "/srv/drop/music"')
+    assert load(tmp_path, text).daemon.state_dir == Path("/srv/drop/music-state")
+
+
+def test_load_config_relative_state_dir_in_a_relative_group_folder(tmp_path: Path) -> None:
+    text = state_dir("drop/.state") + group('folder = "drop"')
+    assert problems(tmp_path, text) == [
+        f"daemon.state_dir: {tmp_path / 'drop' / '.state'} is inside groups.music's folder "
+        f"{tmp_path / 'drop'}; {KEEP_STATE}"
+    ]
+
+
+def test_load_config_state_dir_that_links_into_a_drop_folder(tmp_path: Path) -> None:
+    music = tmp_path / "drop" / "music"
+    (music / "state").mkdir(parents=True)
+    (tmp_path / "state").symlink_to(music / "state")
+    text = state_dir("state") + group('folder = "drop/music"')
+    assert problems(tmp_path, text) == [
+        f"daemon.state_dir: {tmp_path / 'state'} ({music / 'state'} once links are followed) "
+        f"is inside groups.music's folder {music}; {KEEP_STATE}"
+    ]
+
+
+def test_load_config_state_dir_that_links_to_a_drop_folder(tmp_path: Path) -> None:
+    music = tmp_path / "drop" / "music"
+    music.mkdir(parents=True)
+    (tmp_path / "state").symlink_to(music)
+    text = state_dir("state") + group('folder = "drop/music"')
+    assert problems(tmp_path, text) == [
+        f"daemon.state_dir: {tmp_path / 'state'} ({music} once links are followed) is also "
+        f"groups.music's folder {music}; {KEEP_STATE}"
+    ]
+
+
+def test_load_config_state_dir_not_made_yet_under_a_link_into_a_drop_folder(
+    tmp_path: Path,
+) -> None:
+    # dropd makes state_dir at start: the link above it is followed all the same.
+    music = tmp_path / "drop" / "music"
+    music.mkdir(parents=True)
+    (tmp_path / "var").symlink_to(music)
+    text = state_dir("var/dropd") + group('folder = "drop/music"')
+    assert problems(tmp_path, text) == [
+        f"daemon.state_dir: {tmp_path / 'var' / 'dropd'} ({music / 'dropd'} once links are "
+        f"followed) is inside groups.music's folder {music}; {KEEP_STATE}"
+    ]
+    assert not (music / "dropd").exists()
+
+
+def test_load_config_drop_folder_that_links_into_the_state_dir(tmp_path: Path) -> None:
+    (tmp_path / "state" / "music").mkdir(parents=True)
+    (tmp_path / "music").symlink_to(tmp_path / "state" / "music")
+    text = state_dir("state") + group('folder = "music"')
+    state, music = tmp_path / "state", tmp_path / "music"
+    assert problems(tmp_path, text) == [
+        f"daemon.state_dir: {state} is not allowed: it holds groups.music's folder {music} "
+        f"({state / 'music'} once links are followed); give dropd's state a folder of its own, "
+        "beside the drop folders (e.g. /var/lib/dropd)"
+    ]
+
+
 def test_load_config_example_loads() -> None:
     config = load_config(EXAMPLE)
     assert set(config.environments) == {"production", "test", "beta"}
@@ -953,6 +1097,16 @@ def test_dropd_check_config_exits_2_with_problems_on_stderr(tmp_path: Path) -> N
         "add [environments.prod] or use one of: test",
         "groups.music.max_upload_bytes: -1 is too small; give a whole number of 0 or more",
     ]
+
+
+def test_dropd_check_config_refuses_a_state_dir_that_is_a_groups_folder(tmp_path: Path) -> None:
+    (tmp_path / "drop").mkdir()
+    path = write(tmp_path, state_dir("drop") + group('folder = "drop"'))
+    result = run_check_config(path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"daemon.state_dir: {tmp_path / 'drop'} is also groups.music's folder; {KEEP_STATE}\n"
+    )
 
 
 def test_dropd_check_config_exits_0_on_a_good_config(tmp_path: Path) -> None:
