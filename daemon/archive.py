@@ -25,7 +25,8 @@ from typing import Protocol
 
 import structlog
 
-from daemon.errors import ArchiveError, os_reason
+from daemon.errors import ArchiveError, SourceError, StillWritten, os_reason
+from daemon.names import quoted
 from daemon.regular import BOM, open_regular
 from daemon.zipformat import (
     Entry,
@@ -108,12 +109,15 @@ class ZipEntry:
 
 @dataclass(frozen=True, slots=True)
 class SourceDigest:
-    """What an original file held: its size and SHA-256 as dropped (BOM included)."""
+    """What an original file held: its size and SHA-256 as dropped (BOM included), and the
+    entry it became in the ZIP."""
 
     name: str
     bytes: int
     sha256: str
     bom_stripped: bool
+    entry: str = ""
+    mtime_ns: int = 0  # as read
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +178,8 @@ def build_zip(
 ) -> BuiltZip:
     """Write `entries` into a new ZIP at `target` (through a temporary name).
 
-    Raises ArchiveError if a source cannot be read or the ZIP cannot be written, or once
+    Raises SourceError if a source cannot be read as the regular file it is, StillWritten
+    if one changes while it is read, ArchiveError if the ZIP cannot be written or once
     `stop` is set.
     """
     _announce(engine)
@@ -202,6 +207,9 @@ def build_zip(
         partial.unlink(missing_ok=True)
         reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
         raise ArchiveError(target, reason) from exc
+    except (SourceError, StillWritten):
+        partial.unlink(missing_ok=True)
+        raise
     return BuiltZip(target, writer.count, writer.hexdigest(), tuple(sources))
 
 
@@ -214,12 +222,13 @@ def _add(
 ) -> tuple[SourceDigest, Written]:
     # One read of the original feeds its digest (in the hashing thread), the CRC-32 and
     # the compressor.
-    with open_regular(entry.source) as source:
-        header = Entry.of(entry.name, os.fstat(source.fileno()))
+    with _open_source(entry) as source:
+        before = os.fstat(source.fileno())
+        header = Entry.of(entry.name, before)
         offset = out.count
         out.write(local_header(header))
         sink, digest, size, stripped = _Deflating(out, engine), hashlib.sha256(), 0, False
-        while chunk := reading.next(source, digest):
+        while chunk := _read(reading, source, digest, entry):
             if stop is not None and stop.is_set():
                 raise ValueError("stopped: the batch failed its checks")
             if size == 0 and entry.strip_bom and chunk[: len(BOM)] == BOM:
@@ -229,9 +238,47 @@ def _add(
                 sink.write(chunk)
             size += len(chunk)
         reading.drain()
+        after = os.fstat(source.fileno())
+        if size != after.st_size or (before.st_size, before.st_mtime_ns) != (
+            after.st_size,
+            after.st_mtime_ns,
+        ):
+            raise StillWritten(
+                entry.source.name,
+                f"{quoted(entry.source.name)} changed while dropd zipped it: a writer is still "
+                "writing it; dropd zips the batch again once the file is still",
+            )
         written = sink.finish(header, offset)
         out.write(data_descriptor(written))
-    return SourceDigest(entry.name, size, digest.hexdigest(), stripped), written
+    name = entry.source.name
+    digest_of = SourceDigest(
+        name, size, digest.hexdigest(), stripped, entry.name, after.st_mtime_ns
+    )
+    return digest_of, written
+
+
+def _open_source(entry: ZipEntry) -> io.BufferedReader:
+    try:
+        return open_regular(entry.source)
+    except OSError as exc:
+        raise SourceError(entry.source.name, unreadable_reason(entry.source.name, exc)) from exc
+
+
+def _read(
+    reading: _Reading, source: io.BufferedReader, digest: hashlib._Hash, entry: ZipEntry
+) -> memoryview | None:
+    try:
+        return reading.next(source, digest)
+    except OSError as exc:
+        raise SourceError(entry.source.name, unreadable_reason(entry.source.name, exc)) from exc
+
+
+def unreadable_reason(name: str, exc: OSError) -> str:
+    """Why a claimed file cannot be read, as a sentence (it fails at step intake)."""
+    return (
+        f"{quoted(name)} cannot be read ({os_reason(exc)}); it must be a regular file "
+        "dropd's user can read: fix it and drop it again"
+    )
 
 
 class _Reading:

@@ -15,7 +15,9 @@ import structlog
 from daemon import api
 from daemon.guard import held_record
 from daemon.manifest import BatchState, Manifest
+from daemon.names import name_fields, shown
 from daemon.packing import describe_files
+from daemon.records import for_people
 from daemon.timestamps import iso
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ class ResultKind(enum.Enum):
     FAILED = "failed"
     RETRY = "retry"  # the upload may work later: back off and try again
     WAIT = "wait"  # something needs a person (token, disk): the batch waits, never fails
-    HELD = "held"  # the guard held it (rule 11): in held/ until a person releases it
+    HELD = "held"  # the guard held it: in held/ until a person releases it
+    GONE = "gone"  # its folder vanished from the spool (removed by someone else): it leaves
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ def record_sent(ctx: Delivery, manifest: Manifest) -> BatchResult:
     """The batch is sent: receipt.json beside its files in sent/."""
     manifest.state = BatchState.SENT
     record = record_of(ctx, manifest, None)
-    dest = ctx.spool.finish(manifest, record, ctx.wall())
+    dest = ctx.spool.finish(manifest, for_people(record), ctx.wall())
     ctx.memory.forget(manifest.batch)
     log.info(
         "batch_sent",
@@ -96,13 +99,13 @@ def end_batch(
 ) -> BatchResult:
     """Fail the batch for good: error.json beside its files in failed/."""
     manifest.state = BatchState.FAILED
-    if not manifest.files:
-        manifest.files = describe_files(sorted(ctx.spool.files_dir(manifest.batch).iterdir()))
+    if not manifest.files or any(not f.sha256 for f in manifest.files):
+        _describe_present(ctx, manifest)
     record = record_of(ctx, manifest, outcome)
     record.update(step=step, reason=reason)
     if problems is not None:
         record["problems"] = problems
-    dest = ctx.spool.finish(manifest, record, ctx.wall())
+    dest = ctx.spool.finish(manifest, for_people(record), ctx.wall())
     ctx.memory.forget(manifest.batch)
     log.error(
         "batch_failed", step=step, reason=reason, status=record.get("status"), destination=str(dest)
@@ -113,13 +116,22 @@ def end_batch(
 def hold_batch(ctx: Delivery, manifest: Manifest, offences: list[dict[str, Any]]) -> BatchResult:
     """Hold the batch (rule 11): held.json beside its files in held/, nothing sent."""
     manifest.state = BatchState.HELD
-    manifest.files = describe_files(sorted(ctx.spool.files_dir(manifest.batch).iterdir()))
+    _describe_present(ctx, manifest)
     base = record_of(ctx, manifest, None)
     record = held_record(base, offences, ctx.group.min_rows_for_guard, iso(ctx.wall()))
-    dest = ctx.spool.finish(manifest, record, ctx.wall())
+    dest = ctx.spool.finish(manifest, for_people(record), ctx.wall())
     ctx.memory.forget(manifest.batch)
     log.warning("batch_held", reason=record["reason"], guard=offences, destination=str(dest))
     return BatchResult(ResultKind.HELD, "guard", record["reason"], destination=dest)
+
+
+def _describe_present(ctx: Delivery, manifest: Manifest) -> None:
+    # The files in the batch as they are (intake listed them before their claim, and may
+    # list one that never arrived), with the kinds intake gave them.
+    kinds = {f.name: f.kind for f in manifest.files}
+    files_dir = ctx.spool.files_dir(manifest.batch)
+    names = ctx.spool.file_names(manifest.batch)
+    manifest.files = describe_files([files_dir / n for n in names], kinds)
 
 
 def record_of(
@@ -134,7 +146,7 @@ def record_of(
         "environment": ctx.env.name,
         "url": api.upload_url(ctx.env.base_url, ctx.group.group_name),
         "files": [
-            {"name": f.name, "bytes": f.bytes, "sha256": f.sha256, "kind": f.kind}
+            {**name_fields(f.name), "bytes": f.bytes, "sha256": f.sha256 or None, "kind": f.kind}
             for f in manifest.files
         ],
         "zip": manifest.zip,
@@ -168,4 +180,8 @@ def _part_record(part: dict[str, Any]) -> dict[str, Any]:
         "answer",
         "resent_after_restart",
     )
-    return {k: part.get(k) for k in keys}
+    kept = {k: part.get(k) for k in keys}
+    kept["files"] = [shown(name) for name in part.get("files", [])]
+    if part.get("entries"):  # names that are not UTF-8, as the ZIP holds them
+        kept["entries"] = {shown(name): entry for name, entry in part["entries"].items()}
+    return kept

@@ -13,7 +13,8 @@ import threading
 
 ENV = "DROPD_TEST_CRASH_AT"
 POINTS = (
-    "claimed",  # a file was renamed into an open batch
+    "intended",  # the batch's manifest lists the files about to join it, with their kinds
+    "claimed",  # a file was renamed into its batch (an open one, or one of its own)
     "closed",  # the batch's manifest says `claimed` (in line)
     "zipped",  # upload.zip is complete and recorded
     "uploading",  # the manifest says `uploading`; the POST has not started

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from daemon.names import quoted
+
 KINDS = ("users", "courses", "sections", "enrollments", "listings")
 _BASES: dict[str, tuple[tuple[str, ...], ...]] = {
     "users": (("user_id", "login_id", "first_name", "last_name", "email", "status"),),
@@ -131,11 +133,11 @@ def header_complaint(line: str, fields: tuple[str, ...]) -> str:
     for header, kind in HEADERS.items():
         if sorted(names) == sorted(header):
             return (
-                f'line 1: the header "{shown}" differs from the {kind} header only by '
+                f"line 1: the header {quoted(shown)} differs from the {kind} header only by "
                 f"{_differences(fields, names, header)}; the server compares it exactly, so "
                 f'write "{",".join(header)}"'
             )
-    return f'line 1: the header "{shown}" is not one the server knows; {_nearest(names)}'
+    return f"line 1: the header {quoted(shown)} is not one the server knows; {_nearest(names)}"
 
 
 def _differences(fields: tuple[str, ...], names: list[str], header: tuple[str, ...]) -> str:
@@ -176,5 +178,6 @@ def _nearest(names: list[str]) -> str:
     )
 
 
-def _listed(names: list[str]) -> str:
-    return ", ".join(f'"{name}"' for name in names)
+def _listed(names: list[str], most: int = 10) -> str:
+    listed = ", ".join(quoted(name, 60) for name in names[:most])
+    return listed + (f" and {len(names) - most:,} more" if len(names) > most else "")

@@ -29,10 +29,13 @@ from daemon.batch_end import (
 from daemon.config import Environment, Group
 from daemon.errors import (
     ArchiveError,
+    FolderError,
     GuardError,
     OversizeError,
     SecretError,
+    SourceError,
     SpoolError,
+    StillWritten,
     TokenError,
     ValidationError,
 )
@@ -55,11 +58,14 @@ class DeliveryMemory:
     # Batches this process has posted: an `uploading` state it finds for one of these is
     # its own retry, not a restart after a crash.
     posted: set[str] = field(default_factory=set)
+    # Deliveries in a row that ended in a bug of dropd's, by batch.
+    internal_errors: dict[str, int] = field(default_factory=dict)
 
     def forget(self, batch_id: str) -> None:
         """The batch is recorded on disk: nothing more to remember of it."""
         self.answered.pop(batch_id, None)
         self.posted.discard(batch_id)
+        self.internal_errors.pop(batch_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +87,32 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
     """Take batch `batch_id` as far as it can go now."""
     structlog.contextvars.bind_contextvars(group=ctx.group.key, batch=batch_id)
     try:
+        result = _deliver(ctx, batch_id)
+    except Exception as exc:
+        # A bug of dropd's must not stop the group's line for good: after a few tries in a
+        # row the batch is filed in failed/ with what went wrong, and the line goes on.
+        result = _internal(ctx, batch_id, exc)
+    else:
+        ctx.memory.internal_errors.pop(batch_id, None)
+    finally:
+        structlog.contextvars.unbind_contextvars("group", "batch")
+    return result
+
+
+def _deliver(ctx: Delivery, batch_id: str) -> BatchResult:
+    try:
+        why = ctx.spool.lost() or next(iter(ctx.spool.layout_problems(ctx.wall())), None)
+        if why is not None:
+            return BatchResult(ResultKind.WAIT, "folder", why)
+        if not ctx.spool.exists(batch_id):
+            return _vanished(ctx, batch_id)
         manifest = ctx.spool.load(batch_id)
         for part in manifest.parts:
             part.update(ctx.memory.answered.get(batch_id, {}).get(part["number"], {}))
         if manifest.state in (BatchState.SENT, BatchState.FAILED, BatchState.HELD):
             return finish_move(ctx, manifest)
+        if manifest.refused is not None:
+            return end_batch(ctx, manifest, "intake", manifest.refused)
         if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
             try:
                 _zip(ctx, manifest)
@@ -93,15 +120,58 @@ def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
                 return end_batch(ctx, manifest, "validate", str(exc), problems=exc.problems)
             except OversizeError as exc:
                 return end_batch(ctx, manifest, "zip", str(exc))
+            except SourceError as exc:
+                return end_batch(ctx, manifest, "intake", exc.reason)
+            except StillWritten as exc:
+                manifest.state = BatchState.CLAIMED
+                ctx.spool.save(manifest)  # with the file's new size and time
+                log.warning("file_still_written", file=exc.name, reason=exc.reason)
+                return BatchResult(ResultKind.RETRY, "zip", exc.reason)
             except GuardError as exc:
                 return hold_batch(ctx, manifest, exc.offences)
         return _upload(ctx, manifest)
+    except FolderError as exc:
+        log.error("batch_waits_for_folder", step="folder", reason=exc.reason)
+        return BatchResult(ResultKind.WAIT, "folder", exc.reason)
     except (SpoolError, ArchiveError) as exc:
         step = "zip" if isinstance(exc, ArchiveError) else "spool"
-        log.error("batch_stuck", step=step, reason=str(exc))
-        return BatchResult(ResultKind.WAIT, step, str(exc))
-    finally:
-        structlog.contextvars.unbind_contextvars("group", "batch")
+        reason = ctx.spool.show(str(exc))
+        log.error("batch_stuck", step=step, reason=reason)
+        return BatchResult(ResultKind.WAIT, step, reason)
+
+
+INTERNAL_TRIES = 3  # deliveries of one batch in a row that end in a bug, before it fails
+
+
+def _internal(ctx: Delivery, batch_id: str, exc: Exception) -> BatchResult:
+    tries = ctx.memory.internal_errors.get(batch_id, 0) + 1
+    ctx.memory.internal_errors[batch_id] = tries
+    what = f"{type(exc).__name__}: {ctx.spool.show(str(exc))}"
+    log.exception("delivery_crashed", group=ctx.group.key, batch=batch_id, tries=tries)
+    reason = (
+        f"dropd met an error of its own on this batch ({what}); after {tries} tries it is "
+        "filed here so the group's line goes on: please report it with the log, then "
+        "`dropd retry` the batch"
+    )
+    if tries < INTERNAL_TRIES:
+        return BatchResult(ResultKind.WAIT, "internal", reason)
+    try:
+        manifest = ctx.spool.load(batch_id)
+        return end_batch(ctx, manifest, "internal", reason)
+    except Exception:
+        log.exception("batch_not_filed", group=ctx.group.key, batch=batch_id)
+        return BatchResult(ResultKind.WAIT, "internal", reason)
+
+
+def _vanished(ctx: Delivery, batch_id: str) -> BatchResult:
+    ctx.memory.forget(batch_id)
+    reason = (
+        f"batch {batch_id} is no longer in {ctx.spool.work_shown}: its folder was removed "
+        "(with the files in it) by someone else; dropd deletes nothing, and goes on with "
+        "the next batch"
+    )
+    log.error("batch_vanished", reason=reason)
+    return BatchResult(ResultKind.GONE, "spool", reason)
 
 
 def _zips_present(spool: Spool, manifest: Manifest) -> bool:

@@ -22,7 +22,8 @@ from pathlib import Path
 from daemon.config import Config, DoneMarkers, Group, load_config
 from daemon.errors import ConfigError
 from daemon.guard import GuardSettings, describe, offences, percent
-from daemon.intake import FileKind, classify, markers_for
+from daemon.intake import FileKind, classify, markers_for, unreadable
+from daemon.names import quoted, shown
 from daemon.rowcount import zip_counts
 from daemon.validate import Finding, validate_batch
 from daemon.zipcheck import zip_problems
@@ -80,7 +81,8 @@ def check_command(config_path: Path | None, paths: Sequence[Path], group_key: st
         print(f"dropd check: {exc}", file=sys.stderr)
         return 2
     plan = make_plan(files, group)
-    print("\n".join(render(plan, group, where)))
+    # A name that is not UTF-8 is shown with its odd bytes as \xNN, as in every record.
+    print("\n".join(shown(line) for line in render(plan, group, where)))
     return plan.exit_code()
 
 
@@ -182,9 +184,16 @@ def _intake(path: Path, markers: list[str], names: list[str], group: Group) -> s
         return "a marker with no file beside it: dropd leaves it alone"
     if kind is FileKind.OTHER:
         return (
-            f"FAILS alone at step intake: {path.name} is not a file dropd uploads (only "
+            f"FAILS alone at step intake: {quoted(path.name)} is not a file dropd uploads (only "
             "*.csv, message.properties and *.zip are); rename it or drop it elsewhere"
         )
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        why = unreadable(folder, path.name)
+    finally:
+        os.close(folder)
+    if why is not None:
+        return f"FAILS alone at step intake: {why}"
     if group.done_markers is DoneMarkers.REQUIRED and not markers_for(path.name, markers):
         return 'not taken yet: it waits for its .done marker (done_markers = "required")'
     return None

@@ -2,9 +2,14 @@
 
     DropdError
     ├── ConfigError      the TOML is wrong; .problems lists every `key.path: why`
+    ├── StateDirBusy     another dropd runs with this state_dir (.state_dir, .pid or None)
     ├── SecretError      a client secret cannot be read (file, env var, credential)
     ├── ArchiveError     the ZIP of a batch cannot be built (.path, .reason)
     ├── SpoolError       the on-disk batch cannot be read, written or moved (.path, .reason)
+    │   └── FolderError  a folder dropd writes is a link, not a folder, gone or replaced
+    ├── SourceError      a file of a batch cannot be read as the regular file it was (.name,
+    │                    .reason): it fails at step intake
+    ├── StillWritten     a file of a batch changed after its claim: a writer still writes it
     ├── RequeueError     `dropd retry` or `release` cannot put that batch back in line
     ├── OversizeError    one file cannot fit in `max_upload_bytes` (.name, .needs, .limit)
     ├── ValidationError  the server would refuse the batch's files (.problems, each with
@@ -24,6 +29,8 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 from typing import Any
+
+from daemon.names import quoted
 
 
 def os_reason(exc: OSError) -> str:
@@ -53,6 +60,17 @@ class ConfigError(DropdError):
         self.problems = problems
 
 
+class StateDirBusy(DropdError):
+    """Another process holds `state_dir`'s lock: one dropd runs per state_dir. `pid` is the
+    holder's, as it wrote it in the lock file, or None when it cannot be read."""
+
+    def __init__(self, state_dir: Path, pid: int | None) -> None:
+        holder = "another dropd" if pid is None else f"another dropd (pid {pid})"
+        super().__init__(f"{holder} runs with state_dir {state_dir}")
+        self.state_dir = state_dir
+        self.pid = pid
+
+
 class SecretError(DropdError):
     """A client secret cannot be read from where the config says it is."""
 
@@ -80,6 +98,31 @@ class SpoolError(DropdError):
         self.reason = reason
 
 
+class FolderError(SpoolError):
+    """A folder dropd writes, moves into or prunes is a symbolic link or not a folder, or the
+    drop folder is gone or was replaced: the group waits at step `folder` until a person fixes
+    it, and nothing is filed or pruned meanwhile."""
+
+
+class SourceError(DropdError):
+    """A file of a batch cannot be read, or is no longer the regular file that was claimed."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.name = name
+        self.reason = reason
+
+
+class StillWritten(DropdError):
+    """A file of a batch changed after it was claimed, or while it was zipped: a writer still
+    writes it through an open handle. Nothing goes up; the batch waits and is zipped again."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.name = name
+        self.reason = reason
+
+
 class RequeueError(DropdError):
     """An operator's `retry` or `release` cannot be done as asked; the message says why and
     what to do."""
@@ -90,7 +133,7 @@ class OversizeError(DropdError):
 
     def __init__(self, name: str, needs: int, limit: int) -> None:
         super().__init__(
-            f"{name} needs {needs:,} bytes in a ZIP, more than max_upload_bytes "
+            f"{quoted(name)} needs {needs:,} bytes in a ZIP, more than max_upload_bytes "
             f"({limit:,}) allows for one upload, and dropd never cuts a file; raise "
             "max_upload_bytes if the server accepts larger uploads, or split the file"
         )
@@ -105,7 +148,8 @@ class ValidationError(DropdError):
     def __init__(self, problems: list[dict[str, Any]]) -> None:
         first = problems[0]  # its message says the line where there is one
         super().__init__(
-            f"{len(problems)} problem(s) in the batch's files, the first in {first['file']}: "
+            f"{len(problems)} problem(s) in the batch's files, the first in "
+            f"{quoted(first['file'])}: "
             f"{first['message']}; fix the files and drop them again (error.json lists every "
             "problem)"
         )
@@ -116,7 +160,7 @@ class GuardError(DropdError):
     """The batch deletes more than its group's `max_deleted_percent` allows (rule 11)."""
 
     def __init__(self, offences: list[dict[str, Any]]) -> None:
-        files = ", ".join(o["file"] for o in offences)
+        files = ", ".join(quoted(o["file"]) for o in offences)
         super().__init__(f"the guard holds the batch: {files} delete(s) too many rows")
         self.offences = offences
 

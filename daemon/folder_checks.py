@@ -1,7 +1,8 @@
 """Is a group folder one dropd can work? For `dropd verify`; it only looks, never writes.
 
 dropd moves files by rename: into `.dropd/work/`, then to `sent/`, `failed/` or `held/`. A
-rename cannot cross file systems, so each of those, where it exists, must be on the folder's.
+rename cannot cross file systems, so each of those, where it exists, must be on the folder's;
+and none may be a symbolic link, as dropd never writes through one.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ def folder_problems(folder: Path) -> list[str]:
 
 def _subfolder_problems(folder: Path, sub: Path, device: int, check_write: bool) -> list[str]:
     try:
-        info = os.stat(sub)
+        info = os.lstat(sub)
     except FileNotFoundError:
         return []  # dropd makes it when it needs it
     except OSError as exc:
         return [f"{sub} cannot be looked at: {os_reason(exc)}"]
+    if stat.S_ISLNK(info.st_mode):
+        return [
+            f"{sub} is a symbolic link to {_target(sub)}, and dropd never writes through a "
+            f"link; replace it with a real folder (rm {sub}; dropd makes it)"
+        ]
     if not stat.S_ISDIR(info.st_mode):
         return [f"{sub} is not a folder, and dropd moves files into it; move it away"]
     if info.st_dev != device:
@@ -49,6 +55,13 @@ def _subfolder_problems(folder: Path, sub: Path, device: int, check_write: bool)
             "rename, which cannot cross file systems: keep it on the folder's file system"
         ]
     return _unwritable(sub) if check_write else []
+
+
+def _target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return "somewhere"
 
 
 def _unwritable(path: Path) -> list[str]:

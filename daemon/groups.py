@@ -14,7 +14,7 @@ import structlog
 from daemon import crashpoints
 from daemon.auth import TokenSource
 from daemon.batch import BatchTiming, OpenBatch
-from daemon.batch_end import BatchResult, ResultKind, end_batch
+from daemon.batch_end import BatchResult, ResultKind
 from daemon.config import Config, DaemonSettings, Group
 from daemon.errors import SecretError, SpoolError
 from daemon.intake import (
@@ -24,7 +24,9 @@ from daemon.intake import (
     orphan_markers,
     ready_files,
     scan_folder,
+    unreadable,
 )
+from daemon.names import quoted
 from daemon.ownership import GroupOwnership
 from daemon.spool import Spool
 from daemon.timestamps import iso
@@ -56,8 +58,12 @@ class GroupWorker(GroupOwnership):
         self.dirty = False
         every = daemon.poll_seconds or crashpoints.rescan_seconds(RESCAN_SECONDS)
         self.next_scan = now + every
+        lost = self.spool.lost()
+        if lost is not None:
+            self.let_go(lost)
+            return
         try:
-            seen = scan_folder(self.group.folder)
+            seen = scan_folder(self.spool.root.fd)
             self.adopt()
         except (OSError, SpoolError) as exc:
             self._folder_lost(exc)
@@ -66,14 +72,16 @@ class GroupWorker(GroupOwnership):
         # Markers need no settling: they only make their file ready.
         self.tracker.observe([s for s in seen if s.kind is not FileKind.MARKER], now)
         mode = self.group.done_markers
-        taken = [
-            self._take(r, now)
-            for r in ready_files(seen, self.tracker, now, daemon.settle_seconds, mode)
-        ]
-        taken.append(self._sync_claims())
-        if all(taken) and self.error and self.error[0] == "folder":
+        ready = ready_files(seen, self.tracker, now, daemon.settle_seconds, mode)
+        taken = self._take_all(ready, now)
+        layout = self.spool.layout_problems(self.wall())
+        if layout:
+            self.set_error("folder", layout[0])
+        elif taken and self.error and self.error[0] == "folder":
             log.info("group_recovered", group=self.group.key, step=self.error[0])
             self.error = None
+            # What waited for the folder goes on at once, not after its backoff.
+            self.failures, self.line.not_before = 0, 0.0
         settle_at = self.tracker.next_settle_at(daemon.settle_seconds, after=now)
         if settle_at is not None:
             self.next_scan = min(self.next_scan, settle_at)
@@ -98,43 +106,65 @@ class GroupWorker(GroupOwnership):
             else:
                 self.next_scan = min(self.next_scan, since + max_wait)
 
-    def _take(self, ready: ReadyFile, now: float) -> bool:
-        """Claim one ready file; False (and the group in Error) if the disk refused."""
-        self.tracker.forget(ready.name)
+    def _take_all(self, ready: list[ReadyFile], now: float) -> bool:
+        """Claim the ready files; False (and the group in Error) if the disk refused."""
+        joining = []
         try:
-            if ready.kind is FileKind.OTHER:
-                self._fail_alone(ready)
-            elif ready.kind is FileKind.ZIP:
-                self._batch_alone(ready, now)
-            else:
-                self._join_open(ready, now)
+            for item in ready:
+                self.tracker.forget(item.name)
+                why = unreadable(self.spool.root.fd, item.name)
+                if why is None and item.kind is FileKind.OTHER:
+                    why = (
+                        f"{quoted(item.name)} is not a file dropd uploads (only *.csv, "
+                        "message.properties and *.zip are); rename it or drop it elsewhere"
+                    )
+                if why is not None:
+                    self._fail_alone(item, why)
+                elif item.kind is FileKind.ZIP:
+                    self._batch_alone(item, now)
+                else:
+                    joining.append(item)
+            self._join_open(joining, now)
         except SpoolError as exc:
             # Step `folder`, not `intake`: the next good scan clears it, while a batch that
             # failed at intake keeps the group in Error until a later batch goes up.
-            self.set_error("folder", str(exc))
+            self.set_error("folder", self.spool.show(str(exc)))
+            self._sync_claims()
             return False
-        return True
+        return self._sync_claims()
 
-    def _join_open(self, ready: ReadyFile, now: float) -> None:
-        if not self.line.takes(ready.name):
-            self.close_open()
-            manifest = self.spool.open_batch(self.wall())
-            self.line.open = OpenBatch(manifest.batch, now, now)
-            log.info("batch_opened", group=self.group.key, batch=manifest.batch)
+    def _join_open(self, joining: list[ReadyFile], now: float) -> None:
+        """Claim files into the open batch, in runs: the run's names and kinds go into the
+        manifest first, then the renames; a name already in the batch starts the next one."""
+        run: list[ReadyFile] = []
+        for ready in joining:
+            if not self.line.takes(ready.name):
+                self._claim_run(run, now)
+                run = []
+                self.close_open()
+                manifest = self.spool.open_batch(self.wall())
+                self.line.open = OpenBatch(manifest.batch, now, now)
+                log.info("batch_opened", group=self.group.key, batch=manifest.batch)
+            assert self.line.open is not None
+            self.line.open.names.add(ready.name)  # taken: a namesake in this run starts anew
+            run.append(ready)
+        self._claim_run(run, now)
+
+    def _claim_run(self, run: list[ReadyFile], now: float) -> None:
+        if not run:
+            return
         assert self.line.open is not None
-        # Made durable once for the whole scan (`_sync_claims`), not once per file.
-        if self.spool.claim(self.line.open.batch_id, ready, sync=False):
-            self.unsynced.add(self.line.open.batch_id)
+        batch_id = self.line.open.batch_id
+        self.spool.intend(self.spool.load(batch_id), run)
+        for ready in run:
+            # Made durable once for the whole scan (`_sync_claims`), not once per file.
+            if not self.spool.claim(batch_id, ready, sync=False):
+                self.line.open.names.discard(ready.name)
+                continue
+            self.unsynced.add(batch_id)
             self.line.add(ready.name, now)
             crashpoints.reached("claimed")
-            log.info(
-                "file_claimed",
-                group=self.group.key,
-                batch=self.line.open.batch_id,
-                file=ready.name,
-                bytes=ready.size,
-                markers=list(ready.markers),
-            )
+            _claimed(self.group.key, batch_id, ready)
 
     def _sync_claims(self) -> bool:
         """fsync the batches this scan claimed into; False (the group in Error) if refused."""
@@ -143,34 +173,27 @@ class GroupWorker(GroupOwnership):
                 self.spool.sync_claims(batch_id)
                 self.unsynced.discard(batch_id)
         except SpoolError as exc:
-            self.set_error("folder", str(exc))
+            self.set_error("folder", self.spool.show(str(exc)))
             return False
         return True
 
     def _batch_alone(self, ready: ReadyFile, now: float) -> None:
         manifest = self.spool.open_batch(self.wall())
+        self.spool.intend(manifest, [ready])
         if self.spool.claim(manifest.batch, ready):
-            log.info(
-                "file_claimed",
-                group=self.group.key,
-                batch=manifest.batch,
-                file=ready.name,
-                bytes=ready.size,
-                markers=list(ready.markers),
-            )
+            _claimed(self.group.key, manifest.batch, ready)
         if self._close(manifest.batch):
             self.line.waiting.append(manifest.batch)
 
-    def _fail_alone(self, ready: ReadyFile) -> None:
-        manifest = self.spool.open_batch(self.wall())
+    def _fail_alone(self, ready: ReadyFile, reason: str) -> None:
+        # The verdict is in the spool before the file is: a crash cannot change it.
+        manifest = self.spool.open_batch(self.wall(), refused=reason)
+        self.spool.intend(manifest, [ready])
         if not self.spool.claim(manifest.batch, ready):
+            self.spool.discard_empty(manifest.batch)
             return
-        reason = (
-            f"{ready.name} is not a file dropd uploads (only *.csv, message.properties "
-            "and *.zip are); rename it or drop it elsewhere"
-        )
-        result = end_batch(self.delivery, manifest, "intake", reason)
-        self.record(result, self.wall())
+        crashpoints.reached("claimed")
+        self.refuse(manifest)
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -211,9 +234,13 @@ class GroupWorker(GroupOwnership):
         """Keep what status needs from a batch's result."""
         if self.on_result is not None:
             self.on_result(self.group.key, result)
+        if self.losing is not None:
+            self.dirty = True  # the upload in flight is over: let go of the folder now
         if result.kind is ResultKind.SENT:
             self.last_upload = iso(moment)
             self.error = None
+        elif result.kind is ResultKind.GONE:
+            self.error = (result.step, result.reason)
         elif result.kind is ResultKind.FAILED:
             self.failed_batches += 1
             self.error = (result.step, result.reason)
@@ -235,11 +262,28 @@ class GroupWorker(GroupOwnership):
         self.next_owner_try = 0.0
         self.dirty = True
 
+    def may_send(self) -> bool:
+        """False while the folder needs a person (a link where dropd files, a folder gone or
+        replaced): the group's batches wait in the spool, nothing goes up or is filed."""
+        folder_error = self.error is not None and self.error[0] == "folder"
+        return self.owner and self.losing is None and not folder_error
+
     def files_waiting(self) -> int:
         """Files dropped and not yet sent or failed."""
         open_files = len(self.line.open.names) if self.line.open else 0
         queued = sum(self.batch_files.get(b, 0) for b in self.line.waiting)
         return self.tracker.watched() + open_files + queued
+
+
+def _claimed(group: str, batch_id: str, ready: ReadyFile) -> None:
+    log.info(
+        "file_claimed",
+        group=group,
+        batch=batch_id,
+        file=ready.name,
+        bytes=ready.size,
+        markers=list(ready.markers),
+    )
 
 
 def build_group(

@@ -16,6 +16,7 @@ from typing import Any
 
 from daemon.config import Group
 from daemon.errors import GuardError
+from daemon.names import quoted
 
 # What packing hands the guard: data rows and deleted rows per CSV, by file name.
 RowGuard = Callable[[Mapping[str, int], Mapping[str, int]], None]
@@ -105,12 +106,12 @@ def describe(found: list[dict[str, Any]]) -> str:
     """The offending files in words: `enrollments.csv has 150 of its 200 rows deleted (75%)`."""
     first, *rest = found
     words = (
-        f"{first['file']} has {first['deleted']:,} of its {first['rows']:,} rows "
+        f"{quoted(first['file'])} has {first['deleted']:,} of its {first['rows']:,} rows "
         f"deleted ({percent(first['share'])})"
     )
     for other in rest:
         words += (
-            f" and {other['file']} {other['deleted']:,} of {other['rows']:,} "
+            f" and {quoted(other['file'])} {other['deleted']:,} of {other['rows']:,} "
             f"({percent(other['share'])})"
         )
     return words

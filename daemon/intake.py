@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import enum
+import errno
+import grp
 import os
+import pwd
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.config import DoneMarkers
+from daemon.names import quoted
 
 MARKER_SUFFIX = ".done"
 NEVER = float("-inf")
@@ -33,6 +37,7 @@ class FileSeen:
     size: int
     mtime_ns: int
     kind: FileKind
+    inode: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,7 @@ class ReadyFile:
     mtime_ns: int
     kind: FileKind
     markers: tuple[str, ...] = ()
+    inode: int = 0  # 0: not known (the claim then checks size and mtime only)
 
 
 def is_temporary(name: str) -> bool:
@@ -68,8 +74,9 @@ def classify(name: str) -> FileKind | None:
     return FileKind.OTHER
 
 
-def scan_folder(folder: Path) -> list[FileSeen]:
-    """List the regular files directly in `folder`; links, FIFOs, devices, folders are skipped.
+def scan_folder(folder: Path | int) -> list[FileSeen]:
+    """List the regular files directly in `folder` (a path, or a folder's descriptor); links,
+    FIFOs, devices, folders are skipped.
 
     Raises OSError if the folder cannot be listed (gone, unmounted, no permission).
     """
@@ -85,7 +92,7 @@ def scan_folder(folder: Path) -> list[FileSeen]:
             except FileNotFoundError:
                 continue  # vanished between listing and stat: the next pass decides
             if stat.S_ISREG(info.st_mode):
-                seen.append(FileSeen(entry.name, info.st_size, info.st_mtime_ns, kind))
+                seen.append(FileSeen(entry.name, info.st_size, info.st_mtime_ns, kind, info.st_ino))
     return seen
 
 
@@ -168,15 +175,25 @@ def ready_files(
     settle_seconds: float,
     mode: DoneMarkers,
 ) -> list[ReadyFile]:
-    """The files of a scan that are complete under the group's marker mode (rule 1)."""
-    index = index_markers(f.name for f in seen if f.kind is FileKind.MARKER)
+    """The files of a scan that are complete under the group's marker mode.
+
+    A marker counts only when it is at least as new as its file's last change: a marker
+    left from an earlier drop says nothing of a file written in place after it, which is
+    judged by settle time instead (with `required`, it waits for a new marker). Every
+    marker of the file travels with it all the same.
+    """
+    markers = {f.name: f for f in seen if f.kind is FileKind.MARKER}
+    index = index_markers(markers)
     ready: list[ReadyFile] = []
     for item in seen:
         if item.kind is FileKind.MARKER:
             continue
-        markers = markers_in(item.name, index)
-        if _is_ready(item.name, bool(markers), tracker, now, settle_seconds, mode):
-            ready.append(ReadyFile(item.name, item.size, item.mtime_ns, item.kind, markers))
+        found = markers_in(item.name, index)
+        fresh = any(markers[m].mtime_ns >= item.mtime_ns for m in found)
+        if _is_ready(item.name, fresh, tracker, now, settle_seconds, mode):
+            ready.append(
+                ReadyFile(item.name, item.size, item.mtime_ns, item.kind, found, item.inode)
+            )
     return ready
 
 
@@ -201,3 +218,54 @@ def orphan_markers(seen: list[FileSeen]) -> list[str]:
     index = index_markers(markers)
     owned = {m for f in seen if f.kind is not FileKind.MARKER for m in markers_in(f.name, index)}
     return [m for m in markers if m not in owned]
+
+
+def unreadable(folder_fd: int, name: str) -> str | None:
+    """Why dropd cannot read the file `name` in the folder held as `folder_fd`, as a
+    sentence naming its owner and mode; None when it can (or the file is gone: the claim
+    then finds it gone)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=folder_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _unreadable_reason(folder_fd, name, exc)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return f"{quoted(name)} is no longer a regular file; dropd reads regular files only"
+        return None
+    finally:
+        os.close(fd)
+
+
+def _unreadable_reason(folder_fd: int, name: str, exc: OSError) -> str:
+    try:
+        info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+    except OSError:
+        return f"{quoted(name)} cannot be read ({exc.strerror or exc}); drop it again"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"{quoted(name)} cannot be read by dropd's user ({_user(os.geteuid())}): it "
+            f"belongs to {_user(info.st_uid)}, group {_group(info.st_gid)}, with mode "
+            f"{stat.S_IMODE(info.st_mode):04o}; let dropd's user read it (a group both "
+            "share and chmod g+r, or a writer umask of 027) and drop it again"
+        )
+    return (
+        f"{quoted(name)} cannot be read ({exc.strerror or exc}; owner {_user(info.st_uid)}, "
+        f"mode {stat.S_IMODE(info.st_mode):04o}); check the disk or share, then drop it again"
+    )
+
+
+def _user(uid: int) -> str:
+    try:
+        return f'"{pwd.getpwuid(uid).pw_name}" (uid {uid})'
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    try:
+        return f'"{grp.getgrgid(gid).gr_name}" (gid {gid})'
+    except KeyError:
+        return f"gid {gid}"

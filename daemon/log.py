@@ -54,10 +54,12 @@ class SecretRedactor:
             if _SECRET_KEYS.search(key) and key not in _ALLOWED_KEYS:
                 event[key] = REDACTED
             else:
-                event[key] = self._clean(value)
+                event[key] = self.redact(value)
         return event
 
-    def _clean(self, value: Any) -> Any:
+    def redact(self, value: Any) -> Any:
+        """Return a copy of `value` (text, or JSON-shaped dicts and lists) with every known
+        secret and credential-shaped text blanked, and the values of secret-named keys too."""
         if isinstance(value, str):
             return self.redact_text(value)
         if isinstance(value, dict):
@@ -65,12 +67,12 @@ class SecretRedactor:
                 k: (
                     REDACTED
                     if isinstance(k, str) and _SECRET_KEYS.search(k) and k not in _ALLOWED_KEYS
-                    else self._clean(v)
+                    else self.redact(v)
                 )
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
-            return [self._clean(v) for v in value]
+            return [self.redact(v) for v in value]
         return value
 
 

@@ -28,6 +28,7 @@ class FileRecord:
     sha256: str = ""
     kind: str = "csv"
     markers: list[str] = field(default_factory=list)
+    mtime_ns: int = 0  # as claimed: a file that changes after its claim is still being written
 
 
 @dataclass(slots=True)
@@ -47,6 +48,9 @@ class Manifest:
     parts: list[dict[str, Any]] = field(default_factory=list)  # the uploads, in order
     warnings: list[dict[str, Any]] = field(default_factory=list)  # row values to look at
     released: dict[str, Any] | None = None  # `dropd release`: by whom, when; no guard then
+    # Why the batch's one file fails at step intake, written before the file is claimed, so
+    # a crash during intake cannot turn it into a batch that goes up.
+    refused: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON-ready data."""

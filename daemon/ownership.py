@@ -5,23 +5,24 @@ retry`, `dropd release`), closed on disk when found open.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import structlog
 
 from daemon import crashpoints
 from daemon.batch import GroupLine
+from daemon.batch_end import BatchResult, end_batch
 from daemon.config import Group
 from daemon.delivery import Delivery
-from daemon.errors import SpoolError
+from daemon.errors import FolderError, SpoolError
 from daemon.history import folder_history, held_batches
 from daemon.intake import FileKind, classify
-from daemon.manifest import BatchState
+from daemon.manifest import BatchState, Manifest
 from daemon.requeue import finish_staged
-from daemon.spool import Spool
+from daemon.spool import SPOOL_DIR, Spool
 from daemon.timestamps import iso_precise
 from daemon.watch import FolderWatcher
 
@@ -49,6 +50,7 @@ class GroupOwnership:
     batch_files: dict[str, int] = field(default_factory=dict)
     unsynced: set[str] = field(default_factory=set)  # batches claimed into, not yet fsynced
     watcher: FolderWatcher | None = None
+    losing: str | None = None  # why the folder held is no longer the group's, until let go
 
     def take_ownership(self, now: float, watcher: FolderWatcher | None) -> None:
         """Take the folder's lock and recover its spool; stand by if another dropd has it."""
@@ -58,13 +60,19 @@ class GroupOwnership:
         self.watcher = watcher
         try:
             if not self.spool.try_lock():
+                self.spool.unlock()  # hold nothing of a folder another dropd works
                 self._standby()
                 return
             self.owner = True
             self.recover()
         except (SpoolError, OSError) as exc:
-            self.set_error("folder", f"{self.group.folder}: {_reason(exc)}")
+            if not self.owner:
+                self.spool.unlock()
+            self.set_error("folder", _folder_reason(self.group.folder, exc))
             return
+        if self.error and self.error[0] == "folder":
+            log.info("group_recovered", group=self.group.key, step="folder")
+            self.error = None
         self._watch()
         log.info(
             "group_owned",
@@ -84,11 +92,14 @@ class GroupOwnership:
             self.standby_logged = True
 
     def _watch(self) -> None:
-        if self.watcher is None or self.watcher.watching(self.group.key):
+        if self.watcher is None or self.watcher.watching(self.group.key) or not self.spool.opened:
             return
         try:
-            # The spool too: `dropd retry` puts a batch back there while we run.
-            self.watcher.watch(self.group.key, self.group.folder, self.spool.work)
+            # The folder as held, not its path (a folder made again there is another one);
+            # the spool too: `dropd retry` puts a batch back there while we run.
+            self.watcher.watch(
+                self.group.key, f"{self.spool.root.io_path}/.", f"{self.spool.work}/."
+            )
         except OSError as exc:
             log.warning(
                 "watch_failed",
@@ -98,8 +109,8 @@ class GroupOwnership:
             )
 
     def _folder_lost(self, exc: BaseException) -> None:
-        # An unmounted share or a removed folder: say so, stop watching the dead inode, and
-        # pick it up again at a later scan.
+        # An unmounted share or a folder that cannot be listed: say so, stop watching, and
+        # look again at a later scan.
         if self.watcher is not None:
             self.watcher.unwatch(self.group.key)
         self.set_error(
@@ -107,6 +118,35 @@ class GroupOwnership:
             f"{self.group.folder} cannot be read: {_reason(exc)}; "
             "check the share is mounted and dropd may read it",
         )
+
+    def let_go(self, reason: str) -> bool:
+        """The folder held is no longer the group's (gone, replaced): say why, and once no
+        upload is in flight let go of it (lock, descriptors, the line as it knew it), so
+        that the next visit takes the folder now at the path, lock first. Its batches stay
+        on disk where they are. True once it has let go."""
+        self.set_error("folder", reason)
+        self.losing = reason
+        if self.line.in_flight is not None:
+            return False  # it finishes in the folder it began in, through its descriptors
+        if self.watcher is not None:
+            self.watcher.unwatch(self.group.key)
+        left = [*self.line.waiting, *([self.line.open.batch_id] if self.line.open else [])]
+        where = self.spool.root.where() if self.spool.opened else str(self.group.folder)
+        self.spool.unlock()
+        self.owner, self.losing = False, None
+        self.line = GroupLine()
+        self.batch_files = {}
+        self.unsynced = set()
+        self.next_owner_try = 0.0
+        log.error(
+            "group_folder_lost",
+            group=self.group.key,
+            folder=str(self.group.folder),
+            reason=reason,
+            batches_left=len(left),
+            left_in=f"{where}/{SPOOL_DIR}/work" if left else None,
+        )
+        return True
 
     def recover(self) -> None:
         """Put every batch found in the spool back in line, in line order; close open ones."""
@@ -117,13 +157,14 @@ class GroupOwnership:
         self._enqueue(self.spool.batch_ids(), "batch_recovered")
         self._reunite_markers()
         # What status shows outlives a restart: sent/ and failed/ hold it.
-        past = folder_history(self.group.folder)
+        past = folder_history(self.spool.root)
         self.failed_batches, self.last_upload = past.failed_batches, past.last_upload
-        self.error = self.error or past.last_failure
-        self.held = held_batches(self.group.folder)
+        if self.error is None or self.error[0] == "folder":
+            self.error = past.last_failure
+        self.held = held_batches(self.spool.root)
 
     def _reunite_markers(self) -> None:
-        top = [n for n in os.listdir(self.group.folder) if classify(n) is FileKind.MARKER]
+        top = [n for n in self.spool.root.names() if classify(n) is FileKind.MARKER]
         if not top:
             return
         for batch_id in [*self.line.waiting]:
@@ -139,15 +180,12 @@ class GroupOwnership:
         if self._spool_has_new(known):
             self._enqueue([b for b in self.spool.batch_ids() if b not in known], "batch_adopted")
         # One stat where held/ has never been made: every poll of every group comes here.
-        if self.held or os.path.isdir(f"{self.group.folder}/held"):
-            self.held = held_batches(self.group.folder, self.held)
+        if self.held or self.spool.root.entry_identity("held") is not None:
+            self.held = held_batches(self.spool.root, self.held)
 
     def _spool_has_new(self, known: set[str | None]) -> bool:
         # One listing per scan; the manifests are looked for only when a name is new.
-        try:
-            names = os.listdir(self.spool.work)
-        except FileNotFoundError:
-            return False
+        names = self.spool.work_folder.names()
         return any(n not in known and not n.startswith(".") for n in names)
 
     def _enqueue(self, batch_ids: list[str], event: str) -> None:
@@ -155,6 +193,9 @@ class GroupOwnership:
             (self.spool.load(b) for b in batch_ids), key=lambda m: (m.queued or m.created, m.batch)
         )
         for manifest in manifests:
+            if manifest.refused is not None and manifest.state is BatchState.OPEN:
+                self.refuse(manifest)  # its file failed at intake before a crash
+                continue
             if manifest.state is BatchState.OPEN:
                 self.unsynced.add(manifest.batch)  # claimed by a process that may not have synced
                 if self._close(manifest.batch):
@@ -200,6 +241,26 @@ class GroupOwnership:
         )
         return True
 
+    def refuse(self, manifest: Manifest) -> None:
+        """End a batch whose one file fails at step intake (its reason is in the manifest):
+        to failed/ now, or, where failed/ cannot take it, in line to be filed later."""
+        assert manifest.refused is not None
+        if not self.spool.file_count(manifest.batch):
+            self._close(manifest.batch)  # the file vanished before its claim: nothing to do
+            return
+        try:
+            result = end_batch(self.delivery, manifest, "intake", manifest.refused)
+        except FolderError as exc:
+            self.line.waiting.append(manifest.batch)  # filed by its delivery, once fixed
+            self.batch_files[manifest.batch] = self.spool.file_count(manifest.batch)
+            self.set_error("folder", exc.reason)
+            return
+        self.record(result, self.wall())
+
+    def record(self, result: BatchResult, moment: datetime) -> None:
+        """Keep what status needs from a batch's result (the worker says more)."""
+        raise NotImplementedError
+
     def set_error(self, step: str, reason: str) -> None:
         if self.error != (step, reason):
             log.error("group_error", group=self.group.key, step=step, reason=reason)
@@ -215,6 +276,12 @@ class GroupOwnership:
         """Let go of the folder once nothing is in flight; its spool waits on disk."""
         self.spool.unlock()
         log.info("group_removed", group=self.group.key, folder=str(self.group.folder))
+
+
+def _folder_reason(folder: Path, exc: BaseException) -> str:
+    if isinstance(exc, FolderError):
+        return exc.reason
+    return f"{folder}: {_reason(exc)}"
 
 
 def _reason(exc: BaseException) -> str:

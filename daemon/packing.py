@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import os
 import threading
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -15,18 +16,27 @@ from typing import Any
 import structlog
 
 from daemon import csvfast
-from daemon.archive import BuiltZip, SourceDigest, ZipEntry, build_zip, file_sha256
+from daemon.archive import (
+    BuiltZip,
+    SourceDigest,
+    ZipEntry,
+    build_zip,
+    file_sha256,
+    unreadable_reason,
+)
 from daemon.config import Validation
 from daemon.csvcheck import csv_kind
-from daemon.errors import ArchiveError, OversizeError, ValidationError
+from daemon.errors import ArchiveError, OversizeError, SourceError, StillWritten, ValidationError
 from daemon.guard import RowGuard
 from daemon.intake import FileKind, classify
 from daemon.manifest import FileRecord, Manifest
+from daemon.names import entry_name, is_plain, quoted
 from daemon.parts import PROPERTIES, Sized, TooBig, plan_parts, server_order
+from daemon.regular import open_regular
 from daemon.rowcount import zip_counts
 from daemon.spool import Spool
 from daemon.validate import validate_batch
-from daemon.zipcheck import zip_problems
+from daemon.zipcheck import duplicate_entries, zip_problems
 
 log = structlog.get_logger()
 
@@ -47,11 +57,16 @@ def pack(
     """
     _announce(csvfast.ROWSCAN is not None)
     files_dir = spool.files_dir(manifest.batch)
-    names = sorted(p.name for p in files_dir.iterdir())
-    markers = [n for n in names if classify(n) is FileKind.MARKER]
+    names = spool.file_names(manifest.batch)
+    kinds = recorded_kinds(manifest, names)
+    markers = [n for n in names if kinds[n] == FileKind.MARKER.value]
     data = [n for n in names if n not in markers]
+    _refuse_strangers(data, kinds)
     sent = {tuple(p["files"]) for p in manifest.parts if p.get("sent")}
-    if len(data) == 1 and classify(data[0]) is FileKind.ZIP:
+    if kinds.get(data[0] if data else "") == FileKind.ZIP.value:
+        twice = duplicate_entries(files_dir / data[0])
+        if twice is not None:
+            raise SourceError(data[0], f"{quoted(data[0])}: {twice}")
         problems = zip_problems(files_dir / data[0])
         if problems:
             raise ValidationError([{"file": data[0], "line": None, "message": p} for p in problems])
@@ -61,6 +76,7 @@ def pack(
         parts = [_part(1, built, [data[0]], _zip_has_notification(built.path))]
         sources = built.sources
     else:
+        _refuse_unreadable(files_dir, data)
         with _ZipAhead(spool, manifest.batch, data) as ahead:
             report = validate_batch([files_dir / n for n in data], validation, count=bool(guard))
             if report.problems:
@@ -70,6 +86,7 @@ def pack(
                 guard(report.rows, report.deleted)
             whole, ordered = ahead.result(report.kinds)
         parts, sources = _build(spool, manifest.batch, whole, ordered, limit)
+    _refuse_changed(manifest, sources)
     for part in parts:
         part["sent"] = tuple(part["files"]) in sent
     manifest.files = _records(sources, markers, files_dir)
@@ -79,6 +96,59 @@ def pack(
         "sha256": parts[0]["sha256"] if len(parts) == 1 else None,
         "parts": len(parts),
     }
+
+
+def recorded_kinds(manifest: Manifest, names: list[str]) -> dict[str, str]:
+    """The kind of each file in the batch as intake wrote it before the claim (a file listed
+    by an older dropd: by its name)."""
+    recorded = {f.name: f.kind for f in manifest.files}
+    return {n: recorded.get(n) or (classify(n) or FileKind.OTHER).value for n in names}
+
+
+def _refuse_strangers(data: list[str], kinds: Mapping[str, str]) -> None:
+    # Intake fails such files alone; a batch that holds one anyway sends nothing of it.
+    for name in data:
+        if kinds[name] not in (FileKind.CSV.value, FileKind.PROPERTIES.value, FileKind.ZIP.value):
+            raise SourceError(
+                name, f"{quoted(name)} is not a file dropd uploads; drop it elsewhere"
+            )
+    if len(data) > 1 and FileKind.ZIP.value in (kinds[n] for n in data):
+        zipped = next(n for n in data if kinds[n] == FileKind.ZIP.value)
+        raise SourceError(zipped, f"{quoted(zipped)} is a ZIP, which goes up in a batch of its own")
+
+
+def _refuse_unreadable(files_dir: Path, data: list[str]) -> None:
+    # A file that cannot be read fails the batch at step intake, naming it, before any check
+    # reads it (and words it as a problem of its contents).
+    for name in data:
+        try:
+            with open_regular(files_dir / name):
+                pass
+        except OSError as exc:
+            raise SourceError(name, unreadable_reason(name, exc)) from exc
+
+
+def _refuse_changed(manifest: Manifest, sources: tuple[SourceDigest, ...]) -> None:
+    # A file that changed after its claim is still being written: what was zipped may be
+    # half of it. Its new size and time are kept, so the next try sees whether it is still.
+    claimed = {f.name: f for f in manifest.files}
+    changed = [
+        s
+        for s in sources
+        if (record := claimed.get(s.name)) is not None
+        and record.mtime_ns
+        and (record.bytes, record.mtime_ns) != (s.bytes, s.mtime_ns)
+    ]
+    for source in changed:
+        record = claimed[source.name]
+        record.bytes, record.mtime_ns = source.bytes, source.mtime_ns
+    if changed:
+        name = changed[0].name
+        raise StillWritten(
+            name,
+            f"{quoted(name)} changed after dropd claimed it: a writer was still writing it; "
+            "nothing went up, and dropd zips the batch again once the file is still",
+        )
 
 
 @functools.cache
@@ -164,8 +234,15 @@ def _build(
 
 
 def _entries(files_dir: Path, names: list[str]) -> list[ZipEntry]:
-    # The server reads a byte-order mark as part of the first header name: strip it.
-    return [ZipEntry(files_dir / n, n, strip_bom=n.lower().endswith(".csv")) for n in names]
+    # The server reads a byte-order mark as part of the first header name: strip it. A name
+    # that is not UTF-8 gets an entry name the server's Java can read.
+    taken = {n for n in names if is_plain(n)}
+    entries = []
+    for name in names:
+        entry = entry_name(name, taken)
+        taken.add(entry)
+        entries.append(ZipEntry(files_dir / name, entry, strip_bom=name.lower().endswith(".csv")))
+    return entries
 
 
 def _part(number: int, built: BuiltZip, names: list[str], custom: bool) -> dict[str, Any]:
@@ -173,6 +250,7 @@ def _part(number: int, built: BuiltZip, names: list[str], custom: bool) -> dict[
         "number": number,
         "zip": built.path.name,
         "files": names,
+        "entries": {s.name: s.entry for s in built.sources if s.entry and s.entry != s.name},
         "bytes": built.bytes,
         "sha256": built.sha256,
         "custom_notification": custom,
@@ -203,13 +281,30 @@ def _records(
     sources: tuple[SourceDigest, ...], markers: list[str], files_dir: Path
 ) -> list[FileRecord]:
     # The zipped files were hashed as they were read; only the markers are read here.
-    zipped = [FileRecord(s.name, s.bytes, s.sha256, _kind(s.name)) for s in sources]
+    zipped = [
+        FileRecord(s.name, s.bytes, s.sha256, _kind(s.name), mtime_ns=s.mtime_ns) for s in sources
+    ]
     return zipped + describe_files([files_dir / name for name in markers])
 
 
-def describe_files(paths: Iterable[Path]) -> list[FileRecord]:
-    """Name, size, SHA-256 and kind of each file, read from disk."""
-    return [FileRecord(p.name, p.stat().st_size, file_sha256(p), _kind(p.name)) for p in paths]
+def describe_files(
+    paths: Iterable[Path], kinds: Mapping[str, str] | None = None
+) -> list[FileRecord]:
+    """Name, size, SHA-256 and kind of each file, read from disk; a file that cannot be read
+    (the reason its batch failed, maybe) is listed with its size and no SHA-256."""
+    records = []
+    for path in paths:
+        try:
+            size = os.stat(path, follow_symlinks=False).st_size
+        except OSError:
+            size = 0
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            digest = ""
+        kind = (kinds or {}).get(path.name) or _kind(path.name)
+        records.append(FileRecord(path.name, size, digest, kind))
+    return records
 
 
 def _kind(name: str) -> str:

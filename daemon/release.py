@@ -19,9 +19,18 @@ import pwd
 from datetime import datetime
 from pathlib import Path
 
-from daemon.errors import RequeueError
+from daemon.errors import DropdError, RequeueError
 from daemon.manifest import Manifest
-from daemon.requeue import finish_staged, read_record, record_path, requeued, run_command, stage
+from daemon.requeue import (
+    filed_batch,
+    finish_staged_for_command,
+    read_record,
+    record_name_in,
+    requeued,
+    run_command,
+    sent_batch,
+    stage,
+)
 from daemon.spool import Spool
 from daemon.timestamps import iso, utc_now
 
@@ -48,35 +57,38 @@ def release_held(spool: Spool, batch_id: str, moment: datetime, by: str) -> Mani
 
     Raises RequeueError if there is no such held batch, or it cannot be moved.
     """
-    finish_staged(spool)
-    held = spool.folder / "held" / batch_id
-    _refuse_unless_held(spool, batch_id, held)
-    record_file = record_path(held, "held")
-    record = read_record(record_file)
-    manifest = requeued(spool, batch_id, record, moment, {"by": by, "at": iso(moment)})
-    stage(spool, manifest, held, record_file, PREVIOUS_RECORD, "release")
+    finish_staged_for_command(spool)
+    with filed_batch(spool, "held", batch_id, _refuse_unless_held) as (held, batch):
+        record_file = record_name_in(batch, "held")
+        record = read_record(batch, record_file)
+        manifest = requeued(spool, batch_id, record, moment, {"by": by, "at": iso(moment)})
+        stage(spool, manifest, held, batch, record_file, PREVIOUS_RECORD, "release")
     return manifest
 
 
-def _refuse_unless_held(spool: Spool, batch_id: str, held: Path) -> None:
-    if held.is_dir():
-        return
-    if (spool.work / batch_id).exists():
-        raise RequeueError(
-            f"batch {batch_id} is not held: it is in line in {spool.work}; the running "
+def _refuse_unless_held(spool: Spool, batch_id: str) -> RequeueError:
+    held = spool.folder / "held"
+    if spool.exists(batch_id):
+        return RequeueError(
+            f"batch {batch_id} is not held: it is in line in {spool.work_shown}; the running "
             "dropd sends it"
         )
-    sent = sorted((spool.folder / "sent").glob(f"*/{batch_id}"))
-    if sent:
-        raise RequeueError(f"batch {batch_id} is not held: it was sent (see {sent[0]})")
-    if (spool.folder / "failed" / batch_id).is_dir():
-        raise RequeueError(
-            f"batch {batch_id} is not held: it failed (see {spool.folder / 'failed' / batch_id}"
-            "/error.json); `dropd retry` puts a failed batch back in line"
+    sent = sent_batch(spool, batch_id)
+    if sent is not None:
+        return RequeueError(f"batch {batch_id} is not held: it was sent (see {sent})")
+    failed = spool.folder / "failed" / batch_id
+    try:
+        with spool.root.sub("failed") as above:
+            was_failed = above.entry_identity(batch_id) is not None
+    except (OSError, DropdError):
+        was_failed = False
+    if was_failed:
+        return RequeueError(
+            f"batch {batch_id} is not held: it failed (see {failed}/error.json); "
+            "`dropd retry` puts a failed batch back in line"
         )
-    raise RequeueError(
-        f"there is no held batch {batch_id} in {spool.folder / 'held'}; "
-        f"`ls {spool.folder / 'held'}` lists the held batches"
+    return RequeueError(
+        f"there is no held batch {batch_id} in {held}; `ls {held}` lists the held batches"
     )
 
 

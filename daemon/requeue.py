@@ -15,19 +15,25 @@ A crash between steps is finished by `finish_staged` (at the daemon's start, or 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.config import load_config
-from daemon.durable import fsync_dir, write_json_atomic
-from daemon.errors import ConfigError, RequeueError
+from daemon.durable import write_json_atomic
+from daemon.errors import ConfigError, FolderError, RequeueError, SpoolError
+from daemon.folders import Folder
+from daemon.history import RECORD_READ_LIMIT
 from daemon.manifest import BatchState, Manifest
+from daemon.names import quoted
+from daemon.regular import open_regular
 from daemon.spool import Spool
 from daemon.timestamps import iso, iso_precise, utc_now
 
@@ -68,7 +74,7 @@ def run_command(
     except RequeueError as exc:
         print(f"dropd {command}: {exc}", file=sys.stderr)
         return 1
-    print(said(manifest, len(os.listdir(spool.files_dir(manifest.batch)))))
+    print(said(manifest, spool.file_count(manifest.batch)))
     return 0
 
 
@@ -81,8 +87,15 @@ def group_spool(config_path: Path, group_key: str) -> Spool:
     group = config.groups.get(group_key)
     if group is None:
         known = ", ".join(sorted(config.groups)) or "none"
-        raise RequeueError(f"{config_path}: there is no group {group_key!r} (groups: {known})")
-    return Spool(group.folder, group.key)
+        raise RequeueError(
+            f"{config_path}: there is no group {quoted(group_key)} (groups: {known})"
+        )
+    spool = Spool(group.folder, group.key)
+    try:
+        spool.open()
+    except SpoolError as exc:
+        raise RequeueError(f"{exc.reason}; fix that, then run the same command again") from exc
+    return spool
 
 
 def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
@@ -90,25 +103,24 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
 
     Raises RequeueError if there is no such failed batch, or it cannot be retried.
     """
-    finish_staged(spool)
-    failed = spool.folder / "failed" / batch_id
-    _refuse_unless_failed(spool, batch_id, failed)
-    record_file = record_path(failed)
-    record = read_record(record_file)
-    if record.get("step") == "intake":
-        raise RequeueError(
-            f"batch {batch_id} failed at step intake ({record.get('reason')}): "
-            "dropd would refuse it again; rename or fix the file and drop it "
-            "again instead"
+    finish_staged_for_command(spool)
+    with filed_batch(spool, "failed", batch_id, _refuse_unless_failed) as (failed, batch):
+        record_file = record_name_in(batch, "error")
+        record = read_record(batch, record_file)
+        if record.get("step") == "intake":
+            raise RequeueError(
+                f"batch {batch_id} failed at step intake ({record.get('reason')}): "
+                "dropd would refuse it again; rename or fix the file and drop it "
+                "again instead"
+            )
+        # A batch a person released and that then failed stays released: no guard again.
+        released = (
+            {"by": record.get("released_by"), "at": record.get("released_at")}
+            if record.get("released")
+            else None
         )
-    # A batch a person released and that then failed stays released: no guard again.
-    released = (
-        {"by": record.get("released_by"), "at": record.get("released_at")}
-        if record.get("released")
-        else None
-    )
-    manifest = requeued(spool, batch_id, record, moment, released)
-    stage(spool, manifest, failed, record_file, PREVIOUS_RECORD, "retry")
+        manifest = requeued(spool, batch_id, record, moment, released)
+        stage(spool, manifest, failed, batch, record_file, PREVIOUS_RECORD, "retry")
     return manifest
 
 
@@ -134,47 +146,91 @@ def requeued(
     )
 
 
-def _refuse_unless_failed(spool: Spool, batch_id: str, failed: Path) -> None:
-    if failed.is_dir():
-        return
-    if (spool.work / batch_id).exists():
-        raise RequeueError(
-            f"batch {batch_id} is already in line in {spool.work}; the running dropd sends it"
+def _refuse_unless_failed(spool: Spool, batch_id: str) -> RequeueError:
+    failed = spool.folder / "failed"
+    if spool.exists(batch_id):
+        return RequeueError(
+            f"batch {batch_id} is already in line in {spool.work_shown}; the running dropd sends it"
         )
-    sent = sorted((spool.folder / "sent").glob(f"*/{batch_id}"))
-    if sent:
-        raise RequeueError(f"batch {batch_id} was sent (see {sent[0]}); there is nothing to retry")
-    if (spool.folder / "held" / batch_id).is_dir():
-        raise RequeueError(
+    sent = sent_batch(spool, batch_id)
+    if sent is not None:
+        return RequeueError(f"batch {batch_id} was sent (see {sent}); there is nothing to retry")
+    if _filed(spool, "held", batch_id):
+        return RequeueError(
             f"batch {batch_id} did not fail: the guard holds it in {spool.folder / 'held'}; "
             "`dropd release` sends it as it is"
         )
-    raise RequeueError(
-        f"there is no failed batch {batch_id} in {spool.folder / 'failed'}; "
-        f"`ls {spool.folder / 'failed'}` lists the failed batches"
+    return RequeueError(
+        f"there is no failed batch {batch_id} in {failed}; `ls {failed}` lists the failed batches"
     )
 
 
-def record_path(batch: Path, stem: str = "error") -> Path:
-    """The record dropd left in a failed (or held) batch's folder.
+@contextlib.contextmanager
+def filed_batch(
+    spool: Spool, parent: str, batch_id: str, refusal: Callable[[Spool, str], RequeueError]
+) -> Iterator[tuple[Folder, Folder]]:
+    """`parent/BATCH` (failed/ or held/) and its parent, held without following a link.
+
+    Raises RequeueError (from `refusal` when there is no such batch) if either is missing,
+    a link or not a folder.
+    """
+    try:
+        above = spool.root.find(parent)
+        batch = above.find(batch_id) if above is not None else None
+    except FolderError as exc:
+        raise RequeueError(f"{exc.reason}; dropd never works through a link") from exc
+    if above is None or batch is None:
+        if above is not None:
+            above.close()
+        raise refusal(spool, batch_id)
+    with above, batch:
+        yield above, batch
+
+
+def _filed(spool: Spool, parent: str, batch_id: str) -> bool:
+    try:
+        with spool.root.sub(parent) as above:
+            return above.entry_identity(batch_id) is not None
+    except (OSError, FolderError):
+        return False
+
+
+def sent_batch(spool: Spool, batch_id: str) -> Path | None:
+    """Where under sent/ the batch was filed, if it was."""
+    try:
+        with spool.root.sub("sent") as sent:
+            for day in sorted(sent.names()):
+                with contextlib.suppress(OSError, FolderError), sent.sub(day) as dated:
+                    if dated.entry_identity(batch_id) is not None:
+                        return spool.folder / "sent" / day / batch_id
+    except (OSError, FolderError):
+        return None
+    return None
+
+
+def record_name_in(batch: Folder, stem: str = "error") -> str:
+    """The name of the record dropd left in a failed (or held) batch's folder.
 
     Raises RequeueError if there is none: then dropd did not put the folder there.
     """
     # Where a dropped file was called error.json, dropd's record is error.dropd.json.
     for name in (f"{stem}.dropd.json", f"{stem}.json"):
-        if (batch / name).is_file():
-            return batch / name
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.stat(name, dir_fd=batch.fd, follow_symlinks=False).st_mode):
+                return name
     what = "failed" if stem == "error" else "held"
     raise RequeueError(
-        f"{batch} has no {stem}.json, so it is not a batch dropd {what}; "
+        f"{batch.shown} has no {stem}.json, so it is not a batch dropd {what}; "
         "drop its files again instead"
     )
 
 
-def read_record(path: Path) -> dict[str, Any]:
+def read_record(batch: Folder, name: str) -> dict[str, Any]:
     """A record's JSON. Raises RequeueError if it cannot be read or is no record."""
+    path = batch.shown / name
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(batch.io_path / name) as source:
+            record = json.loads(source.read(RECORD_READ_LIMIT))
     except (OSError, ValueError) as exc:
         raise RequeueError(
             f"{path} cannot be read ({exc}); drop the batch's files again instead"
@@ -185,56 +241,76 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 def stage(
-    spool: Spool, manifest: Manifest, source: Path, record_file: Path, previous: str, command: str
+    spool: Spool,
+    manifest: Manifest,
+    parent: Folder,
+    batch: Folder,
+    record_file: str,
+    previous: str,
+    command: str,
 ) -> None:
-    """Steps 1 to 4 above: `source` (failed/BATCH or held/BATCH) into the spool, its record
-    kept aside as `previous`. Raises RequeueError if the disk refuses."""
-    staging = spool.work / f"{STAGING_PREFIX}{manifest.batch}"
+    """Steps 1 to 4 above: `parent/BATCH` (failed/ or held/) into the spool, its record kept
+    aside as `previous`. Raises RequeueError if the disk refuses."""
+    staging = f"{STAGING_PREFIX}{manifest.batch}"
+    work = spool.work_folder
     try:
-        spool.ensure()
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        write_json_atomic(staging / "manifest.json", manifest.to_json())
-        _owned_like(source, staging, staging / "manifest.json")
-        os.rename(record_file, staging / previous)
-        os.rename(source, staging / "files")
-        fsync_dir(source.parent)
-        os.rename(staging, spool.batch_dir(manifest.batch))
-        fsync_dir(spool.work)
+        shutil.rmtree(staging, ignore_errors=True, dir_fd=work.fd)
+        os.mkdir(staging, 0o700, dir_fd=work.fd)
+        write_json_atomic(spool.work / staging / "manifest.json", manifest.to_json())
+        _owned_like(batch, spool.work / staging, spool.work / staging / "manifest.json")
+        os.rename(record_file, f"{staging}/{previous}", src_dir_fd=batch.fd, dst_dir_fd=work.fd)
+        os.rename(manifest.batch, f"{staging}/files", src_dir_fd=parent.fd, dst_dir_fd=work.fd)
+        parent.fsync()
+        os.rename(staging, manifest.batch, src_dir_fd=work.fd, dst_dir_fd=work.fd)
+        work.fsync()
     except OSError as exc:
         raise RequeueError(
-            f"{source} cannot be put back in line: {exc.strerror or exc}; "
+            f"{batch.shown} cannot be put back in line: {exc.strerror or exc}; "
             f"run the same `dropd {command}` again once that is fixed"
         ) from exc
 
 
-def _owned_like(model: Path, *made: Path) -> None:
+def finish_staged_for_command(spool: Spool) -> None:
+    """`finish_staged` for a command: what stops it is a RequeueError."""
+    try:
+        finish_staged(spool)
+    except SpoolError as exc:
+        raise RequeueError(f"{spool.show(str(exc))}; fix that, then run the command again") from exc
+
+
+def _owned_like(model: Folder, *made: Path) -> None:
     # Run as root, `retry` would leave the daemon (its own user) a batch it cannot write:
     # what it makes gets the owner of the failed (or held) batch, which the daemon made.
     if os.geteuid() != 0:
         return
-    owner = model.stat()
+    owner = os.fstat(model.fd)
     for path in made:
         os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def finish_staged(spool: Spool) -> list[str]:
-    """Finish, forwards, any requeue a crash interrupted; returns the batch ids finished."""
-    if not spool.work.is_dir():
-        return []
+    """Finish, forwards, any requeue a crash interrupted; returns the batch ids finished.
+
+    Raises SpoolError if the spool cannot be held (FolderError: `.dropd` is a link)."""
+    spool.open()
+    work = spool.work_folder
     finished = []
-    for staging in sorted(spool.work.glob(f"{STAGING_PREFIX}*")):
-        batch_id = staging.name.removeprefix(STAGING_PREFIX)
-        if not (staging / "manifest.json").is_file():
-            shutil.rmtree(staging)  # step 1 never finished: nothing moved yet
+    for staging in sorted(n for n in work.names() if n.startswith(STAGING_PREFIX)):
+        batch_id = staging.removeprefix(STAGING_PREFIX)
+        if not os.path.lexists(spool.work / staging / "manifest.json"):
+            shutil.rmtree(staging, dir_fd=work.fd)  # step 1 never finished: nothing moved yet
             continue
-        # A retry takes its files from failed/, a release from held/; never both.
-        sources = [spool.folder / parent / batch_id for parent in ("failed", "held")]
-        source = next((path for path in sources if path.is_dir()), None)
-        if not (staging / "files").is_dir() and source is not None:
-            os.rename(source, staging / "files")
-        if (staging / "files").is_dir():
-            os.rename(staging, spool.batch_dir(batch_id))
-            fsync_dir(spool.work)
+        if not os.path.lexists(spool.work / staging / "files"):
+            # A retry takes its files from failed/, a release from held/; never both.
+            for parent in ("failed", "held"):
+                if _filed(spool, parent, batch_id):
+                    with spool.root.sub(parent) as above:
+                        os.rename(
+                            batch_id, f"{staging}/files", src_dir_fd=above.fd, dst_dir_fd=work.fd
+                        )
+                    break
+        if os.path.lexists(spool.work / staging / "files"):
+            os.rename(staging, batch_id, src_dir_fd=work.fd, dst_dir_fd=work.fd)
+            work.fsync()
             finished.append(batch_id)
     return finished

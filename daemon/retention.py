@@ -11,10 +11,12 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
+
+from daemon.errors import DropdError
+from daemon.folders import Folder
 
 if TYPE_CHECKING:
     from daemon.groups import GroupWorker
@@ -24,25 +26,21 @@ log = structlog.get_logger()
 PRUNE_EVERY_SECONDS = 3600.0  # dated folders age by the day: once an hour is plenty
 
 
-def expired_folders(sent: Path, today: date, days: int) -> list[Path]:
-    """The dated folders directly under `sent` older than `days` days, oldest first.
-
-    Raises OSError if `sent` exists but cannot be listed.
-    """
+def expired_folders(sent: Folder, today: date, days: int) -> list[str]:
+    """The names of the dated folders directly in `sent` older than `days` days, oldest
+    first. Raises OSError if `sent` cannot be listed."""
     if days <= 0:
         return []
     oldest_kept = today - timedelta(days=days)
-    try:
-        entries = list(os.scandir(sent))
-    except FileNotFoundError:
-        return []
-    expired = []
-    for entry in entries:
-        day = _folder_date(entry.name)
-        # A link named like a date is never followed or removed: it is not ours.
-        if day is not None and day < oldest_kept and entry.is_dir(follow_symlinks=False):
-            expired.append(Path(entry.path))
-    return sorted(expired)
+    with os.scandir(sent.fd) as entries:
+        return sorted(
+            entry.name
+            for entry in entries
+            # A link named like a date is never followed or removed: it is not ours.
+            if (day := _folder_date(entry.name)) is not None
+            and day < oldest_kept
+            and entry.is_dir(follow_symlinks=False)
+        )
 
 
 def _folder_date(name: str) -> date | None:
@@ -54,30 +52,44 @@ def _folder_date(name: str) -> date | None:
         return None
 
 
-def prune_sent(group: str, sent: Path, today: date, days: int) -> int:
-    """Remove the expired dated folders under `sent`, logging each; returns how many went."""
+def prune_sent(group: str, root: Folder, today: date, days: int) -> int:
+    """Remove the expired dated folders under the drop folder's `sent/`, logging each;
+    returns how many went. `sent/` is opened without following a link, and each folder is
+    removed through descriptors (a link inside is removed, never followed)."""
     try:
-        expired = expired_folders(sent, today, days)
-    except OSError as exc:
-        log.warning("sent_prune_failed", group=group, path=str(sent), reason=exc.strerror)
+        sent = root.find("sent")
+    except DropdError as exc:
+        log.warning("sent_prune_refused", group=group, reason=str(exc))
         return 0
-    removed = 0
-    for folder in expired:
-        batches = _count_batches(folder)
+    if sent is None:
+        return 0
+    with sent:
         try:
-            shutil.rmtree(folder)
+            expired = expired_folders(sent, today, days)
         except OSError as exc:
-            log.warning("sent_prune_failed", group=group, path=str(folder), reason=exc.strerror)
-            continue
-        removed += 1
-        log.info("sent_pruned", group=group, folder=str(folder), batches=batches, days=days)
-    return removed
+            log.warning("sent_prune_failed", group=group, path=str(sent.shown), reason=exc.strerror)
+            return 0
+        return sum(_remove(group, sent, name, days) for name in expired)
 
 
-def _count_batches(folder: Path) -> int:
+def _remove(group: str, sent: Folder, name: str, days: int) -> int:
+    batches = _count_batches(sent, name)
     try:
-        return sum(1 for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False))
-    except OSError:
+        shutil.rmtree(name, dir_fd=sent.fd)
+    except OSError as exc:
+        log.warning(
+            "sent_prune_failed", group=group, path=str(sent.shown / name), reason=exc.strerror
+        )
+        return 0
+    log.info("sent_pruned", group=group, folder=str(sent.shown / name), batches=batches, days=days)
+    return 1
+
+
+def _count_batches(sent: Folder, name: str) -> int:
+    try:
+        with sent.sub(name) as dated, os.scandir(dated.fd) as entries:
+            return sum(1 for entry in entries if entry.is_dir(follow_symlinks=False))
+    except (OSError, DropdError):
         return 0
 
 
@@ -94,7 +106,7 @@ class Pruner:
             return
         for worker in workers:
             key = worker.group.key
-            if not worker.owner or now < self._next.get(key, 0.0):
-                continue
+            if not worker.may_send() or now < self._next.get(key, 0.0):
+                continue  # not while the folder needs a person: nothing is pruned then
             self._next[key] = now + PRUNE_EVERY_SECONDS
-            prune_sent(key, worker.group.folder / "sent", self.wall().date(), days)
+            prune_sent(key, worker.spool.root, self.wall().date(), days)

@@ -59,10 +59,14 @@ class _Child:
         if self.failed:
             return None
         # Two answers may come in one read: the second waits here, not in a buffer that
-        # `select` cannot see.
+        # `poll` cannot see.
         while b"\n" not in self.pending:
             try:
-                ready, _, _ = select.select([self.answers], [], [], ANSWER_SECONDS if wait else 0)
+                # poll, not select: with a thousand groups this pipe's descriptor is past
+                # 1,023, which select cannot watch.
+                waiting = select.poll()
+                waiting.register(self.answers.fileno(), select.POLLIN)
+                ready = waiting.poll(ANSWER_SECONDS * 1000 if wait else 0)
                 if not ready and wait:
                     self._fail(f"it gave no answer in {ANSWER_SECONDS:.0f} s")
                 if not ready:

@@ -1,12 +1,18 @@
 """The on-disk batch: claim by rename, manifest (temp, fsync, rename), move to sent/ or failed/.
 
-FOLDER/.dropd/lock                       one owner per folder (fcntl lock)
+FOLDER/.dropd/lock                       one owner per folder (flock)
 FOLDER/.dropd/work/BATCH/manifest.json   the batch's state, the truth after a crash
 FOLDER/.dropd/work/BATCH/files/          the claimed originals (and their markers)
 FOLDER/.dropd/work/BATCH/upload.zip      the ZIP once built
 FOLDER/sent/YYYY-MM-DD/BATCH/            files + receipt.json
 FOLDER/failed/BATCH/                     files + error.json
-FOLDER/held/BATCH/                       files + held.json (the guard held it, rule 11)
+FOLDER/held/BATCH/                       files + held.json (the guard held it)
+
+The spool holds the drop folder, `.dropd/work` and the lock by descriptor (`folders`): the
+drop folder's other writers can replace any name in it, but nothing dropd claims, writes or
+files is ever reached through a link or a path resolved again. `.dropd` is made 0700, so
+what is inside it is dropd's alone. The paths this class hands out (`batch_dir`, ...) go
+through `/proc/self/fd`; `show` turns them back into the folder's path for messages.
 """
 
 from __future__ import annotations
@@ -18,19 +24,24 @@ import json
 import os
 import secrets
 import shutil
+import stat
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from daemon import crashpoints
 from daemon.durable import fsync_dir, write_json_atomic
-from daemon.errors import SpoolError, os_reason
+from daemon.errors import FolderError, SpoolError, os_reason
+from daemon.folders import Folder, Identity, place_of, problem_of
 from daemon.intake import ReadyFile, markers_for
-from daemon.manifest import BatchState, Manifest
+from daemon.manifest import BatchState, FileRecord, Manifest
 from daemon.timestamps import iso
 
 SPOOL_DIR = ".dropd"
 ZIP_NAME = "upload.zip"
+FILED = ("sent", "failed", "held")  # where batches end, beside the files people drop
+_LOCK = "lock"
 
 
 def new_batch_id(moment: datetime) -> str:
@@ -42,18 +53,190 @@ def new_batch_id(moment: datetime) -> str:
 def record_name(folder: Path, stem: str) -> str:
     """`STEM.json`, or `STEM.dropd.json` where a dropped file already bears that name."""
     plain = f"{stem}.json"
-    return f"{stem}.dropd.json" if (folder / plain).exists() else plain
+    return f"{stem}.dropd.json" if os.path.lexists(folder / plain) else plain
 
 
 class Spool:
-    """One group folder's batches on disk."""
+    """One group folder's batches on disk, held by descriptor once `open`."""
 
     def __init__(self, folder: Path, group: str) -> None:
         self.folder = folder
         self.group = group
-        self.root = folder / SPOOL_DIR
-        self.work = self.root / "work"
+        self._root: Folder | None = None
+        self._work: Folder | None = None
+        self._spool_id: Identity | None = None  # `.dropd` as opened
         self._lock_fd: int | None = None
+
+    # -- holding the folder -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Hold the drop folder and `.dropd/work` (made if missing) by descriptor.
+
+        Raises FolderError if the folder is not there, or `.dropd` or `.dropd/work` is a
+        link or not a folder; SpoolError if they cannot be made.
+        """
+        if self._root is not None:
+            return
+        root = Folder.at(self.folder)
+        try:
+            with root.sub(SPOOL_DIR, create=True, mode=0o700) as spool:
+                self._spool_id = spool.identity()
+                self._work = spool.sub("work", create=True, mode=0o700)
+        except BaseException:
+            root.close()
+            raise
+        self._root = root
+
+    ensure = open  # the name commands and tests know
+
+    @property
+    def opened(self) -> bool:
+        return self._root is not None
+
+    @property
+    def root(self) -> Folder:
+        """The drop folder as held. Raises SpoolError before `open`."""
+        if self._root is None:
+            raise SpoolError(self.folder, "the folder is not held (dropd did not open it)")
+        return self._root
+
+    @property
+    def work_folder(self) -> Folder:
+        if self._work is None:
+            raise SpoolError(self.folder / SPOOL_DIR / "work", "the spool is not held")
+        return self._work
+
+    @property
+    def work(self) -> Path:
+        """`.dropd/work` as held (a `/proc/self/fd` path)."""
+        return self.work_folder.io_path
+
+    @property
+    def work_shown(self) -> Path:
+        return self.folder / SPOOL_DIR / "work"
+
+    def try_lock(self) -> bool:
+        """Hold the folder and take its owner lock without waiting; False if another dropd
+        holds it. Raises FolderError or SpoolError as `open`."""
+        if self._lock_fd is not None:
+            return True
+        self.open()
+        lock_path = self.folder / SPOOL_DIR / _LOCK
+        try:
+            fd = os.open(
+                f"{SPOOL_DIR}/{_LOCK}",
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=self.root.fd,
+            )
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FolderError(
+                    lock_path, f"{lock_path} is a symbolic link; remove it (dropd makes the lock)"
+                ) from exc
+            raise SpoolError(lock_path, os_reason(exc)) from exc
+        try:
+            # flock, not lockf: held per open file, so even two groups of one process (a
+            # reload that renames a group) exclude each other. Linux's NFS client carries
+            # flock as a byte-range lock, which NFSv4 servers honour across hosts.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                return False
+            raise SpoolError(lock_path, os_reason(exc)) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        """Let go of the owner lock and of the folder."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        for held in (self._work, self._root):
+            if held is not None:
+                held.close()
+        self._root = self._work = None
+        self._spool_id = None
+
+    def lost(self) -> str | None:
+        """Why the folder held is no longer the group's (the folder, `.dropd` or the lock was
+        removed or replaced), as a sentence; None while everything is as it was taken.
+
+        Told by device and inode, never by path: a folder made again at the same path is
+        another folder, which dropd must lock before it touches it.
+        """
+        if self._root is None:
+            return None
+        try:
+            now = place_of(self.folder)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                return None  # cannot look now (a share's hiccup): the scan says so
+            return (
+                f"{self.folder} is gone (removed, moved away or unmounted); dropd takes it "
+                "again, with its lock, once it is back"
+            )
+        held = self._root.place()
+        if now[:2] != held[:2]:
+            return (
+                f"{self.folder} was replaced by another folder (its device and inode changed; "
+                f"the old one is now at {self._root.where()}); dropd takes the new one, "
+                "with its lock, before it touches it"
+            )
+        if None not in (now[2], held[2]) and now[2] != held[2]:
+            return (
+                f"{self.folder} is now seen through another mount (something was mounted over "
+                "it); dropd takes it again as it now is, lock first"
+            )
+        if self._root.entry_identity(SPOOL_DIR) != self._spool_id:
+            return (
+                f"{self.folder / SPOOL_DIR} was removed or replaced while dropd held it; "
+                "dropd takes the folder again, with its lock"
+            )
+        if self._lock_fd is not None and not self._holds_lock_entry():
+            return (
+                f"{self.folder / SPOOL_DIR / _LOCK} was removed or replaced, so another dropd "
+                "could take the folder; dropd takes its lock again"
+            )
+        return None
+
+    def _holds_lock_entry(self) -> bool:
+        assert self._lock_fd is not None
+        try:
+            entry = os.stat(f"{SPOOL_DIR}/{_LOCK}", dir_fd=self.root.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        held = os.fstat(self._lock_fd)
+        return (entry.st_dev, entry.st_ino) == (held.st_dev, held.st_ino)
+
+    def layout_problems(self, moment: datetime) -> list[str]:
+        """Why `sent/`, `failed/`, `held/` or today's `sent/YYYY-MM-DD/` cannot take batches
+        (a link, a file), as sentences; [] when each is a folder or absent."""
+        found = [p for name in FILED if (p := problem_of(self.root, name)) is not None]
+        if found:
+            return found
+        try:
+            sent = self.root.find("sent")
+        except FolderError as exc:
+            return [exc.reason]
+        if sent is None:
+            return []
+        with sent:
+            dated = problem_of(sent, iso(moment)[:10])
+        return [dated] if dated else []
+
+    def show(self, text: str) -> str:
+        """`text` with the spool's `/proc/self/fd` paths written as the folder's own."""
+        if self._work is not None:
+            text = text.replace(str(self._work.io_path), str(self.work_shown))
+        if self._root is not None:
+            text = text.replace(str(self._root.io_path), str(self.folder))
+        return text
+
+    # -- batches ----------------------------------------------------------------------------
 
     def batch_dir(self, batch_id: str) -> Path:
         return self.work / batch_id
@@ -67,53 +250,39 @@ class Spool:
     def part_path(self, batch_id: str, number: int) -> Path:
         return self.work / batch_id / f"upload-{number}.zip"
 
-    def ensure(self) -> None:
-        """Create `.dropd/work/` if missing. Raises SpoolError if it cannot."""
-        try:
-            self.work.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SpoolError(self.work, os_reason(exc)) from exc
-
-    def try_lock(self) -> bool:
-        """Take the folder's owner lock without waiting; False if another dropd holds it."""
-        if self._lock_fd is not None:
-            return True
-        self.ensure()
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            # flock, not lockf: held per open file, so even two groups of one process (a
-            # reload that renames a group) exclude each other. Linux's NFS client carries
-            # flock as a byte-range lock, which NFSv4 servers honour across hosts.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EACCES, errno.EAGAIN):
-                return False
-            raise SpoolError(self.root / "lock", os_reason(exc)) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-        return True
-
-    def unlock(self) -> None:
-        """Let go of the owner lock."""
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def open_batch(self, moment: datetime) -> Manifest:
-        """Create a new open batch. Raises SpoolError if the spool cannot be written."""
+    def open_batch(self, moment: datetime, refused: str | None = None) -> Manifest:
+        """Create a new open batch (`refused`: the reason its one file fails at intake, known
+        before the file is claimed). Raises SpoolError if the spool cannot be written."""
         manifest = Manifest(new_batch_id(moment), self.group, BatchState.OPEN, iso(moment))
+        manifest.refused = refused
+        work = self.work_folder
         try:
-            self.files_dir(manifest.batch).mkdir(parents=True)
+            os.mkdir(manifest.batch, 0o700, dir_fd=work.fd)
+            os.mkdir(f"{manifest.batch}/files", 0o700, dir_fd=work.fd)
             self.save(manifest)
         except (OSError, SpoolError) as exc:
             # A disk that is full must not fill up with half-made batch folders too.
-            shutil.rmtree(self.batch_dir(manifest.batch), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                shutil.rmtree(manifest.batch, dir_fd=work.fd)
             reason = exc.reason if isinstance(exc, SpoolError) else os_reason(exc)
             # Named by the spool, not the new batch: the same problem reads the same each time.
-            raise SpoolError(self.work, reason) from exc
+            raise SpoolError(self.work_shown, reason) from exc
         return manifest
+
+    def intend(self, manifest: Manifest, ready: Iterable[ReadyFile]) -> None:
+        """Write in the batch's manifest, before they are claimed, the files about to join
+        it with their kinds: a crash at any moment of the claim cannot change what happens
+        to them. Raises SpoolError if the disk refuses."""
+        listed = {record.name for record in manifest.files}
+        manifest.files += [
+            FileRecord(
+                r.name, r.size, kind=r.kind.value, markers=list(r.markers), mtime_ns=r.mtime_ns
+            )
+            for r in ready
+            if r.name not in listed
+        ]
+        self.save(manifest)
+        crashpoints.reached("intended")
 
     def claim(self, batch_id: str, ready: ReadyFile, sync: bool = True) -> bool:
         """Rename a ready file and its markers into the batch; False if it vanished, or
@@ -122,19 +291,26 @@ class Spool:
         With `sync=False` the caller makes the renames durable with `sync_claims`, once for
         all the files of a scan, and before the batch is closed (what acts on a claim).
         """
-        target = self.files_dir(batch_id)
+        root, work = self.root, self.work_folder
         try:
-            now = os.lstat(self.folder / ready.name)
-            if (now.st_size, now.st_mtime_ns) != (ready.size, ready.mtime_ns):
+            now = os.stat(ready.name, dir_fd=root.fd, follow_symlinks=False)
+            if not stat.S_ISREG(now.st_mode) or _changed(now, ready):
                 return False
-            os.rename(self.folder / ready.name, target / ready.name)
+            os.rename(
+                ready.name,
+                f"{batch_id}/files/{ready.name}",
+                src_dir_fd=root.fd,
+                dst_dir_fd=work.fd,
+            )
         except FileNotFoundError:
             return False
         except OSError as exc:
             raise SpoolError(self.folder / ready.name, os_reason(exc)) from exc
         for marker in ready.markers:
             with contextlib.suppress(FileNotFoundError):
-                os.rename(self.folder / marker, target / marker)
+                os.rename(
+                    marker, f"{batch_id}/files/{marker}", src_dir_fd=root.fd, dst_dir_fd=work.fd
+                )
         if sync:
             self.sync_claims(batch_id)
         return True
@@ -146,25 +322,33 @@ class Spool:
         """
         try:
             fsync_dir(self.files_dir(batch_id))
-            fsync_dir(self.folder)
+            fsync_dir(self.root.io_path)
         except OSError as exc:
-            raise SpoolError(self.files_dir(batch_id), os_reason(exc)) from exc
+            raise SpoolError(self.work_shown / batch_id / "files", os_reason(exc)) from exc
+
+    def file_names(self, batch_id: str) -> list[str]:
+        """The files (markers included) the batch holds, sorted; [] if it has no files/."""
+        try:
+            return sorted(os.listdir(self.files_dir(batch_id)))
+        except FileNotFoundError:
+            return []
 
     def file_count(self, batch_id: str) -> int:
         """How many files (markers included) the batch holds."""
-        try:
-            return len(os.listdir(self.files_dir(batch_id)))
-        except FileNotFoundError:
-            return 0
+        return len(self.file_names(batch_id))
 
     def discard_empty(self, batch_id: str) -> None:
         """Remove a batch that holds no file. Raises SpoolError if it holds one."""
         if self.file_count(batch_id):
-            raise SpoolError(self.batch_dir(batch_id), "the batch is not empty")
+            raise SpoolError(self.work_shown / batch_id, "the batch is not empty")
         try:
-            shutil.rmtree(self.batch_dir(batch_id))
+            shutil.rmtree(batch_id, dir_fd=self.work_folder.fd)
         except OSError as exc:
-            raise SpoolError(self.batch_dir(batch_id), os_reason(exc)) from exc
+            raise SpoolError(self.work_shown / batch_id, os_reason(exc)) from exc
+
+    def exists(self, batch_id: str) -> bool:
+        """True when the batch's folder is in the spool."""
+        return self.work_folder.entry_identity(batch_id) is not None
 
     def save(self, manifest: Manifest) -> None:
         """Write the manifest atomically. Raises SpoolError if the disk refuses."""
@@ -172,7 +356,7 @@ class Spool:
         try:
             write_json_atomic(path, manifest.to_json())
         except OSError as exc:
-            raise SpoolError(path, os_reason(exc)) from exc
+            raise SpoolError(self.work_shown / manifest.batch, os_reason(exc)) from exc
 
     def load(self, batch_id: str) -> Manifest:
         """Read a batch's manifest. Raises SpoolError if it is missing or unreadable."""
@@ -180,48 +364,55 @@ class Spool:
         try:
             return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise SpoolError(path, f"cannot read the batch manifest: {exc}") from exc
+            shown = self.work_shown / batch_id / "manifest.json"
+            raise SpoolError(
+                shown, f"cannot read the batch manifest: {self.show(str(exc))}"
+            ) from exc
 
     def batch_ids(self) -> list[str]:
         """Every batch in the spool (by id; the line's order is `Manifest.queued`)."""
-        if not self.work.is_dir():
+        if self._work is None:
             return []
         return sorted(
-            p.name
-            for p in self.work.iterdir()
-            if not p.name.startswith(".") and (p / "manifest.json").exists()
+            name
+            for name in self._work.names()
+            if not name.startswith(".") and os.path.lexists(self.work / name / "manifest.json")
         )
 
     def reunite_markers(self, batch_id: str, top_markers: list[str]) -> list[str]:
         """Move into the batch the top-level markers of its files (a crash came between a
         file's rename and its markers'), unless a new file of that name waits beside them."""
-        files = self.files_dir(batch_id)
+        root, work = self.root, self.work_folder
         moved = []
-        for name in os.listdir(files):
-            if (self.folder / name).exists():
+        for name in self.file_names(batch_id):
+            if root.entry_identity(name) is not None:
                 continue
             for marker in markers_for(name, top_markers):
                 with contextlib.suppress(FileNotFoundError):
-                    os.rename(self.folder / marker, files / marker)
+                    os.rename(
+                        marker, f"{batch_id}/files/{marker}", src_dir_fd=root.fd, dst_dir_fd=work.fd
+                    )
                     moved.append(marker)
         return moved
 
     def clear_unfinished_folders(self) -> list[str]:
         """At start-up: give a manifest to a batch folder that has files but none (a crash
         between creating it and its first write), and remove the ones that are empty."""
-        if not self.work.is_dir():
+        if self._work is None:
             return []
         adopted = []
-        for path in sorted(self.work.iterdir()):
-            if path.name.startswith(".") or (path / "manifest.json").exists():
+        for name in sorted(self._work.names()):
+            if name.startswith(".") or os.path.lexists(self.work / name / "manifest.json"):
                 continue
-            if self.file_count(path.name):
-                moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-                self.save(Manifest(path.name, self.group, BatchState.OPEN, iso(moment)))
-                adopted.append(path.name)
+            if self.file_count(name):
+                moment = datetime.fromtimestamp((self.work / name).stat().st_mtime, UTC)
+                self.save(Manifest(name, self.group, BatchState.OPEN, iso(moment)))
+                adopted.append(name)
             else:
-                shutil.rmtree(path)
+                shutil.rmtree(name, dir_fd=self._work.fd)
         return adopted
+
+    # -- how a batch ends -------------------------------------------------------------------
 
     def finish(self, manifest: Manifest, record: dict[str, Any], moment: datetime) -> Path:
         """Record the outcome, then move the batch's files to sent/, failed/ or held/; returns
@@ -235,32 +426,81 @@ class Spool:
         return self.complete_move(manifest, moment)
 
     def complete_move(self, manifest: Manifest, moment: datetime) -> Path:
-        """Write the record beside the files and move them out; safe to repeat after a crash."""
+        """Write the record beside the files and move them out; safe to repeat after a crash.
+
+        Raises FolderError if sent/, failed/ or held/ (or sent/DATE/) is a link or not a
+        folder: nothing is filed then, and the batch waits in the spool. SpoolError if the
+        disk refuses.
+        """
         assert manifest.record is not None
-        dest = self.destination(manifest, moment)
-        source = self.files_dir(manifest.batch)
+        where = self.destination_names(manifest, moment)
+        shown = self.where_now().joinpath(*where, manifest.batch)
+        work, batch = self.work_folder, manifest.batch
         try:
-            if source.is_dir():
+            if work.entry_identity(f"{batch}/files") is not None:
                 name = manifest.record_file or f"{record_stem(manifest.state)}.json"
-                write_json_atomic(source / name, manifest.record)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(source, dest)
-                fsync_dir(dest.parent)
+                write_json_atomic(self.files_dir(batch) / name, manifest.record)
+                with self._filed_folder(where) as target:
+                    _move_in(work, f"{batch}/files", target, batch, shown)
                 crashpoints.reached("moved")
-            shutil.rmtree(self.batch_dir(manifest.batch))
-            fsync_dir(self.work)
+            shutil.rmtree(batch, dir_fd=work.fd)
+            work.fsync()
+        except FolderError:
+            raise
         except OSError as exc:
-            raise SpoolError(source, os_reason(exc)) from exc
-        return dest
+            raise SpoolError(shown, os_reason(exc)) from exc
+        return shown
+
+    def _filed_folder(self, names: tuple[str, ...]) -> Folder:
+        folder = self.root.sub(names[0], create=True)
+        for name in names[1:]:
+            with folder:
+                folder = folder.sub(name, create=True)
+        return folder
+
+    def where_now(self) -> Path:
+        """The drop folder's path: as configured, or where the held folder was moved to."""
+        root = self.root
+        try:
+            info = os.stat(self.folder)
+        except OSError:
+            return Path(root.where())
+        if (info.st_dev, info.st_ino) == root.identity():
+            return self.folder
+        return Path(root.where())
+
+    def destination_names(self, manifest: Manifest, moment: datetime) -> tuple[str, ...]:
+        """`sent/YYYY-MM-DD` (UTC date), `failed` or `held`: where the batch's folder goes."""
+        if manifest.state is BatchState.SENT:
+            day = str((manifest.record or {}).get("finished", iso(moment)))[:10]
+            return ("sent", day)
+        if manifest.state is BatchState.HELD:
+            return ("held",)
+        return ("failed",)
 
     def destination(self, manifest: Manifest, moment: datetime) -> Path:
         """`sent/YYYY-MM-DD/BATCH` (UTC date), `failed/BATCH` or `held/BATCH`."""
-        if manifest.state is BatchState.SENT:
-            day = str((manifest.record or {}).get("finished", iso(moment)))[:10]
-            return self.folder / "sent" / day / manifest.batch
-        if manifest.state is BatchState.HELD:
-            return self.folder / "held" / manifest.batch
-        return self.folder / "failed" / manifest.batch
+        return self.folder.joinpath(*self.destination_names(manifest, moment), manifest.batch)
+
+
+def _changed(now: os.stat_result, ready: ReadyFile) -> bool:
+    seen = (ready.size, ready.mtime_ns, ready.inode or now.st_ino)
+    return (now.st_size, now.st_mtime_ns, now.st_ino) != seen
+
+
+def _move_in(source: Folder, name: str, target: Folder, batch: str, shown: Path) -> None:
+    """Rename `name` (in `source`) to `batch` in `target`, durably."""
+    try:
+        os.rename(name, batch, src_dir_fd=source.fd, dst_dir_fd=target.fd)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise FolderError(
+                shown,
+                f"{shown} is already there and is not this batch's; move it away and the "
+                "batch is filed",
+            ) from exc
+        raise
+    target.fsync()
 
 
 def record_stem(state: BatchState) -> str:

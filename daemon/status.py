@@ -13,6 +13,9 @@ import structlog
 
 from daemon.durable import write_json_atomic
 from daemon.liveness import start_ticks
+from daemon.log import REDACTOR
+from daemon.names import shown
+from daemon.records import TEXT_LIMIT, cut_text
 from daemon.timestamps import iso, utc_now
 
 if TYPE_CHECKING:
@@ -64,6 +67,14 @@ def held_summary(held: dict[str, str]) -> str:
     return f"{held[newest]} ({more} more held batch{'es' if more > 1 else ''} in held/)"
 
 
+def _readable(entry: dict[str, Any]) -> dict[str, Any]:
+    # The reason is the one text that comes from outside (a server's message, a file's
+    # name): redacted and cut as in every record.
+    if entry["reason"]:
+        entry["reason"] = cut_text(shown(REDACTOR.redact_text(entry["reason"])), TEXT_LIMIT)
+    return entry
+
+
 class StatusWriter:
     """Writes `state_dir/status.json` atomically, when something changed or every
     `REFRESH_SECONDS`, with the process that wrote it (`pid`, its start) for `dropd status`."""
@@ -80,7 +91,7 @@ class StatusWriter:
         }
 
     def write(self, workers: Iterable[GroupWorker], moment: datetime) -> None:
-        groups = [group_status(w) for w in workers]
+        groups = [_readable(group_status(w)) for w in workers]
         if groups == self._last and not self._refresh_due(moment):
             return
         data = {"updated": iso(moment), **self._process, "groups": groups}

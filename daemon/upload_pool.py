@@ -47,7 +47,7 @@ class UploadPool:
     def start_next(self, worker: GroupWorker, now: float) -> None:
         """Start the upload of the group's next batch, if one may go now."""
         batch_id = worker.line.next_to_send(now)
-        if batch_id is None:
+        if batch_id is None or not worker.may_send():
             return
         worker.line.start(batch_id)
         future = self.threads.submit(deliver, worker.delivery, batch_id)
@@ -57,7 +57,7 @@ class UploadPool:
         """An upload's outcome: its batch leaves the line, or the line waits to retry it."""
         worker, result = message.worker, message.result
         worker.record(result, moment)
-        if result.kind in (ResultKind.SENT, ResultKind.FAILED, ResultKind.HELD):
+        if result.kind in (ResultKind.SENT, ResultKind.FAILED, ResultKind.HELD, ResultKind.GONE):
             worker.line.finish(message.batch_id)
             worker.failures = 0
             return

@@ -93,7 +93,7 @@ class FolderWatcher:
         self._watches: dict[str, list[tuple[WatchDescriptor, CallbackId]]] = {}
         self._gone: set[str] = set()  # added to by the inotify thread
 
-    def watch(self, group: str, *folders: Path) -> None:
+    def watch(self, group: str, *folders: Path | str) -> None:
         """Start watching `folders` (top level each) for `group`.
 
         Raises OSError if one cannot be watched (then none is), e.g. errno 28 when

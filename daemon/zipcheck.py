@@ -13,6 +13,7 @@ import stat
 import zipfile
 from pathlib import Path
 
+from daemon.names import quoted
 from daemon.regular import open_regular
 
 MAX_TOTAL_BYTES = 4 << 30  # what the entries may hold uncompressed, together
@@ -38,22 +39,65 @@ def zip_problems(path: Path) -> list[str]:
         return [f"it is not a ZIP the server can unzip ({exc}); zip the CSV files again"]
 
 
+def duplicate_entries(path: Path) -> str | None:
+    """Why a dropped ZIP cannot be taken at all: two entries of one name once the server
+    has flattened them to base names (which one it would apply is unknown). None when
+    every name is its own, or the ZIP cannot be read (`zip_problems` says why)."""
+    try:
+        with open_regular(path) as source, zipfile.ZipFile(source) as archive:
+            names = [
+                posixpath.basename(i.filename.replace("\\", "/"))
+                for i in archive.infolist()
+                if not i.is_dir() and not _macos_junk(i.filename)
+            ]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError):
+        return None
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if not twice:
+        return None
+    listed = ", ".join(quoted(n) for n in twice[:10])
+    return (
+        f"the ZIP holds two or more entries named {listed} (the server keeps only base "
+        "names, so which one it would apply is unknown); zip each file once and drop it again"
+    )
+
+
+def _macos_junk(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return len(parts) > 1 and parts[-2] == "__MACOSX"
+
+
 def _entry_problems(info: zipfile.ZipInfo) -> list[str]:
     name = info.filename
+    if not info.flag_bits & 0x800 and not _utf8(name):
+        return [
+            f"entry {quoted(name)} has a name that is not UTF-8, which the server's Java "
+            "cannot read; rename the file and zip it again"
+        ]
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        return [f"entry {name!r} has a path that leaves the archive; zip the files without folders"]
+        why = "has a path that leaves the archive; zip the files without folders"
+        return [f"entry {quoted(name)} {why}"]
     if stat.S_ISLNK(info.external_attr >> 16):
-        return [f"entry {name!r} is a symbolic link; zip the file itself"]
+        return [f"entry {quoted(name)} is a symbolic link; zip the file itself"]
     if info.flag_bits & 0x1:
-        return [f"entry {name!r} is encrypted; the server cannot read it"]
+        return [f"entry {quoted(name)} is encrypted; the server cannot read it"]
     base = posixpath.basename(name.replace("\\", "/"))
     if not (base.lower().endswith(".csv") or base.lower() == "message.properties"):
         return [
-            f"entry {name!r} is not a CSV file or message.properties; the server fails "
+            f"entry {quoted(name)} is not a CSV file or message.properties; the server fails "
             "the whole upload for it, so leave it out of the ZIP"
         ]
     return []
+
+
+def _utf8(name: str) -> bool:
+    # zipfile reads a name without the UTF-8 flag as code page 437; Java reads it as UTF-8.
+    try:
+        name.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _size_problems(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[str]:
@@ -67,14 +111,14 @@ def _size_problems(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> li
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
             return [
-                f"entry {info.filename!r} compresses {ratio:,.0f} to 1, which only a ZIP "
+                f"entry {quoted(info.filename)} compresses {ratio:,.0f} to 1, which only a ZIP "
                 "bomb does; send the files themselves"
             ]
     # Declared sizes can lie: count what really comes out, and stop past the declaration.
     for info in infos:
         if _unpacked_size(archive, info) > info.file_size:
             return [
-                f"entry {info.filename!r} unpacks to more than its declared "
+                f"entry {quoted(info.filename)} unpacks to more than its declared "
                 f"{info.file_size:,} bytes; the ZIP is damaged or hostile"
             ]
     return []

@@ -25,7 +25,7 @@ from daemon.archive import (
     file_sha256,
     stdlib_deflate,
 )
-from daemon.errors import ArchiveError
+from daemon.errors import ArchiveError, SourceError
 from daemon.regular import BOM
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\r\nu1,a@b.edu,A,B,a@b.edu,active\r\n"
@@ -153,10 +153,10 @@ def test_build_zip_missing_source_raises_and_leaves_no_partial(tmp_path: Path) -
     ]
     target = tmp_path / "upload.zip"
 
-    with pytest.raises(ArchiveError) as caught:
+    with pytest.raises(SourceError) as caught:
         build_zip(entries, target)
 
-    assert caught.value.path == target
+    assert caught.value.name == "gone.csv"
     assert not target.exists()
     assert leftovers(tmp_path) == []
 
@@ -164,7 +164,7 @@ def test_build_zip_missing_source_raises_and_leaves_no_partial(tmp_path: Path) -
 def test_build_zip_folder_as_source_raises_and_leaves_no_partial(tmp_path: Path) -> None:
     (tmp_path / "folder.csv").mkdir()
     target = tmp_path / "upload.zip"
-    with pytest.raises(ArchiveError):
+    with pytest.raises(SourceError):
         build_zip([ZipEntry(tmp_path / "folder.csv", "folder.csv")], target)
     assert not target.exists()
     assert leftovers(tmp_path) == []
@@ -176,7 +176,7 @@ def test_build_zip_unreadable_source_raises_and_leaves_no_partial(tmp_path: Path
     path.chmod(0)
     target = tmp_path / "upload.zip"
     try:
-        with pytest.raises(ArchiveError):
+        with pytest.raises(SourceError):
             build_zip([ZipEntry(path, "users.csv")], target)
     finally:
         path.chmod(0o600)

@@ -64,7 +64,7 @@ def test_dryrun_intake_rules_markers_and_batches(tmp_path: Path) -> None:
     assert said["users.csv"] == "batch 1: users, 1 rows, 0 deleted (0%)"
     assert said["users.csv.done"].startswith("marker of users.csv")
     assert said["stray.done"] == "a marker with no file beside it: dropd leaves it alone"
-    assert said["notes.txt"].startswith("FAILS alone at step intake: notes.txt is not a file")
+    assert said["notes.txt"].startswith('FAILS alone at step intake: "notes.txt" is not a file')
     for name in ("~users.csv", ".hidden.csv", "users.csv.part"):
         assert said[name].startswith("not taken: dotfiles and temporary names"), name
     for name in ("link.csv", "pipe.csv"):
@@ -103,7 +103,8 @@ def test_dryrun_guard_fates_and_validation_off(tmp_path: Path) -> None:
     assert (at.batches[0].fate, at.exit_code()) == (Fate.SENT, 0)
     assert (over.batches[0].fate, over.exit_code()) == (Fate.HELD, 1)
     assert over.batches[0].notes == [
-        "guard: e.csv has 101 of its 200 rows deleted (50.5%), more than 50% (max_deleted_percent)"
+        'guard: "e.csv" has 101 of its 200 rows deleted (50.5%), more than 50% '
+        "(max_deleted_percent)"
     ]
     off = dataclasses.replace(DEFAULTS, validation=Validation.OFF)
     ragged = deletes(200, 150) + b"C1,u1\n"

@@ -35,6 +35,19 @@ def test_folder_problems_a_linked_folder_is_followed(tmp_path: Path) -> None:
     assert folder_problems(tmp_path / "link") == []
 
 
+@pytest.mark.parametrize("name", ["sent", "failed", "held", ".dropd"])
+def test_folder_problems_a_link_where_dropd_files_batches_is_named(
+    tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / name).symlink_to(tmp_path / "elsewhere")
+    [problem] = folder_problems(drop)
+    assert problem.startswith(f"{drop / name} is a symbolic link to {tmp_path / 'elsewhere'}")
+    assert "never writes through a link" in problem
+
+
 def test_folder_problems_unwritable_says_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -52,8 +65,8 @@ def test_folder_problems_another_file_system(
     (tmp_path / "failed").mkdir()
     real_stat = os.stat
 
-    def stat(path: Path) -> os.stat_result:
-        info = real_stat(path)
+    def stat(path: Path, **options: bool) -> os.stat_result:
+        info = real_stat(path, **options)
         if Path(path).name != "failed":
             return info
         fields = list(info)
@@ -61,5 +74,6 @@ def test_folder_problems_another_file_system(
         return os.stat_result(fields)
 
     monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "lstat", lambda path: stat(path, follow_symlinks=False))
     [problem] = folder_problems(tmp_path)
     assert problem.startswith(f"{tmp_path / 'failed'} is on another file system than {tmp_path}")

@@ -74,7 +74,7 @@ def test_group_scan_claims_a_burst_with_one_fsync_per_folder(
     files = worker.spool.files_dir(worker.line.open.batch_id)
     assert len(os.listdir(files)) == 200
     assert done.count(("fsync", files)) == 1
-    assert done.count(("fsync", folder)) == 1
+    assert done.count(("fsync", worker.spool.root.io_path)) == 1
     assert not worker.unsynced
 
 
@@ -92,7 +92,7 @@ def test_group_close_makes_the_claims_durable_before_the_manifest_says_claimed(
 
     claimed = done.index(("save", BatchState.CLAIMED))
     assert done.index(("fsync", files)) < claimed
-    assert done.index(("fsync", worker.group.folder)) < claimed
+    assert done.index(("fsync", worker.spool.root.io_path)) < claimed
     assert done.count(("fsync", files)) == 1  # the scan's: the close has nothing more to sync
 
 
@@ -102,6 +102,7 @@ def test_group_recovery_syncs_an_open_batch_before_closing_it(
     # A crash may have come between a claim's rename and its fsync.
     worker = make_worker(tmp_path)
     before = Spool(worker.group.folder, "music")
+    before.open()
     manifest = before.open_batch(MOMENT)
     dropped = worker.group.folder / "users.csv"
     dropped.write_bytes(USERS)
@@ -173,6 +174,7 @@ def test_group_scan_reads_the_spool_manifests_only_when_a_batch_is_new(
 
     # `dropd retry` puts a batch in the spool while we run.
     other = Spool(worker.group.folder, "music")
+    other.open()
     manifest = other.open_batch(MOMENT)
     dropped = worker.group.folder / "users.csv"
     dropped.write_bytes(USERS)

@@ -84,7 +84,7 @@ def test_guard_reason_names_the_files_the_shares_and_what_to_do() -> None:
     found.append(Offence("users.csv", 150, 120, 50).to_json())
     reason = held_reason("B1", "music", found)
     assert reason == (
-        "enrollments.csv has 1,500 of its 2,000 rows deleted (75%) and users.csv 120 of 150 "
+        '"enrollments.csv" has 1,500 of its 2,000 rows deleted (75%) and "users.csv" 120 of 150 '
         "(80%), more than max_deleted_percent (50%) lets through, so the batch waits in "
         "held/B1: if the deletions are meant, send it with `dropd release --config F music "
         "B1`; if not, fix the export and remove that folder"
@@ -108,7 +108,7 @@ def test_guard_held_record_keeps_what_release_needs() -> None:
     assert record["earlier_errors"] == [{"step": "upload"}]
     assert record["step"] == "guard" and record["guard"] == found
     assert record["min_rows_for_guard"] == 100 and record["held"] == "2026-11-23T08:00:01.000Z"
-    assert "status" not in record and "users.csv has 150" in record["reason"]
+    assert "status" not in record and '"users.csv" has 150' in record["reason"]
 
 
 @pytest.mark.parametrize("validation", list(Validation))

@@ -94,6 +94,7 @@ def test_release_interrupted_is_finished_forwards(tmp_path: Path) -> None:
     # A crash after step 2: the manifest staged, held.json aside, the files still in held/.
     held = held_batch(tmp_path)
     spool = Spool(tmp_path, "music")
+    spool.open()
     staging = spool.work / f"{STAGING_PREFIX}{BATCH}"
     staging.mkdir(parents=True)
     (staging / "manifest.json").write_text(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon import zipcheck
-from daemon.zipcheck import zip_problems
+from daemon.zipcheck import duplicate_entries, zip_problems
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\n"
 
@@ -40,7 +40,7 @@ def test_zip_problems_none_for_csvs_and_properties(tmp_path: Path) -> None:
 def test_zip_problems_name_each_bad_entry(tmp_path: Path, name: str, words: str) -> None:
     path = make_zip(tmp_path / "a.zip", {"users.csv": USERS, name: b"x"})
     [problem] = zip_problems(path)
-    assert words in problem and repr(name) in problem
+    assert words in problem and f'"{name}"' in problem
 
 
 def test_zip_problems_refuse_a_link_entry(tmp_path: Path) -> None:
@@ -74,3 +74,32 @@ def test_zip_problems_not_a_zip_or_empty(tmp_path: Path) -> None:
     assert "not a ZIP" in zip_problems(garbage)[0]
     empty = make_zip(tmp_path / "e.zip", {})
     assert "holds no file" in zip_problems(empty)[0]
+
+
+def test_duplicate_entries_names_two_entries_of_one_base_name(tmp_path: Path) -> None:
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a/users.csv", "user_id\n")
+        archive.writestr("b/users.csv", "user_id\n")
+        archive.writestr("courses.csv", "course_id\n")
+        archive.writestr("__MACOSX/courses.csv", "junk")  # skipped by the server too
+    why = duplicate_entries(path)
+    assert why is not None and '"users.csv"' in why and "courses.csv" not in why
+
+
+def test_duplicate_entries_none_when_each_name_is_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("users.csv", "user_id\n")
+        archive.writestr("courses.csv", "course_id\n")
+    assert duplicate_entries(path) is None
+
+
+def test_zip_problems_an_entry_name_java_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("users.csv", "user_id\n")
+    raw = path.read_bytes().replace(b"users.csv", b"user\xe9.csv")  # same length, no UTF-8 flag
+    path.write_bytes(raw)
+    [problem] = zip_problems(path)
+    assert "not UTF-8" in problem

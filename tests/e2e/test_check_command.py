@@ -106,7 +106,7 @@ def test_check_good_bad_and_guarded_input_moves_nothing(
     assert code == 1, out
     assert "would be HELD by the guard" in out
     assert "enrollments.csv  batch 1: enrollments, 200 rows, 150 deleted (75%)" in out
-    assert "guard: enrollments.csv has 150 of its 200 rows deleted (75%), more than 50%" in out
+    assert 'guard: "enrollments.csv" has 150 of its 200 rows deleted (75%), more than 50%' in out
     # The group whose folder holds the file decides, else --group, else the defaults.
     assert check(config, str(lenient / "enrollments.csv"))[0] == 0
     assert check(config, "--group", "lenient", str(music / "enrollments.csv"))[0] == 0
@@ -132,7 +132,7 @@ def test_check_the_guards_edges_and_a_zip(tmp_path: Path, setup: tuple[Path, Pat
         archive.writestr("enrollments.csv", enrollments_csv(300, 200))
     (music / "export.zip").write_bytes(packed.getvalue())
     code, out, _ = check(config, str(music / "export.zip"))
-    assert code == 1 and "guard: enrollments.csv has 200 of its 300 rows deleted" in out
+    assert code == 1 and 'guard: "enrollments.csv" has 200 of its 300 rows deleted' in out
 
 
 def test_check_splits_batches_where_a_name_repeats(

@@ -95,14 +95,14 @@ def test_guard_holds_each_file_over_the_share_and_sends_the_rest(
     assert [f["name"] for f in first["files"]] == ["users.csv"]
     assert first["files"][0]["bytes"] == len(CASES[0][1])
     assert first["created"] and first["held"] and first["batch"] == held_ids(music)[0]
-    assert "users.csv has 101 of its 200 rows deleted (50.5%)" in first["reason"]
+    assert '"users.csv" has 101 of its 200 rows deleted (50.5%)' in first["reason"]
     assert (held_records(music)[0].parent / "users.csv").read_bytes() == CASES[0][1]
     event = daemon.wait_event("batch_held", batch=first["batch"])
     assert event["group"] == "music" and event["guard"] == first["guard"]
 
     # Held batches keep the group in Error, step guard, while its later batches go up.
     shown = status_of(daemon, "music", status="Error", step="guard", batches_held=3)
-    assert "enrollments.csv has 51 of its 100 rows deleted (51%)" in shown["reason"]
+    assert '"enrollments.csv" has 51 of its 100 rows deleted (51%)' in shown["reason"]
     assert "2 more held batches" in shown["reason"]
 
     # The guard off: a file deleting everything goes up, while music holds its batches.

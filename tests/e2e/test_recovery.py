@@ -141,6 +141,15 @@ def wait_filed(daemon: DaemonProcess, folder: Path, names: list[str]) -> None:
 # -- what the disk holds at each crash point ------------------------------------------------
 
 
+def at_intended(folder: Path, sandbox: SandboxProcess) -> None:
+    batch, manifest = only_batch(folder)
+    assert manifest["state"] == "open"
+    assert contents(batch / "files") == {}, "the kill came before the first claim"
+    assert {f["name"]: f["kind"] for f in manifest["files"]} == dict.fromkeys(DROPPED, "csv")
+    assert contents(folder) == DROPPED
+    assert sandbox.uploads() == []
+
+
 def at_claimed(folder: Path, sandbox: SandboxProcess) -> None:
     batch, manifest = only_batch(folder)
     assert manifest["state"] == "open"
@@ -206,6 +215,7 @@ def at_moved(folder: Path, sandbox: SandboxProcess) -> None:
 
 
 AT_CRASH: dict[str, Callable[[Path, SandboxProcess], None]] = {
+    "intended": at_intended,
     "claimed": at_claimed,
     "closed": at_closed,
     "zipped": at_zipped,

@@ -123,7 +123,7 @@ def test_release_refuses_what_is_not_held(
     assert done.returncode == 1 and "the guard holds it" in done.stderr, done.stderr
     assert "`dropd release`" in done.stderr
     done = run_dropd("release", "--config", str(config), "nosuch", held)
-    assert done.returncode == 1 and "no group 'nosuch'" in done.stderr
+    assert done.returncode == 1 and 'no group "nosuch"' in done.stderr
     done = run_dropd("release", "--config", str(tmp_path / "missing.toml"), "music", held)
     assert done.returncode == 2 and "does not exist" in done.stderr
     assert held_ids(folder) == [held], "nothing moved"
@@ -145,7 +145,7 @@ def test_release_a_held_batch_removed_by_hand_clears_the_error(
     text = run_dropd("status", "--config", str(config))
     assert text.returncode == 1
     assert "step:           guard" in text.stdout
-    assert "users.csv has 150 of its 200 rows deleted (75%)" in text.stdout
+    assert '"users.csv" has 150 of its 200 rows deleted (75%)' in text.stdout
     assert "held batches:   1" in text.stdout
 
     shutil.rmtree(folder / "held" / held)

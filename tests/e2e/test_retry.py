@@ -76,4 +76,4 @@ def test_retry_refuses_what_is_not_a_failed_batch(
     assert (folder / "failed" / error.parent.name / "notes.txt").exists(), "nothing moved"
 
     done = run_dropd("retry", "--config", str(config), "nosuch", "x")
-    assert done.returncode == 1 and "no group 'nosuch'" in done.stderr
+    assert done.returncode == 1 and 'no group "nosuch"' in done.stderr
