@@ -1,10 +1,17 @@
-"""One upload: a streamed multipart POST, and its answer as Sent, Retry, Failed or Unauthorized."""
+"""One upload: a streamed multipart POST, and its answer as Sent, Retry, Failed or Unauthorized.
+
+Only the API's own answer counts as sent: a 2xx whose body is a JSON object with a string
+`message`. Whatever else answers a 2xx (a sign-in page, a captive portal, an empty body) and
+every 3xx (redirects are never followed) is retried, with a reason that says what answered.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import enum
+import html
 import json
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -14,13 +21,20 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from requests_toolbelt import MultipartEncoder
 
+from daemon.log import REDACTOR
 from daemon.regular import open_regular
 
 ANSWER_TEXT_LIMIT = 2000  # a proxy's HTML error page is kept, cut to this many characters
+QUOTE_LIMIT = 200  # a page title, Location or body quoted in a reason is cut to this
 SEND_BLOCK = 1 << 20  # urllib3 sends 16 KiB blocks by default; 1 MiB doubles throughput
 _RETRY_STATUSES = frozenset({408, 429})
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_TITLE_SEARCH_CHARS = 65536  # a page's title is in its head, near the top
+_TRIES_AGAIN = "; dropd tries again"
+_SECRET_ROOM = 4096  # text kept past a cut while redacting, so a token across it is found
 
 
 class OutcomeKind(enum.Enum):
@@ -116,11 +130,15 @@ def upload_zip(
             "Accept": "application/json",
         }
         try:
-            response = session.post(url, data=encoder, headers=headers, timeout=timeouts)
+            # Never follow a redirect: the API never redirects, so one comes from something
+            # else (a sign-in page, a proxy), and what answers where it points is not the API.
+            response = session.post(
+                url, data=encoder, headers=headers, timeout=timeouts, allow_redirects=False
+            )
         except requests.Timeout as exc:
             return _network(exc, "timed out", started)
         except requests.exceptions.SSLError as exc:
-            reason = untrusted_reason(exc, url) + "; dropd tries again"
+            reason = untrusted_reason(exc, url) + _TRIES_AGAIN
             return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
         except requests.RequestException as exc:
             return _network(exc, "could not be completed", started)
@@ -129,7 +147,7 @@ def upload_zip(
 
 
 def _network(exc: Exception, what: str, started: float) -> UploadOutcome:
-    reason = f"the upload {what} ({type(exc).__name__}); dropd tries again"
+    reason = f"the upload {what} ({type(exc).__name__}){_TRIES_AGAIN}"
     return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
 
 
@@ -145,38 +163,112 @@ def _with_seconds(outcome: UploadOutcome, seconds: float) -> UploadOutcome:
 
 
 def classify(status: int, headers: Any, text: str, now: datetime | None = None) -> UploadOutcome:
-    """Turn one HTTP answer into an outcome (DESIGN.md's table)."""
+    """Turn one HTTP answer into an outcome (DESIGN.md's table). The answer and the reason
+    are redacted: a server that echoes the bearer token never gets it into a record."""
+    headers = CaseInsensitiveDict(headers)  # requests' headers and a plain dict alike
     answer = parse_answer(text)
-    message = _message(answer) or f"HTTP {status}"
+    message = _message(answer)
+    if status == 200 and is_api_answer(answer):  # the API answers 200, and nothing else
+        return _outcome(OutcomeKind.SENT, answer["message"], status, answer)
     if 200 <= status < 300:
-        return UploadOutcome(OutcomeKind.SENT, message, status, answer)
+        return _outcome(
+            OutcomeKind.RETRY, _not_the_api(status, headers, text, answer), status, answer
+        )
+    if 300 <= status < 400:
+        return _outcome(OutcomeKind.RETRY, _redirected(status, headers), status, answer)
     if status == 401:
-        return UploadOutcome(
+        return _outcome(
             OutcomeKind.UNAUTHORIZED, "the server refused the access token", status, answer
         )
     if status in _RETRY_STATUSES or status >= 500:
+        said = f"HTTP {status}: {message}" if message else what_answered(status, headers, text)
         after = retry_after_seconds(headers.get("Retry-After"), now or datetime.now(UTC))
-        return UploadOutcome(
-            OutcomeKind.RETRY,
-            f"the server answered HTTP {status}: {message}; dropd tries again",
-            status,
-            answer,
-            after,
+        reason = f"the server answered {said}{_TRIES_AGAIN}"
+        return _outcome(OutcomeKind.RETRY, reason, status, answer, after)
+    if status == 413:
+        reason = (
+            "the server refused the upload as too large (HTTP 413): set max_upload_bytes "
+            "for the group below the server's limit (Spring Boot's default is 1 MB a file "
+            "and 10 MB a request), and dropd cuts larger batches into several uploads; "
+            "then `dropd retry` the batch"
         )
-    return UploadOutcome(
-        OutcomeKind.FAILED,
-        f"the server refused the upload with HTTP {status}: {message}",
-        status,
-        answer,
-    )
+    elif message:
+        reason = f"the server refused the upload with HTTP {status}: {message}"
+    else:
+        reason = f"the server refused the upload, answering {what_answered(status, headers, text)}"
+    return _outcome(OutcomeKind.FAILED, reason, status, answer)
+
+
+def is_api_answer(answer: Any) -> bool:
+    """True for the API's own answer: a JSON object with a string `message`."""
+    return isinstance(answer, dict) and isinstance(answer.get("message"), str)
+
+
+def _outcome(
+    kind: OutcomeKind, reason: str, status: int, answer: Any, after: float | None = None
+) -> UploadOutcome:
+    # Titles, Locations and messages come from the server: a token in them is blanked.
+    return UploadOutcome(kind, REDACTOR.redact_text(reason), status, answer, after)
+
+
+def _not_the_api(status: int, headers: CaseInsensitiveDict[str], text: str, answer: Any) -> str:
+    what = what_answered(status, headers, text)
+    if isinstance(answer, dict | list):
+        who = "something other than the API answered; check base_url"
+    else:
+        who = "a proxy, captive portal or sign-in page answered instead of the API"
+    return f"the upload was answered {what}, not the API's JSON answer: {who}{_TRIES_AGAIN}"
+
+
+def _redirected(status: int, headers: CaseInsensitiveDict[str]) -> str:
+    location = headers.get("Location", "").strip()
+    if location:
+        what = f"HTTP {status}, a redirect to {quoted(location)}, which dropd never follows"
+    else:
+        what = f"HTTP {status} with no Location header, not the API's JSON answer"
+    return f"the upload was answered {what} (the API never redirects); check base_url{_TRIES_AGAIN}"
+
+
+def what_answered(status: int, headers: Any, text: str) -> str:
+    """An answer in words, for a reason: its status, its content type, and the page's title
+    (or else the body, quoted), e.g. `HTTP 200 with text/html (page title "Sign in")`."""
+    content_type = str(CaseInsensitiveDict(headers).get("Content-Type") or "")
+    media = content_type.split(";", 1)[0].strip()[:100] or "no content type"
+    if not text.strip():
+        detail = "empty body"
+    elif title := page_title(text):
+        detail = f"page title {quoted(title)}"
+    else:
+        detail = f"body {quoted(text)}"
+    return f"HTTP {status} with {media} ({detail})"
+
+
+def page_title(text: str) -> str:
+    """The `<title>` of an HTML page, unescaped, on one line; "" where there is none."""
+    match = _TITLE.search(text[:_TITLE_SEARCH_CHARS])
+    return " ".join(html.unescape(match.group(1)).split()) if match else ""
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` redacted, on one line and cut to about `limit` characters, in double quotes."""
+    flat = " ".join(_redacted_prefix(text, limit * 4).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 3] + "..."
+    return json.dumps(flat, ensure_ascii=False)
 
 
 def parse_answer(text: str) -> Any:
-    """The server's answer as JSON, or its text cut to a sane length."""
+    """The server's answer as JSON, or its text cut to a sane length; redacted either way
+    (text before it is cut, so no part of a token is left at the cut)."""
     try:
-        return json.loads(text)
+        return REDACTOR.redact(json.loads(text))
     except ValueError:
-        return text[:ANSWER_TEXT_LIMIT]
+        return _redacted_prefix(text, ANSWER_TEXT_LIMIT)
+
+
+def _redacted_prefix(text: str, limit: int) -> str:
+    # A secret that begins past limit + _SECRET_ROOM would be cut away whole anyway.
+    return REDACTOR.redact_text(text[: limit + _SECRET_ROOM])[:limit]
 
 
 def _message(answer: Any) -> str:

@@ -1,8 +1,14 @@
-"""OAuth2 client-credentials tokens: read the secret, fetch, cache (memory + 0600 file), renew."""
+"""OAuth2 client-credentials tokens: read the secret, fetch, cache (memory + 0600 file), renew.
+
+Only a JSON object with a non-empty `access_token` (and, if it says, a positive `expires_in`)
+from the token endpoint itself is a token: a redirect is never followed, and a sign-in page,
+a proxy's page or a malformed answer is a TokenError that names the token endpoint.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import threading
@@ -18,7 +24,7 @@ import structlog
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
-from daemon.api import mount_tls, untrusted_reason
+from daemon.api import mount_tls, quoted, untrusted_reason, what_answered
 from daemon.config import Environment, SecretKind, TokenAuth
 from daemon.errors import SecretError, TokenError
 from daemon.log import REDACTOR
@@ -31,6 +37,8 @@ RENEW_MARGIN_SECONDS = 60.0
 _REJECTED = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_grant", "access_denied", "invalid_scope"}
 )
+DEFAULT_LIFETIME_SECONDS = 3600.0  # when the answer gives no expires_in
+_TRIES_AGAIN = "; dropd tries again"
 
 
 def read_secret(env: Environment, environ: Mapping[str, str] = os.environ) -> str:
@@ -82,6 +90,45 @@ def _read_secret_file(env_name: str, kind: SecretKind, path: Path) -> str:
             fix=f"chmod 600 {path}",
         )
     return text
+
+
+def token_problem(answer: Mapping[str, Any]) -> str:
+    """What makes a token answer unusable, e.g. `no access_token`; "" when it is usable."""
+    access = answer.get("access_token")
+    if not isinstance(access, str) or not access.strip():
+        return "no access_token (a non-empty string)"
+    expires_in = answer.get("expires_in")
+    if expires_in is not None and lifetime_seconds(expires_in) is None:
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+            shown = json.dumps(expires_in)
+        else:
+            shown = quoted(expires_in if isinstance(expires_in, str) else json.dumps(expires_in))
+        return f"an expires_in of {shown}, not a positive number of seconds"
+    return ""
+
+
+def lifetime_seconds(value: object) -> float | None:
+    """`expires_in` as seconds: a positive number, or a string of a whole one ("3600", as
+    oauthlib reads it); None for anything else."""
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _redirect(response: requests.Response | None) -> str:
+    if response is None:
+        return "redirected, and dropd never follows a redirect; check token_url"
+    status, location = response.status_code, response.headers.get("Location", "").strip()
+    if location:
+        what = f"HTTP {status}, a redirect to {quoted(location)}, which dropd never follows"
+    else:
+        what = f"HTTP {status} with no Location header, not a token"
+    return f"answered {what} (the token server never redirects); check token_url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +205,9 @@ class TokenSource:
 
     def _fetch(self, now: float) -> Token:
         session = OAuth2Session(client=BackendApplicationClient(client_id=self.env.client_id))
+        # fetch_token takes no allow_redirects: with none allowed, a redirect raises
+        # TooManyRedirects holding the 3xx, and is never followed.
+        session.max_redirects = 0
         session.register_compliance_hook("access_token_response", self._check_answer)
         mount_tls(session, self.env.ca_bundle)
         if urlsplit(self.env.token_url).scheme == "http":
@@ -172,6 +222,8 @@ class TokenSource:
                 include_client_id=self.env.token_auth is TokenAuth.BODY,
                 timeout=self._timeouts,
             )
+        except requests.TooManyRedirects as exc:
+            raise self._transient(_redirect(exc.response)) from exc
         except requests.exceptions.SSLError as exc:
             raise TokenError(self.env.name, untrusted_reason(exc, self.env.token_url)) from exc
         except requests.RequestException as exc:
@@ -181,14 +233,20 @@ class TokenSource:
             ) from exc
         except OAuth2Error as exc:
             raise self._oauth_error(exc) from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            # oauthlib's own parse of an answer that _check_answer let through.
+            what = f"answered something that is no token ({type(exc).__name__})"
+            raise self._transient(what) from exc
         finally:
             session.close()
         return self._token_from(answer, now, time.monotonic() - started)
 
     def _token_from(self, answer: Mapping[str, Any], now: float, seconds: float) -> Token:
+        if problem := token_problem(answer):
+            raise self._transient(f"answered {problem}")
         access = str(answer["access_token"])
         REDACTOR.add(access)
-        lifetime = float(answer.get("expires_in") or 3600)
+        lifetime = lifetime_seconds(answer.get("expires_in")) or DEFAULT_LIFETIME_SECONDS
         log.info(
             "token_fetched",
             environment=self.env.name,
@@ -199,13 +257,38 @@ class TokenSource:
         return Token(access, now + lifetime, lifetime)
 
     def _check_answer(self, response: requests.Response) -> requests.Response:
-        # requests-oauthlib parses any answer as a token; 5xx and 429 must mean "try later".
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            raise TokenError(
-                self.env.name,
-                f"the token endpoint answered HTTP {response.status_code}; dropd tries again",
+        """Judge the token endpoint's answer before oauthlib parses it: oauthlib takes any
+        answer for a token, and raises ValueError on some. Anything but a token or an OAuth2
+        error from the token server is a TokenError; dropd tries again."""
+        status = response.status_code
+        if status >= 500 or status in (408, 429):
+            raise self._transient(f"answered HTTP {status}")
+        if 300 <= status < 400:  # a 3xx with a Location raised TooManyRedirects already
+            raise self._transient(_redirect(response))
+        try:
+            body = json.loads(response.text)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            what = what_answered(status, response.headers, response.text)
+            raise self._transient(
+                f"answered {what}, not a token: a proxy, captive portal or sign-in page "
+                "answered instead of the token server"
             )
+        if "error" in body:
+            return response  # an OAuth2 error: oauthlib raises it, _oauth_error reads it
+        if not 200 <= status < 300:
+            what = what_answered(status, response.headers, response.text)
+            raise self._transient(f"answered {what}, not a token; check token_url")
+        if problem := token_problem(body):
+            raise self._transient(f"answered HTTP {status} with {problem}")
         return response
+
+    def _transient(self, what: str) -> TokenError:
+        """A TokenError naming the token endpoint: `what` it did, and that dropd tries again.
+        Redacted: a page or a Location could carry a secret."""
+        reason = f"the token endpoint {self.env.token_url} {what}{_TRIES_AGAIN}"
+        return TokenError(self.env.name, REDACTOR.redact_text(reason))
 
     def _oauth_error(self, exc: OAuth2Error) -> TokenError:
         if exc.error in _REJECTED:
@@ -216,9 +299,7 @@ class TokenSource:
                 "secret, then reload dropd",
                 rejected=True,
             )
-        return TokenError(
-            self.env.name, f"the token endpoint answered {exc.error}; dropd tries again"
-        )
+        return self._transient(f"answered {exc.error}")
 
     def _load_cached(self) -> Token | None:
         try:

@@ -13,9 +13,21 @@ endpoint (`"endpoint": "token"`, else the upload endpoints), before any check:
     {"status": 503, "body": {...} or "text", "headers": {...}}   an answer (default body:
     {"status": 429, "retry_after": "2"}                           Spring's error JSON)
     {"status": 502, "html": true}                                 a proxy's HTML page
+    {"status": 200, "html": true, "title": "Sign in"}             a page with that title
+    {"status": 200, "body": ""}                                   an empty body
+    {"status": 302, "location": "/_sandbox/elsewhere"}            a redirect (a relative
+                                                                  location is made absolute)
+    {"status": 400, "echo_authorization": true}                   {"message": "bad request from
+                                                                  Bearer ..."}: it echoes the
+                                                                  request's Authorization
     {"hang": 30}                                                  no answer for 30 s, then close
     {"pause": 3}                                                  wait 3 s, then serve as usual
     {"reset": true}                                               a TCP reset, no answer
+
+An html page's title is the status and its phrase unless `title` gives one. A redirect may
+point at `/_sandbox/elsewhere`, a page that counts its visitors (`/_sandbox/elsewhere/hits`),
+so a test can prove that no client followed it. `echo_authorization` merges the message into
+a JSON `body` if one is given.
 
 The requests are served and routed in `sandbox_http`, tokens issued in `sandbox_tokens`.
 """
@@ -33,7 +45,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from daemon.sandbox_http import SandboxServer, log_line
+from daemon.sandbox_http import HitCounter, SandboxServer, log_line
 from daemon.sandbox_script import ScriptedAnswers
 from daemon.sandbox_store import UploadStore
 from daemon.sandbox_tokens import TokenIssuer
@@ -45,7 +57,8 @@ class Sandbox:
     """The provider's API on 127.0.0.1, serving from a background thread.
 
     Its parts, which the request handler uses: `tokens` (the clients and the tokens issued
-    to them), `answers` (the scripted answers waiting) and `upload_store` (the kept uploads).
+    to them), `answers` (the scripted answers waiting), `upload_store` (the kept uploads)
+    and `elsewhere` (the requests to `/_sandbox/elsewhere`, where redirects may point).
     """
 
     def __init__(
@@ -66,6 +79,7 @@ class Sandbox:
         self.tokens = TokenIssuer(self.clients, token_lifetime, clock)
         self.answers = ScriptedAnswers()
         self.upload_store = UploadStore(self.store)
+        self.elsewhere = HitCounter()
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -8,11 +8,15 @@ Its routes:
     POST /rest/upload/GROUP[/zip]      an upload, judged (`sandbox_checks`) and kept
     POST /_sandbox/script              queue scripted answers (`sandbox_script`)
     POST /_sandbox/revoke              revoke every token
+    GET|POST /_sandbox/elsewhere       an HTML page titled "Elsewhere", where scripted
+                                       redirects may point; each request is counted
+    GET  /_sandbox/elsewhere/hits      {"hits": N}: proof that no client followed one
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import re
 import socket
@@ -25,7 +29,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from daemon import sandbox_checks
 from daemon.sandbox_form import RequestError, read_form
@@ -52,6 +56,25 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+class HitCounter:
+    """How many requests a route has had, counted across the server's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hits = 0
+
+    def hit(self) -> None:
+        """Count one request."""
+        with self._lock:
+            self._hits += 1
+
+    @property
+    def hits(self) -> int:
+        """The requests counted so far."""
+        with self._lock:
+            return self._hits
 
 
 def _iso(moment: float) -> str:
@@ -134,10 +157,19 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sandbox/uploads":
             records = [(folder / "request.json").read_text() for folder in self.sandbox.uploads()]
             self._send_json(200, [json.loads(record) for record in records])
+        elif path == "/_sandbox/elsewhere":
+            self._elsewhere()
+        elif path == "/_sandbox/elsewhere/hits":
+            self._send_json(200, {"hits": self.sandbox.elsewhere.hits})
         elif _UPLOAD_ROUTE.fullmatch(path):
             self._upload_route_get()
         else:
             self._send_spring_error(404)
+
+    def _elsewhere(self) -> None:
+        # Where scripted redirects point: a page that is not the API, counting who came.
+        self.sandbox.elsewhere.hit()
+        self._send(200, _PROXY_PAGE.format("Elsewhere").encode(), "text/html")
 
     def _upload_route_get(self) -> None:
         # As the real API: its security filter checks the token on /rest/upload/** first, and
@@ -168,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sandbox/revoke":
             self.sandbox.revoke_tokens()
             self._send_json(200, {"revoked": True})
+        elif path == "/_sandbox/elsewhere":
+            self._elsewhere()
         else:
             self._send_spring_error(404)
 
@@ -241,10 +275,18 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {str(name): str(value) for name, value in answer.get("headers", {}).items()}
         if "retry_after" in answer:
             headers["Retry-After"] = str(answer["retry_after"])
+        if "location" in answer:
+            # A relative location points into the sandbox itself, as a proxy's would.
+            headers["Location"] = urljoin(self.sandbox.url + "/", answer["location"])
         body = answer.get("body")
+        if answer.get("echo_authorization"):
+            # A server that echoes the request's credentials in its answer.
+            echoed = f"{_phrase(status).lower()} from {self.headers.get('Authorization', '')}"
+            body = {"fileErrors": None, **(body or {}), "message": echoed}
         self.note = "scripted"
         if answer.get("html"):
-            page = _PROXY_PAGE.format(f"{status} {_phrase(status)}")
+            title = answer.get("title") or f"{status} {_phrase(status)}"
+            page = _PROXY_PAGE.format(html.escape(title))
             self._send(status, page.encode(), "text/html", headers)
         elif isinstance(body, str):
             self._send(status, body.encode(), "text/plain; charset=utf-8", headers)

@@ -9,7 +9,8 @@ import threading
 from typing import Any
 
 _ANSWER_KEYS = {
-    *("status", "body", "headers", "retry_after", "html", "hang", "reset", "pause", "endpoint")
+    *("status", "body", "headers", "retry_after", "html", "hang", "reset", "pause", "endpoint"),
+    *("title", "location", "echo_authorization"),
 }
 _KINDS = ("status", "hang", "reset", "pause")
 
@@ -33,9 +34,27 @@ def checked_answer(answer: object) -> dict[str, Any]:
         problem = "reset must be true"
     elif answer.get("endpoint", "upload") not in ("upload", "token"):
         problem = "endpoint must be 'upload' or 'token'"
+    elif not all(isinstance(answer.get(key, ""), str) for key in ("title", "location")):
+        problem = "title and location must be strings"
+    elif not isinstance(answer.get("echo_authorization", False), bool):
+        problem = "echo_authorization must be true or false"
+    elif "title" in answer and not answer.get("html"):
+        problem = "title goes with html: true"
+    elif "location" in answer and "status" not in answer:
+        problem = "location goes with a status"
+    elif answer.get("echo_authorization") and not _echoable(answer):
+        problem = "echo_authorization goes with a status and a JSON body (or none), not html"
     if problem:
         raise ValueError(f"scripted answer {answer!r}: {problem}")
     return answer
+
+
+def _echoable(answer: dict[str, Any]) -> bool:
+    # The echo is put in a JSON body: there must be one to put it in.
+    body = answer.get("body")
+    return (
+        "status" in answer and not answer.get("html") and (body is None or isinstance(body, dict))
+    )
 
 
 class ScriptedAnswers:

@@ -20,6 +20,7 @@ from requests.structures import CaseInsensitiveDict
 
 from daemon.api import (
     ANSWER_TEXT_LIMIT,
+    QUOTE_LIMIT,
     OutcomeKind,
     classify,
     new_session,
@@ -27,6 +28,7 @@ from daemon.api import (
     upload_url,
     upload_zip,
 )
+from daemon.log import REDACTED, REDACTOR
 
 NOW = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 ACCEPTED = {
@@ -125,6 +127,207 @@ def test_classify_empty_body_reason_names_the_status() -> None:
     assert "404" in outcome.reason
 
 
+# -- only the API's own answer counts as sent -------------------------------------------------
+
+SIGN_IN = (
+    "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>\n<TITLE>Sign in to\n  Campus &amp; SSO"
+    "</TITLE></head><body><form action='/login'>...</form></body></html>"
+)
+HTML = {"Content-Type": "text/html; charset=UTF-8"}
+JSON = {"Content-Type": "application/json"}
+
+
+def test_classify_200_with_the_apis_json_message_is_sent() -> None:
+    body = {"message": "Files uploaded successfully", "fileErrors": [{"title": "t"}]}
+    outcome = classify(200, JSON, json.dumps(body), now=NOW)
+    assert outcome.kind is OutcomeKind.SENT
+    assert outcome.answer == body
+    assert outcome.reason == "Files uploaded successfully"
+
+
+@pytest.mark.parametrize("status", [201, 202, 206])
+def test_classify_another_2xx_even_with_a_message_is_not_the_apis_answer(status: int) -> None:
+    # The API answers an upload with 200; anything else answered in its place.
+    body = {"message": "Accepted"}
+    outcome = classify(status, JSON, json.dumps(body), now=NOW)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert f"HTTP {status}" in outcome.reason
+
+
+def test_classify_413_fails_naming_max_upload_bytes() -> None:
+    outcome = classify(413, JSON, json.dumps({"status": 413, "error": "Payload Too Large"}))
+    assert outcome.kind is OutcomeKind.FAILED
+    assert "max_upload_bytes" in outcome.reason and "413" in outcome.reason
+
+
+def test_classify_200_sign_in_page_is_retried_naming_its_title() -> None:
+    outcome = classify(200, HTML, SIGN_IN, now=NOW)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.status == 200
+    assert outcome.reason == (
+        'the upload was answered HTTP 200 with text/html (page title "Sign in to Campus & SSO"), '
+        "not the API's JSON answer: a proxy, captive portal or sign-in page answered instead "
+        "of the API; dropd tries again"
+    )
+    assert outcome.answer == SIGN_IN  # kept as text, as any non-JSON answer is
+    assert outcome.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "text", "said"),
+    [
+        (200, {"Content-Type": "text/plain"}, "", "HTTP 200 with text/plain (empty body)"),
+        (200, {}, "  \r\n", "HTTP 200 with no content type (empty body)"),
+        (204, {}, "", "HTTP 204 with no content type (empty body)"),
+        (200, {"content-type": "text/plain"}, "OK", 'HTTP 200 with text/plain (body "OK")'),
+        (200, HTML, "<html><body>hi</body></html>", "(body "),
+        (200, JSON, '{"status": "UP"}', 'HTTP 200 with application/json (body "{\\"status\\"'),
+        (200, JSON, '[{"message": "x"}]', 'HTTP 200 with application/json (body "[{'),
+        (200, JSON, '{"message": null}', "HTTP 200 with application/json"),
+        (200, JSON, '{"message": ["x"]}', "HTTP 200 with application/json"),
+        (200, JSON, '"just a string"', "HTTP 200 with application/json"),
+        (202, HTML, SIGN_IN, 'HTTP 202 with text/html (page title "Sign in to Campus & SSO")'),
+    ],
+)
+def test_classify_2xx_that_is_not_the_apis_answer_is_retried(
+    status: int, headers: dict[str, str], text: str, said: str
+) -> None:
+    outcome = classify(status, headers, text, now=NOW)
+    assert outcome.kind is OutcomeKind.RETRY, outcome
+    assert outcome.status == status
+    assert said in outcome.reason, outcome.reason
+    assert outcome.reason.startswith(f"the upload was answered HTTP {status} with ")
+    assert "not the API's JSON answer" in outcome.reason
+    assert outcome.reason.endswith("; dropd tries again")
+
+
+def test_classify_200_json_that_is_not_the_apis_says_check_base_url() -> None:
+    outcome = classify(200, JSON, '{"status": "UP"}', now=NOW)
+    assert outcome.answer == {"status": "UP"}
+    assert "check base_url" in outcome.reason
+    assert "captive portal" not in outcome.reason
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_classify_redirect_is_retried_naming_where_it_points(status: int) -> None:
+    where = "https://login.example.edu/cas/login?service=https%3A%2F%2Fapi"
+    outcome = classify(status, {"Location": where, "Content-Type": "text/html"}, "", now=NOW)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.status == status
+    assert outcome.reason == (
+        f'the upload was answered HTTP {status}, a redirect to "{where}", which dropd never '
+        "follows (the API never redirects); check base_url; dropd tries again"
+    )
+
+
+@pytest.mark.parametrize("status", [300, 304])
+def test_classify_3xx_without_location_is_retried(status: int) -> None:
+    outcome = classify(status, {}, "", now=NOW)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert f"HTTP {status} with no Location header" in outcome.reason
+    assert outcome.reason.endswith("; dropd tries again")
+
+
+def test_classify_quotes_a_long_title_or_location_cut_to_the_quote_limit() -> None:
+    title = "Welcome " * 100
+    page = f"<html><head><title>{title}</title></head></html>"
+    retried = classify(200, HTML, page, now=NOW)
+    quoted = retried.reason.split("page title ", 1)[1].split(")", 1)[0]
+    assert quoted.startswith('"Welcome Welcome') and quoted.endswith('..."')
+    assert QUOTE_LIMIT <= len(quoted) <= QUOTE_LIMIT + 2  # the quotes themselves
+    location = "https://login.example.edu/" + "a" * 1000
+    redirected = classify(302, {"Location": location}, "", now=NOW)
+    assert location[: QUOTE_LIMIT - 3] + '..."' in redirected.reason
+    assert location[:QUOTE_LIMIT] not in redirected.reason
+
+
+def test_classify_a_title_with_quotes_stays_one_quoted_value() -> None:
+    page = '<title>Say "hi"</title>'
+    outcome = classify(200, HTML, page, now=NOW)
+    assert '(page title "Say \\"hi\\"")' in outcome.reason
+
+
+def test_classify_502_html_page_names_its_content_type_and_title() -> None:
+    page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body></html>"
+    outcome = classify(502, {"Content-Type": "text/html"}, page, now=NOW)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.reason == (
+        'the server answered HTTP 502 with text/html (page title "502 Bad Gateway"); '
+        "dropd tries again"
+    )
+
+
+def test_classify_4xx_html_page_fails_naming_its_title() -> None:
+    page = "<html><head><title>Forbidden by the campus firewall</title></head></html>"
+    outcome = classify(403, HTML, page, now=NOW)
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.reason == (
+        "the server refused the upload, answering HTTP 403 with text/html "
+        '(page title "Forbidden by the campus firewall")'
+    )
+
+
+# -- what answers and reasons keep of a token -------------------------------------------------
+
+ECHOED = "eyJhbGciOiJSUzI1NiJ9.echoed-token.sig"
+
+
+@pytest.fixture
+def known_token() -> str:
+    REDACTOR.add(ECHOED)  # as TokenSource does with every token it fetches
+    return ECHOED
+
+
+def test_classify_400_echoing_the_bearer_token_keeps_no_token(known_token: str) -> None:
+    body = {
+        "message": f"bad request from Bearer {known_token}",
+        "fileErrors": [{"title": "x", "description": f"token {known_token} refused"}],
+        "access_token": known_token,
+    }
+    outcome = classify(400, JSON, json.dumps(body), now=NOW)
+    assert outcome.kind is OutcomeKind.FAILED
+    assert known_token not in json.dumps(outcome.answer)
+    assert known_token not in outcome.reason
+    assert outcome.answer["message"] == f"bad request from Bearer {REDACTED}"
+    assert outcome.answer["fileErrors"][0]["description"] == f"token {REDACTED} refused"
+    assert outcome.answer["access_token"] == REDACTED
+    assert (
+        outcome.reason
+        == f"the server refused the upload with HTTP 400: {outcome.answer['message']}"
+    )
+
+
+def test_classify_unknown_bearer_token_shape_is_redacted_too() -> None:
+    body = {"message": "bad request from Bearer not-known-but-shaped-like-one"}
+    outcome = classify(400, JSON, json.dumps(body), now=NOW)
+    assert "not-known-but-shaped-like-one" not in json.dumps(outcome.answer) + outcome.reason
+
+
+@pytest.mark.parametrize("status", [200, 502])
+def test_classify_page_echoing_the_token_keeps_no_token(status: int, known_token: str) -> None:
+    page = f"<html><head><title>Hello {known_token}</title></head><body>{known_token}</body></html>"
+    outcome = classify(status, HTML, page, now=NOW)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert known_token not in outcome.answer and REDACTED in outcome.answer
+    assert known_token not in outcome.reason and f'"Hello {REDACTED}"' in outcome.reason
+
+
+def test_classify_token_across_the_answer_cut_leaves_no_part_of_it(known_token: str) -> None:
+    # The token starts just before the cut: cutting first would keep its first characters.
+    page = "x" * (ANSWER_TEXT_LIMIT - 10) + known_token + "y" * 100
+    outcome = classify(502, {}, page, now=NOW)
+    assert isinstance(outcome.answer, str) and len(outcome.answer) == ANSWER_TEXT_LIMIT
+    assert known_token[:10] not in outcome.answer
+    assert outcome.answer.endswith(REDACTED[:10])
+
+
+def test_classify_location_carrying_the_token_is_redacted(known_token: str) -> None:
+    where = f"https://sso.example.edu/continue?access_token={known_token}&next=/rest"
+    outcome = classify(302, {"Location": where}, "", now=NOW)
+    assert known_token not in outcome.reason
+    assert "https://sso.example.edu/continue?access_token=" in outcome.reason
+
+
 # -- retry_after_seconds --------------------------------------------------------------------
 
 
@@ -167,6 +370,7 @@ class Recorder:
     body: bytes = json.dumps(ACCEPTED).encode()
     headers: dict[str, str] = field(default_factory=dict)
     behaviour: str = "answer"  # or "close" (no answer) or "stall" (answer after release)
+    content_type: str = "application/json"
     requests: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -189,10 +393,20 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             self.send_response(recorder.status)
             for name, value in recorder.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", recorder.content_type)
             self.send_header("Content-Length", str(len(recorder.body)))
             self.end_headers()
             self.wfile.write(recorder.body)
+
+        def do_GET(self) -> None:
+            # Where a followed redirect would land: counted, and answered like the API.
+            recorder.requests.append(Received("GET", self.path, self.headers, b""))
+            body = json.dumps(ACCEPTED).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -358,3 +572,42 @@ def test_upload_zip_nothing_listening_is_retried(zip_file: Path) -> None:
         session.close()
     assert outcome.kind is OutcomeKind.RETRY
     assert TOKEN not in outcome.reason
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_upload_zip_never_follows_a_redirect(
+    server: UploadServer, zip_file: Path, status: int
+) -> None:
+    # The redirect points back at the same server, which would answer like the API.
+    server.recorder.status = status
+    server.recorder.headers = {"Location": f"{server.url}/elsewhere"}
+    server.recorder.body = b""
+
+    outcome = upload(server, zip_file)
+
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.status == status
+    assert f'a redirect to "{server.url}/elsewhere"' in outcome.reason
+    assert [(r.method, r.path) for r in server.recorder.requests] == [
+        ("POST", "/rest/upload/music/zip")
+    ]
+
+
+def test_upload_zip_200_sign_in_page_is_retried(server: UploadServer, zip_file: Path) -> None:
+    server.recorder.content_type = "text/html; charset=utf-8"
+    server.recorder.body = SIGN_IN.encode()
+
+    outcome = upload(server, zip_file)
+
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.status == 200
+    assert 'text/html (page title "Sign in to Campus & SSO")' in outcome.reason
+
+
+def test_upload_zip_200_empty_body_is_retried(server: UploadServer, zip_file: Path) -> None:
+    server.recorder.body = b""
+
+    outcome = upload(server, zip_file)
+
+    assert outcome.kind is OutcomeKind.RETRY
+    assert "HTTP 200 with application/json (empty body)" in outcome.reason

@@ -328,3 +328,168 @@ def test_token_source_tells_on_fetch_each_fetch_and_its_result(
         source("not-the-secret", "c").get()
 
     assert told == [("test", "ok"), ("test", "failed"), ("test", "rejected")]
+
+
+# -- answers that are no token ----------------------------------------------------------------
+
+
+def fetch_error(sandbox: Sandbox, state_dir: Path, answer: dict[str, object]) -> TokenError:
+    """The TokenError of a fetch answered with scripted `answer`; the fetch after it works."""
+    sandbox.script([{"endpoint": "token", **answer}])
+    tokens = source_for(sandbox, state_dir)
+    with pytest.raises(TokenError) as caught:
+        tokens.get()
+    assert not caught.value.rejected, "dropd tries again: no credential was refused"
+    assert caught.value.environment == "test"
+    assert sandbox.token_url in caught.value.reason, caught.value.reason
+    assert caught.value.reason.endswith("; dropd tries again")
+    assert not (state_dir / "tokens" / "test.json").exists(), "nothing was cached"
+    assert tokens.get(), "the next, unscripted answer is a token"
+    return caught.value
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_token_source_never_follows_a_redirect(
+    sandbox: Sandbox, tmp_path: Path, status: int
+) -> None:
+    answer = {"status": status, "location": "/_sandbox/elsewhere"}
+    error = fetch_error(sandbox, tmp_path / "state", answer)
+    assert sandbox.elsewhere.hits == 0, "the redirect was followed"
+    assert error.reason == (
+        f"the token endpoint {sandbox.token_url} answered HTTP {status}, a redirect to "
+        f'"{sandbox.url}/_sandbox/elsewhere", which dropd never follows (the token server '
+        "never redirects); check token_url; dropd tries again"
+    )
+
+
+def test_token_source_3xx_without_location_is_a_token_error(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    error = fetch_error(sandbox, tmp_path / "state", {"status": 300})
+    assert "HTTP 300 with no Location header" in error.reason
+
+
+def test_token_source_html_sign_in_page_names_content_type_and_title(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    answer = {"status": 200, "html": True, "title": "Sign in to Campus SSO"}
+    error = fetch_error(sandbox, tmp_path / "state", answer)
+    assert error.reason == (
+        f"the token endpoint {sandbox.token_url} answered HTTP 200 with text/html "
+        '(page title "Sign in to Campus SSO"), not a token: a proxy, captive portal or '
+        "sign-in page answered instead of the token server; dropd tries again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("", "HTTP 200 with text/plain (empty body)"),
+        ("access_token=abc&expires_in=60", 'HTTP 200 with text/plain (body "access_token='),
+        ("[]", 'HTTP 200 with text/plain (body "[]")'),
+    ],
+)
+def test_token_source_non_json_or_non_object_answer_is_a_token_error(
+    sandbox: Sandbox, tmp_path: Path, body: str, said: str
+) -> None:
+    error = fetch_error(sandbox, tmp_path / "state", {"status": 200, "body": body})
+    assert said in error.reason, error.reason
+    assert "abc" not in error.reason, "a token-shaped value is never shown"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token_type": "bearer", "expires_in": 60},
+        {"access_token": "", "expires_in": 60},
+        {"access_token": "   ", "expires_in": 60},
+        {"access_token": 12345678, "expires_in": 60},
+        {"access_token": None},
+    ],
+)
+def test_token_source_json_without_a_usable_access_token_is_a_token_error(
+    sandbox: Sandbox, tmp_path: Path, body: dict[str, object]
+) -> None:
+    error = fetch_error(sandbox, tmp_path / "state", {"status": 200, "body": body})
+    assert error.reason == (
+        f"the token endpoint {sandbox.token_url} answered HTTP 200 with no access_token "
+        "(a non-empty string); dropd tries again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "shown"),
+    [("abc", '"abc"'), (-5, "-5"), (0, "0"), ("-5", '"-5"'), ("1.5", '"1.5"'), (True, '"true"')],
+)
+def test_token_source_expires_in_not_a_positive_number_is_a_token_error(
+    sandbox: Sandbox, tmp_path: Path, expires_in: object, shown: str
+) -> None:
+    body = {"access_token": "x-token-value", "token_type": "bearer", "expires_in": expires_in}
+    error = fetch_error(sandbox, tmp_path / "state", {"status": 200, "body": body})
+    assert error.reason == (
+        f"the token endpoint {sandbox.token_url} answered HTTP 200 with an expires_in of "
+        f"{shown}, not a positive number of seconds; dropd tries again"
+    )
+    assert "x-token-value" not in error.reason
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [("600", 600.0), (600, 600.0), (None, 3600.0)])
+def test_token_source_takes_a_whole_number_string_or_no_expires_in(
+    sandbox: Sandbox, tmp_path: Path, expires_in: object, lifetime: float
+) -> None:
+    body = {"access_token": "y-token-value", "token_type": "bearer", "expires_in": expires_in}
+    sandbox.script([{"endpoint": "token", "status": 200, "body": body}])
+    tokens = source_for(sandbox, tmp_path / "state")
+    assert tokens.get() == "y-token-value"
+    assert cached(tmp_path / "state")["lifetime"] == lifetime
+
+
+def test_token_source_oauthlib_parse_errors_are_token_errors(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were the answer not judged first, oauthlib's int("abc") would raise ValueError.
+    monkeypatch.setattr(TokenSource, "_check_answer", lambda self, response: response)
+    body = {"access_token": "z-token-value", "expires_in": "abc"}
+    error = fetch_error(sandbox, tmp_path / "state", {"status": 200, "body": body})
+    assert "answered something that is no token (ValueError)" in error.reason
+
+
+def test_token_source_4xx_json_that_is_no_oauth_error_is_a_token_error(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    body = {"message": "no such endpoint"}
+    error = fetch_error(sandbox, tmp_path / "state", {"status": 404, "body": body})
+    assert "answered HTTP 404 with application/json" in error.reason
+    assert "check token_url" in error.reason
+
+
+def test_token_source_5xx_reason_names_the_token_url(sandbox: Sandbox, tmp_path: Path) -> None:
+    error = fetch_error(sandbox, tmp_path / "state", {"status": 503})
+    assert (
+        error.reason
+        == f"the token endpoint {sandbox.token_url} answered HTTP 503; dropd tries again"
+    )
+
+
+def test_token_source_page_echoing_the_secret_keeps_no_secret(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    read_secret(environment(SecretKind.ENV, "S"), environ={"S": SECRET})  # known to the redactor
+    answer = {"status": 200, "html": True, "title": f"Wrong password {SECRET}"}
+    error = fetch_error(sandbox, tmp_path / "state", answer)
+    assert SECRET not in str(error)
+    assert "Wrong password [redacted]" in error.reason
+
+
+def test_token_source_no_token_answers_are_counted_as_failed(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    told: list[str] = []
+    env = environment(token_url=sandbox.token_url)
+    tokens = TokenSource(
+        env, SECRET, tmp_path / "state", TIMEOUTS, Clock(1000.0), lambda _env, r: told.append(r)
+    )
+    sandbox.script([{"endpoint": "token", "status": 302, "location": "/_sandbox/elsewhere"}])
+    with pytest.raises(TokenError):
+        tokens.get()
+    assert told == ["failed"]

@@ -119,6 +119,29 @@ def test_secret_redactor_walks_nested_dicts_and_lists() -> None:
     assert event["answers"] == [{"nested": {"password": REDACTED}}]
 
 
+def test_secret_redactor_redact_cleans_a_json_answer_and_leaves_the_original() -> None:
+    redactor = SecretRedactor([TOKEN])
+    answer = {
+        "message": f"bad request from Bearer {TOKEN}",
+        "fileErrors": [{"title": "t", "description": f"token {TOKEN}"}, None, 3],
+        "access_token": "anything",
+        "token_url": "https://h/oauth/token",
+    }
+    original = json.loads(json.dumps(answer))
+
+    cleaned = redactor.redact(answer)
+
+    assert cleaned == {
+        "message": f"bad request from Bearer {REDACTED}",
+        "fileErrors": [{"title": "t", "description": f"token {REDACTED}"}, None, 3],
+        "access_token": REDACTED,
+        "token_url": "https://h/oauth/token",
+    }
+    assert answer == original, "redact returns a copy"
+    assert redactor.redact(f"x {TOKEN} y") == f"x {REDACTED} y"
+    assert redactor.redact(None) is None and redactor.redact(42) == 42
+
+
 def test_secret_redactor_leaves_other_values_alone() -> None:
     event = {"event": "batch_sent", "group": "music", "files": 3, "bytes": 1024, "ok": True}
     assert redact(event) == event

@@ -8,6 +8,7 @@ import json
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -460,6 +462,91 @@ def test_scripted_400_with_body_and_502_html_page(sandbox: Sandbox) -> None:
     assert "<h1>502 Bad Gateway</h1>" in page.text
 
 
+def test_scripted_html_page_takes_the_title_given(sandbox: Sandbox) -> None:
+    sandbox.script([{"status": 200, "html": True, "title": "Sign in <Campus & SSO>"}])
+    page = upload(sandbox, None, [("b.zip", b"")])
+    assert page.status_code == 200
+    assert page.headers["Content-Type"] == "text/html"
+    assert "<title>Sign in &lt;Campus &amp; SSO&gt;</title>" in page.text
+    assert sandbox.uploads() == []
+
+
+def test_scripted_empty_body_is_sent_with_content_length_0(sandbox: Sandbox) -> None:
+    sandbox.script([{"status": 200, "body": ""}])
+    address = ("127.0.0.1", urlsplit(sandbox.url).port or 0)
+    with socket.create_connection(address, timeout=TIMEOUT) as raw:
+        raw.sendall(b"POST /rest/upload/music/zip HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        raw.sendall(b"GET /_sandbox/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := raw.recv(65536):
+            received += chunk
+    first, second = received.split(b"HTTP/1.1 ", 2)[1:]
+    head, _, body = first.partition(b"\r\n\r\n")
+    assert head.startswith(b"200 OK") and b"\r\nContent-Length: 0" in head
+    assert body == b"", "nothing between the empty answer and the next one"
+    assert second.startswith(b"200 OK")
+
+
+def test_scripted_redirect_sets_an_absolute_location(sandbox: Sandbox) -> None:
+    elsewhere = "https://login.example.edu/sso"
+    sandbox.script(
+        [
+            {"status": 302, "location": "/_sandbox/elsewhere"},
+            {"status": 307, "location": elsewhere, "headers": {"X-Proxy": "campus"}},
+        ]
+    )
+    url = f"{sandbox.url}/rest/upload/music/zip"
+    files = {"deptFileUpload": ("b.zip", b"")}
+    relative = requests.post(url, files=files, allow_redirects=False, timeout=TIMEOUT)
+    absolute = requests.post(url, files=files, allow_redirects=False, timeout=TIMEOUT)
+    assert relative.status_code == 302
+    assert relative.headers["Location"] == f"{sandbox.url}/_sandbox/elsewhere"
+    assert relative.content == b""
+    assert absolute.status_code == 307 and absolute.headers["Location"] == elsewhere
+    assert absolute.headers["X-Proxy"] == "campus"
+    assert sandbox.elsewhere.hits == 0
+
+
+def test_elsewhere_counts_every_visit_and_tells_the_count(sandbox: Sandbox) -> None:
+    hits = f"{sandbox.url}/_sandbox/elsewhere/hits"
+    assert requests.get(hits, timeout=TIMEOUT).json() == {"hits": 0}
+    sandbox.script([{"status": 303, "location": "/_sandbox/elsewhere"}])
+    followed = requests.post(f"{sandbox.url}/rest/upload/music/zip", data=b"x", timeout=TIMEOUT)
+    assert followed.status_code == 200 and followed.url == f"{sandbox.url}/_sandbox/elsewhere"
+    assert "<title>Elsewhere</title>" in followed.text
+    assert followed.headers["Content-Type"] == "text/html"
+    assert requests.post(f"{sandbox.url}/_sandbox/elsewhere", data=b"x", timeout=TIMEOUT).ok
+    assert requests.get(hits, timeout=TIMEOUT).json() == {"hits": 2}
+    assert sandbox.elsewhere.hits == 2
+
+
+def test_scripted_echo_authorization_puts_the_header_in_the_message(sandbox: Sandbox) -> None:
+    body = {"message": "ignored", "fileErrors": [{"title": "t"}]}
+    sandbox.script(
+        [
+            {"status": 400, "echo_authorization": True},
+            {"status": 403, "body": body, "echo_authorization": True},
+        ]
+    )
+    token = get_token(sandbox)
+    plain = upload(sandbox, token, [("b.zip", b"")])
+    merged = upload(sandbox, token, [("b.zip", b"")])
+    assert plain.status_code == 400
+    assert plain.json() == {"message": f"bad request from Bearer {token}", "fileErrors": None}
+    assert merged.status_code == 403
+    assert merged.json() == {
+        "message": f"forbidden from Bearer {token}",
+        "fileErrors": [{"title": "t"}],
+    }
+
+
+def test_scripted_echo_authorization_on_the_token_endpoint(sandbox: Sandbox) -> None:
+    sandbox.script([{"endpoint": "token", "status": 400, "echo_authorization": True}])
+    answer = requests.post(sandbox.token_url, auth=CLIENT, timeout=TIMEOUT)
+    assert answer.status_code == 400
+    assert answer.json()["message"].startswith("bad request from Basic ")
+
+
 def test_scripted_reset_closes_without_an_answer(sandbox: Sandbox) -> None:
     sandbox.script([{"reset": True}])
     with pytest.raises(requests.ConnectionError, match="reset by peer"):  # a reset, not a close
@@ -517,6 +604,14 @@ def test_script_over_http_queues_and_rejects_bad_answers(sandbox: Sandbox) -> No
     [
         *({"status": 99}, {"status": 503, "hang": 1}, {}, {"reset": False}),
         *({"status": 503, "x": 1}, {"pause": -1}, {"pause": 1, "hang": 1}),
+        *({"status": 200, "html": True, "title": 7}, {"status": 200, "title": "no html"}),
+        *({"status": 302, "location": ["/x"]}, {"hang": 1, "location": "/x"}),
+        *(
+            {"status": 400, "echo_authorization": "yes"},
+            {"reset": True, "echo_authorization": True},
+        ),
+        *({"status": 400, "html": True, "echo_authorization": True},),
+        *({"status": 400, "body": "text", "echo_authorization": True},),
     ],
 )
 def test_script_rejects_malformed_answers(sandbox: Sandbox, answer: dict[str, Any]) -> None:
