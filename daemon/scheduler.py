@@ -236,7 +236,9 @@ class Scheduler:
     def _visit(self, worker: GroupWorker, now: float, daemon: DaemonSettings) -> None:
         if not worker.owner:
             worker.take_ownership(now, self.watcher)
-            return
+            if not worker.owner:
+                return
+            worker.dirty = True  # a folder just taken (or taken again) is looked at at once
         if worker.dirty or now >= worker.next_scan:
             worker.scan(now, daemon)
         worker.close_due(now, self.timing)

@@ -46,7 +46,7 @@ def duplicate_entries(path: Path) -> str | None:
     try:
         with open_regular(path) as source, zipfile.ZipFile(source) as archive:
             names = [
-                posixpath.basename(i.filename.replace("\\", "/"))
+                posixpath.basename(entry_text(i).replace("\\", "/"))
                 for i in archive.infolist()
                 if not i.is_dir() and not _macos_junk(i.filename)
             ]
@@ -68,27 +68,39 @@ def _macos_junk(name: str) -> bool:
 
 
 def _entry_problems(info: zipfile.ZipInfo) -> list[str]:
-    name = info.filename
+    name, shown = info.filename, entry_text(info)
     if not info.flag_bits & 0x800 and not _utf8(name):
         return [
-            f"entry {quoted(name)} has a name that is not UTF-8, which the server's Java "
+            f"entry {quoted(shown)} has a name that is not UTF-8, which the server's Java "
             "cannot read; rename the file and zip it again"
         ]
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
         why = "has a path that leaves the archive; zip the files without folders"
-        return [f"entry {quoted(name)} {why}"]
+        return [f"entry {quoted(shown)} {why}"]
     if stat.S_ISLNK(info.external_attr >> 16):
-        return [f"entry {quoted(name)} is a symbolic link; zip the file itself"]
+        return [f"entry {quoted(shown)} is a symbolic link; zip the file itself"]
     if info.flag_bits & 0x1:
-        return [f"entry {quoted(name)} is encrypted; the server cannot read it"]
+        return [f"entry {quoted(shown)} is encrypted; the server cannot read it"]
     base = posixpath.basename(name.replace("\\", "/"))
     if not (base.lower().endswith(".csv") or base.lower() == "message.properties"):
         return [
-            f"entry {quoted(name)} is not a CSV file or message.properties; the server fails "
+            f"entry {quoted(shown)} is not a CSV file or message.properties; the server fails "
             "the whole upload for it, so leave it out of the ZIP"
         ]
     return []
+
+
+def entry_text(info: zipfile.ZipInfo) -> str:
+    """An entry's name as the file system would hold it: zipfile reads a name without the
+    UTF-8 flag as code page 437 (0xE9 becomes "Θ"); its bytes again, with those that are not
+    UTF-8 kept as `quoted` shows them (`\\xe9`)."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return info.filename
 
 
 def _utf8(name: str) -> bool:
@@ -111,14 +123,14 @@ def _size_problems(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> li
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
             return [
-                f"entry {quoted(info.filename)} compresses {ratio:,.0f} to 1, which only a ZIP "
+                f"entry {quoted(entry_text(info))} compresses {ratio:,.0f} to 1, which only a ZIP "
                 "bomb does; send the files themselves"
             ]
     # Declared sizes can lie: count what really comes out, and stop past the declaration.
     for info in infos:
         if _unpacked_size(archive, info) > info.file_size:
             return [
-                f"entry {quoted(info.filename)} unpacks to more than its declared "
+                f"entry {quoted(entry_text(info))} unpacks to more than its declared "
                 f"{info.file_size:,} bytes; the ZIP is damaged or hostile"
             ]
     return []
