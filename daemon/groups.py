@@ -181,6 +181,7 @@ class GroupWorker(GroupOwnership):
         manifest = self.spool.open_batch(self.wall())
         self.spool.intend(manifest, [ready])
         if self.spool.claim(manifest.batch, ready):
+            crashpoints.reached("claimed")
             _claimed(self.group.key, manifest.batch, ready)
         if self._close(manifest.batch):
             self.line.waiting.append(manifest.batch)

@@ -96,9 +96,11 @@ class GroupOwnership:
             return
         try:
             # The folder as held, not its path (a folder made again there is another one);
-            # the spool too: `dropd retry` puts a batch back there while we run.
+            # .dropd, whose lock someone may remove; and the spool, where `dropd retry` puts
+            # a batch back while we run.
+            root = self.spool.root.io_path
             self.watcher.watch(
-                self.group.key, f"{self.spool.root.io_path}/.", f"{self.spool.work}/."
+                self.group.key, f"{root}/.", f"{root}/{SPOOL_DIR}", f"{self.spool.work}/."
             )
         except OSError as exc:
             log.warning(

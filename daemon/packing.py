@@ -265,8 +265,10 @@ def _ready_made(source: Path, target: Path) -> BuiltZip:
         target.hardlink_to(source)
     except OSError as exc:
         raise ArchiveError(target, exc.strerror or str(exc)) from exc
-    size, digest = source.stat().st_size, file_sha256(source)
-    return BuiltZip(target, size, digest, (SourceDigest(source.name, size, digest, False),))
+    info, digest = source.stat(), file_sha256(source)
+    size, mtime = info.st_size, info.st_mtime_ns
+    sources = (SourceDigest(source.name, size, digest, False, source.name, mtime),)
+    return BuiltZip(target, size, digest, sources)
 
 
 def _zip_has_notification(path: Path) -> bool:

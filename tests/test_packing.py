@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -10,8 +12,9 @@ from structlog.testing import capture_logs
 
 from daemon import csvfast, packing
 from daemon.config import Validation
-from daemon.errors import ValidationError
-from daemon.manifest import Manifest
+from daemon.errors import SourceError, StillWritten, ValidationError
+from daemon.intake import FileKind, classify
+from daemon.manifest import FileRecord, Manifest
 from daemon.spool import Spool
 from daemon.timestamps import utc_now
 
@@ -93,3 +96,63 @@ def test_pack_says_once_how_rows_are_checked(
             packing.pack(spool, manifest, 0, Validation.STRICT)
     said = [e for e in logs if e["event"] == "csv_checks"]
     assert said == [{"event": "csv_checks", "log_level": "info", "row_scanner": scanner}]
+
+
+def claimed(spool: Spool, manifest: Manifest, names: list[str]) -> None:
+    """Record the files as intake does before their claim: kind, size, time."""
+    files = spool.files_dir(manifest.batch)
+    for name in names:
+        info = (files / name).stat()
+        kind = (classify(name) or FileKind.OTHER).value
+        manifest.files.append(FileRecord(name, info.st_size, kind=kind, mtime_ns=info.st_mtime_ns))
+
+
+def zipped(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_pack_a_ready_made_zip_as_claimed_goes_as_it_came(tmp_path: Path) -> None:
+    spool, manifest = batch(tmp_path, {"export.zip": zipped({"users.csv": USERS})})
+    claimed(spool, manifest, ["export.zip"])
+    packing.pack(spool, manifest, 0, Validation.STRICT)
+    assert spool.zip_path(manifest.batch).read_bytes() == zipped({"users.csv": USERS})
+    assert [(f.name, f.kind) for f in manifest.files] == [("export.zip", "zip")]
+
+
+def test_pack_a_file_that_changed_after_its_claim_is_still_written(tmp_path: Path) -> None:
+    spool, manifest = batch(tmp_path, {"users.csv": USERS})
+    claimed(spool, manifest, ["users.csv"])
+    path = spool.files_dir(manifest.batch) / "users.csv"
+    with open(path, "ab") as out:  # a writer with the file still open writes on
+        out.write(b"u2,c@d.edu,C,D,c@d.edu,active\n")
+    with pytest.raises(StillWritten) as caught:
+        packing.pack(spool, manifest, 0, Validation.STRICT)
+    assert caught.value.name == "users.csv" and '"users.csv" changed' in caught.value.reason
+    # What it holds now is remembered: once the file is still, the next try goes through.
+    assert manifest.files[0].bytes == path.stat().st_size
+    packing.pack(spool, manifest, 0, Validation.STRICT)
+    assert manifest.zip is not None
+
+
+def test_pack_refuses_a_file_whose_recorded_kind_is_not_uploaded(tmp_path: Path) -> None:
+    # The kind written before the claim decides, whatever else the batch holds.
+    spool, manifest = batch(tmp_path, {"users.csv": USERS, "report.pdf": b"%PDF"})
+    claimed(spool, manifest, ["users.csv", "report.pdf"])
+    with pytest.raises(SourceError) as caught:
+        packing.pack(spool, manifest, 0, Validation.OFF)
+    assert caught.value.name == "report.pdf"
+    assert not spool.zip_path(manifest.batch).exists()
+
+
+def test_pack_names_a_file_that_is_not_utf8_as_the_server_can_read_it(tmp_path: Path) -> None:
+    odd = os.fsdecode(b"caf\xe9.csv")
+    spool, manifest = batch(tmp_path, {odd: USERS, "caf%E9.csv": USERS.replace(b"u1", b"u2")})
+    packing.pack(spool, manifest, 0, Validation.STRICT)
+    assert zip_names(spool.zip_path(manifest.batch)) == ["caf%E9.csv", "caf%E9~2.csv"]
+    [part] = manifest.parts
+    assert part["entries"] == {odd: "caf%E9~2.csv"}
+    assert sorted(f.name for f in manifest.files) == sorted([odd, "caf%E9.csv"])

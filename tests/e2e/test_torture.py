@@ -1,8 +1,13 @@
 """Kill -9 torture: files keep coming while `dropd run` is killed and restarted, over and over.
 
-Mail servers prove their queues this way. After the last restart every dropped file must be
-in `sent/` exactly once and have gone up at least once, nothing may be left behind, and a
-batch may have gone up twice only when its receipt says it was resent after a restart.
+Mail servers prove their queues this way. Files of every kind come: CSVs (some with a
+legacy `.done` marker, written after the file as a careful writer does, or before it, when
+it no longer counts), ready-made ZIPs, and now and then a `report-N.pdf` dropd does not
+upload. After the last restart every CSV and ZIP must be in `sent/` exactly once and have
+gone up at least once (a ZIP as it came, byte for byte), every marker beside its file, every
+pdf alone in `failed/BATCH/` at step `intake` and never at the sandbox; nothing else may be
+in `failed/` or left behind, and a batch may have gone up twice only when its receipt says
+it was resent after a restart.
 
 A short run by default; a long one on demand, replayable from the seed it prints:
 
@@ -12,12 +17,14 @@ A short run by default; a long one on demand, replayable from the seed it prints
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import secrets
 import threading
 import time
 import uuid
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +51,16 @@ GROUPS = ("music", "art", "drama")
 KILLS = int(os.environ.get("DROPD_TORTURE_KILLS", "15"))
 SEED = int(os.environ.get("DROPD_TORTURE_SEED") or secrets.randbelow(2**32))
 MAX_KILL_DELAY = 1.5  # seconds after `daemon_starting`: recovery, intake, zip and upload
-MARKED = 0.2  # the share of files that come with a legacy `NAME.done` marker
+# The share of drops that are a `report-N.pdf` (fails alone at intake, never goes up), and
+# a ready-made `export-N.zip` holding one CSV (its own batch, goes up as it came).
+PDFS = 0.05
+ZIPS = 0.07
+# The share of CSVs with a legacy `NAME.done` marker written after the file (it counts: the
+# file is ready at once), and before it (it does not: settle time; it travels all the same).
+MARKED_AFTER = 0.2
+MARKED_BEFORE = 0.05
 LARGEST = 2_000_000  # bytes; sizes are spread evenly on a log scale from a few bytes up
+LARGEST_IN_ZIP = 200_000  # the CSV inside a dropped ZIP
 DRAIN_DEADLINE = 300.0  # the last run sends everything the kills left behind
 # Each kind: the header the server knows, and a row that makes every file's bytes unique.
 KINDS = {
@@ -58,26 +73,47 @@ KINDS = {
 FileKey = tuple[str, str, str]  # group, name, sha256
 
 
+CSV, MARKER, EARLY_MARKER, PDF, ZIP = "csv", "marker", "early marker", "pdf", "zip"
+
+
 @dataclass(frozen=True, slots=True)
 class Dropped:
     group: str
     name: str
     sha256: str
+    kind: str = CSV  # CSV, MARKER (written after its file), EARLY_MARKER (before), PDF, ZIP
+    inner: tuple[str, str] | None = None  # a ZIP's one entry: its name and sha256
 
     @property
     def key(self) -> FileKey:
         return (self.group, self.name, self.sha256)
 
 
-def csv_file(rng: Random, number: int) -> tuple[str, bytes]:
-    """A valid CSV of a random kind and size (one row to ~2 MB), unique by a uuid."""
+def csv_file(rng: Random, number: int, largest: int = LARGEST) -> tuple[str, bytes]:
+    """A valid CSV of a random kind and size (one row to `largest`), unique by a uuid."""
     kind = rng.choice(sorted(KINDS))
     header, row = KINDS[kind]
     uid = uuid.UUID(int=rng.getrandbits(128), version=4).hex
-    size = math.exp(rng.uniform(0, math.log(LARGEST)))
+    size = math.exp(rng.uniform(0, math.log(largest)))
     rows = max(1, int(size) // len(row))
     body = header + "".join(row.format(uid=uid, i=i) for i in range(rows))
     return f"{kind}-{number:05d}-{uid[:8]}.csv", body.encode()
+
+
+def pdf_file(rng: Random, number: int) -> tuple[str, bytes]:
+    """A file dropd does not upload, unique by a uuid."""
+    uid = uuid.UUID(int=rng.getrandbits(128), version=4).hex
+    return f"report-{number:05d}.pdf", f"%PDF-1.4\n% {uid}\n%%EOF\n".encode()
+
+
+def zip_file(rng: Random, number: int) -> tuple[str, bytes, tuple[str, str]]:
+    """A ready-made ZIP holding one unique valid CSV; also the entry's name and sha256."""
+    name, content = csv_file(rng, number, LARGEST_IN_ZIP)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), content)
+    entry = (name, hashlib.sha256(content).hexdigest())
+    return f"export-{number:05d}.zip", buffer.getvalue(), entry
 
 
 @dataclass(eq=False)
@@ -105,12 +141,28 @@ class DropWriter(threading.Thread):
             self.failure = exc
 
     def _drop_one(self, group: str) -> None:
-        name, content = csv_file(self.rng, len(self.dropped))
-        if self.rng.random() < MARKED:  # there first, so the file is ready the moment it lands
-            drop(self.folders[group], name + ".done", b"")
-            self.dropped.append(Dropped(group, name + ".done", hashlib.sha256(b"").hexdigest()))
+        number, draw = len(self.dropped), self.rng.random()
+        if draw < PDFS:
+            self._drop(group, *pdf_file(self.rng, number), PDF)
+            return
+        if draw < PDFS + ZIPS:
+            name, content, entry = zip_file(self.rng, number)
+            self._drop(group, name, content, ZIP, entry)
+            return
+        name, content = csv_file(self.rng, number)
+        marked = self.rng.random()
+        if marked < MARKED_BEFORE:  # before its file: it no longer counts, it travels along
+            self._drop(group, name + ".done", b"", EARLY_MARKER)
+        self._drop(group, name, content, CSV)
+        if MARKED_BEFORE <= marked < MARKED_BEFORE + MARKED_AFTER:  # after: ready at once
+            self._drop(group, name + ".done", b"", MARKER)
+
+    def _drop(
+        self, group: str, name: str, content: bytes, kind: str, inner: tuple[str, str] | None = None
+    ) -> None:
         drop(self.folders[group], name, content)
-        self.dropped.append(Dropped(group, name, hashlib.sha256(content).hexdigest()))
+        sha = hashlib.sha256(content).hexdigest()
+        self.dropped.append(Dropped(group, name, sha, kind, inner))
 
     def finish(self) -> list[Dropped]:
         """Stop dropping; the files dropped, in order. Fails if the writer failed."""
@@ -166,10 +218,15 @@ class Findings:
 
     sent: Counter[FileKey] = field(default_factory=Counter)
     sent_in: dict[FileKey, Path] = field(default_factory=dict)  # the sent/ batch folder
-    failed: list[Path] = field(default_factory=list)
+    failed: Counter[FileKey] = field(default_factory=Counter)  # records aside
+    failed_batches: list[tuple[str, Path]] = field(default_factory=list)  # group, folder
+    failed_strays: list[Path] = field(default_factory=list)  # in failed/, not in a batch
     left: list[Path] = field(default_factory=list)  # at the top level or in .dropd/work/
     received: Counter[FileKey] = field(default_factory=Counter)
     received_in: dict[FileKey, set[str]] = field(default_factory=dict)  # batch ids
+    # Each upload.zip by group and sha256, and the batches it went up as.
+    zips: Counter[tuple[str, str]] = field(default_factory=Counter)
+    zips_in: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     uploads: dict[tuple[str, str], list[Path]] = field(default_factory=dict)  # group, batch
     twice: set[tuple[str, str]] = field(default_factory=set)  # a ZIP of theirs went up again
 
@@ -183,7 +240,14 @@ def gather(folders: dict[str, Path], sandbox: SandboxProcess) -> Findings:
                     key = (group, path.name, sha256_of(path))
                     found.sent[key] += 1
                     found.sent_in[key] = batch_dir
-        found.failed += sorted(p for p in (folder / "failed").rglob("*") if p.is_file())
+        for path in sorted((folder / "failed").rglob("*")):
+            if path.is_dir() and path.parent == folder / "failed":
+                found.failed_batches.append((group, path))
+            elif path.is_file() and path.parent.parent != folder / "failed":
+                found.failed_strays.append(path)
+            elif path.is_file() and path.name != "error.json":
+                key = (group, path.name, sha256_of(path))
+                found.failed[key] += 1
         found.left += [p for p in folder.iterdir() if not p.is_dir()]
         found.left += sorted(p for p in (folder / ".dropd" / "work").rglob("*") if p.is_file())
     zips: Counter[tuple[str, str, str]] = Counter()
@@ -192,6 +256,9 @@ def gather(folders: dict[str, Path], sandbox: SandboxProcess) -> Findings:
             request = sandbox.request(upload)
             found.uploads.setdefault((request["group"], batch), []).append(upload)
             zips[(request["group"], batch, request["parts"][0]["filename"])] += 1
+            sent_zip = (request["group"], sha256_of(upload / "upload.zip"))
+            found.zips[sent_zip] += 1
+            found.zips_in.setdefault(sent_zip, set()).add(batch)
             for entry in request["files"]:
                 key = (request["group"], entry["name"], sha256_of(upload / entry["stored_as"]))
                 found.received[key] += 1
@@ -251,26 +318,41 @@ def upload_problems(receipt: Path, found: Findings) -> list[str]:
 
 
 def file_problems(dropped: list[Dropped], found: Findings) -> list[str]:
-    """Each file once in sent/, at least once at the sandbox, twice only in a resent batch."""
+    """Each CSV, ZIP and marker once in sent/, each pdf once in failed/ and nowhere else; each
+    CSV at least once at the sandbox, each ZIP as an upload.zip byte for byte, no pdf and no
+    marker; twice only in a resent batch."""
     problems = [
-        f"{d} is in sent/ {found.sent[d.key]} times" for d in dropped if found.sent[d.key] != 1
+        f"{d} is in sent/ {found.sent[d.key]} times"
+        for d in dropped
+        if found.sent[d.key] != (0 if d.kind == PDF else 1)
+    ]
+    problems += [
+        f"{d} is in failed/ {found.failed[d.key]} times"
+        for d in dropped
+        if found.failed[d.key] != (1 if d.kind == PDF else 0)
     ]
     problems += [
         f"{d} never reached the sandbox"
         for d in dropped
-        if found.received[d.key] == 0 and not d.name.endswith(".done")
+        if d.kind == CSV and found.received[d.key] == 0
     ]
+    problems += [f"{d} went up" for d in dropped if d.kind == PDF and found.received[d.key]]
     problems += [f"{key}: a marker went up" for key in found.received if key[1].endswith(".done")]
     keys = {d.key for d in dropped}
+    inner = {(d.group, *d.inner) for d in dropped if d.inner is not None}
     files = {(d.group, d.name): d.key for d in dropped}
     problems += [
         f"{d} is not in the sent/ folder of its file"
         for d in dropped
-        if d.name.endswith(".done")
+        if d.kind in (MARKER, EARLY_MARKER)
         and found.sent_in.get(d.key) != found.sent_in.get(files[(d.group, d.name[:-5])])
     ]
     problems += [f"{key} in sent/ was never dropped" for key in set(found.sent) - keys]
-    problems += [f"{key} at the sandbox was never dropped" for key in set(found.received) - keys]
+    problems += [f"{key} in failed/ was never dropped" for key in set(found.failed) - keys]
+    problems += [
+        f"{key} at the sandbox was never dropped" for key in set(found.received) - keys - inner
+    ]
+    problems += zip_problems([d for d in dropped if d.kind == ZIP], found)
     for key, count in found.received.items():
         home = found.sent_in.get(key)
         if count > 1 and home is not None:
@@ -280,6 +362,49 @@ def file_problems(dropped: list[Dropped], found: Findings) -> list[str]:
                     f"{key} went up {count} times in {sorted(found.received_in[key])}, "
                     f"filed in {home} whose receipt says resent={record['resent_after_restart']}"
                 )
+    return problems
+
+
+def zip_problems(zips: list[Dropped], found: Findings) -> list[str]:
+    """Each dropped ZIP went up as it came: an upload.zip with its sha256, in its own batch
+    (the one filed in sent/), more than once only if that batch's receipt says it was resent."""
+    problems = []
+    for d in zips:
+        count, home = found.zips[(d.group, d.sha256)], found.sent_in.get(d.key)
+        batches = found.zips_in.get((d.group, d.sha256), set())
+        if count == 0:
+            problems.append(f"{d} never reached the sandbox as it came (no upload.zip of its sha)")
+        elif home is not None and batches != {home.name}:
+            problems.append(f"{d} went up in {sorted(batches)}, is filed in {home}")
+        elif (
+            home is not None
+            and count > 1
+            and read(home / "receipt.json")["resent_after_restart"] is not True
+        ):
+            problems.append(f"{d} went up {count} times, its receipt does not say so")
+        if home is not None and sorted(p.name for p in home.iterdir()) != sorted(
+            [d.name, "receipt.json"]
+        ):
+            problems.append(f"{d}: its sent/ folder {home} holds more than it and its receipt")
+    return problems
+
+
+def failed_problems(dropped: list[Dropped], found: Findings) -> list[str]:
+    """failed/ holds the pdfs and nothing else: each alone in its batch folder, beside an
+    error.json that says step `intake` and names it."""
+    pdfs = {(d.group, d.name) for d in dropped if d.kind == PDF}
+    problems = [f"in failed/: {p}" for p in found.failed_strays]
+    for group, batch in found.failed_batches:
+        names = sorted(p.name for p in batch.iterdir())
+        ours = [n for n in names if n != "error.json"]
+        if len(ours) != 1 or (group, ours[0]) not in pdfs or "error.json" not in names:
+            problems.append(f"in failed/: {batch} holds {names}")
+            continue
+        error = read(batch / "error.json")
+        if error.get("step") != "intake" or ours[0] not in str(error.get("reason")):
+            problems.append(
+                f"in failed/: {batch}: step {error.get('step')!r}, reason {error.get('reason')!r}"
+            )
     return problems
 
 
@@ -307,20 +432,23 @@ def test_torture_kill_9_loses_nothing_and_sends_twice_only_when_the_receipt_says
 
     found = gather(folders, sandbox)
     all_receipts = [r for f in folders.values() for r in receipts(f)]
-    missing = [d for d in dropped if found.sent[d.key] == 0]
-    stranded = [d for d in missing if d.name in {p.name for p in found.left}]
-    failed = [d for d in missing if d.name in {p.name for p in found.failed}]
+    left = {p.name for p in found.left}
+    missing = [d for d in dropped if (found.failed if d.kind == PDF else found.sent)[d.key] == 0]
+    stranded = [d for d in missing if d.name in left]
+    misfiled = [d for d in missing if found.sent[d.key] or found.failed[d.key]]
+    kinds = Counter(d.kind for d in dropped)
     print(
-        f"torture: {kills} kills, {sum(not d.name.endswith('.done') for d in dropped)} files "
-        f"(+{sum(d.name.endswith('.done') for d in dropped)} markers), "
-        f"{len(all_receipts)} batches, "
-        f"{len(missing) - len(stranded) - len(failed)} lost, {len(stranded)} stranded, "
-        f"{len(failed)} failed, {len(found.twice)} batches uploaded twice "
+        f"torture: {kills} kills, {kinds[CSV] + kinds[ZIP] + kinds[PDF]} files "
+        f"({kinds[CSV]} csv, {kinds[ZIP]} zip, {kinds[PDF]} pdf; +{kinds[MARKER]} markers "
+        f"after their file, +{kinds[EARLY_MARKER]} before), "
+        f"{len(all_receipts)} batches sent, {len(found.failed_batches)} failed, "
+        f"{len(missing) - len(stranded) - len(misfiled)} lost, {len(stranded)} stranded, "
+        f"{len(misfiled)} misfiled, {len(found.twice)} batches uploaded twice "
         f"({sum(1 for n in found.received.values() if n > 1)} files), "
         f"{time.monotonic() - started:.1f} s, seed {SEED}"
     )
     problems = [f"left behind: {p}" for p in found.left]
-    problems += [f"in failed/: {p}" for p in found.failed]
+    problems += failed_problems(dropped, found)
     problems += file_problems(dropped, found)
     for receipt in all_receipts:
         problems += receipt_problems(receipt) + upload_problems(receipt, found)
