@@ -21,11 +21,14 @@ RECORD_LIMIT = 64 * 1024
 TEXT_LIMIT = 2000  # characters of one text (a server's page, a reason)
 LIST_LIMIT = 200  # entries of one list (files, problems, earlier errors)
 _FLOOR = (100, 5)  # the least a record is cut to: texts, lists
+_NOT_LISTED = "_not_listed"
 
 
 def for_people(record: dict[str, Any], limit: int = RECORD_LIMIT) -> dict[str, Any]:
     """`record` redacted, with texts and lists cut until its JSON is under `limit` bytes."""
-    clean: dict[str, Any] = REDACTOR.redact(record)
+    # Cut generously first, so that redaction reads little; then redact, which must see a
+    # secret whole (the cuts below fall well inside what was kept here).
+    clean: dict[str, Any] = REDACTOR.redact(_cut_dict(record, 4 * TEXT_LIMIT, LIST_LIMIT))
     texts, lists = TEXT_LIMIT, LIST_LIMIT
     while True:
         shaped = _cut_dict(clean, texts, lists)
@@ -51,9 +54,14 @@ def _cut(value: Any, texts: int, lists: int) -> Any:
 def _cut_dict(data: dict[str, Any], texts: int, lists: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
+        if key.endswith(_NOT_LISTED) and key.removesuffix(_NOT_LISTED) in data:
+            continue  # counted again below, with what an earlier cut left out
         out[key] = _cut(value, texts, lists)
-        if isinstance(value, list | tuple) and len(value) > lists:
-            out[f"{key}_not_listed"] = len(value) - lists
+        if isinstance(value, list | tuple):
+            earlier = data.get(f"{key}{_NOT_LISTED}")
+            left_out = max(0, len(value) - lists) + (earlier if isinstance(earlier, int) else 0)
+            if left_out:
+                out[f"{key}{_NOT_LISTED}"] = left_out
     return out
 
 

@@ -34,12 +34,13 @@ from daemon import crashpoints
 log = structlog.get_logger()
 
 _IN = InotifyConstants
-# What changes the list of names or ends a write. Not IN_MODIFY or IN_ATTRIB: a file still
-# being written is looked at again when its settle time is up, so each write() need not wake
-# the scheduler; not IN_OPEN, IN_ACCESS or IN_CLOSE_NOWRITE: dropd's own listing of the
-# folder would wake it.
+# What changes the list of names or ends a write, and IN_ATTRIB: a `touch` of an old marker
+# makes it new, and so its file ready. Not IN_MODIFY: a file still being written is looked
+# at again when its settle time is up, so each write() need not wake the scheduler; not
+# IN_OPEN, IN_ACCESS or IN_CLOSE_NOWRITE: dropd's own listing of the folder would wake it.
 WATCH_MASK = Mask(
     _IN.IN_CREATE
+    | _IN.IN_ATTRIB
     | _IN.IN_MOVED_TO
     | _IN.IN_MOVED_FROM
     | _IN.IN_DELETE

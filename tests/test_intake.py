@@ -21,6 +21,7 @@ from daemon.intake import (
     orphan_markers,
     ready_files,
     scan_folder,
+    unreadable,
 )
 
 SETTLE = 10.0
@@ -309,6 +310,63 @@ def test_ready_files_off_ignores_markers_for_readiness_but_attaches_them() -> No
     assert len(ready) == 1
     assert ready[0].name == "users.csv"
     assert set(ready[0].markers) == {"users.csv.done", "users.done"}
+
+
+@pytest.mark.parametrize("mode", [DoneMarkers.AUTO, DoneMarkers.REQUIRED])
+def test_ready_files_an_older_marker_does_not_count(mode: DoneMarkers) -> None:
+    # A marker left from an earlier drop, then the file written in place after it.
+    scan = [seen("users.csv", mtime_ns=500), seen("users.csv.done", mtime_ns=100)]
+    assert settle_at([(0.0, scan)], mode) == []
+    ready = settle_at([(0.0, scan), (10.0, scan)], mode)
+    if mode is DoneMarkers.AUTO:  # judged by settle time, the old marker travelling along
+        assert [(r.name, r.markers) for r in ready] == [("users.csv", ("users.csv.done",))]
+    else:  # it waits for a new marker
+        assert ready == []
+
+
+def test_ready_files_a_marker_as_new_as_its_file_counts() -> None:
+    # Files and markers written within one tick of the kernel's clock share a time.
+    scan = [seen("users.csv", mtime_ns=500), seen("users.done", mtime_ns=500)]
+    assert names(settle_at([(0.0, scan)], DoneMarkers.REQUIRED)) == ["users.csv"]
+
+
+def test_ready_files_one_new_marker_is_enough_beside_an_old_one() -> None:
+    scan = [
+        seen("users.csv", mtime_ns=500),
+        seen("users.csv.done", mtime_ns=100),
+        seen("users.done", mtime_ns=900),
+    ]
+    [ready] = settle_at([(0.0, scan)], DoneMarkers.AUTO)
+    assert ready.markers == ("users.csv.done", "users.done")
+
+
+def test_unreadable_names_owner_and_mode_and_is_none_for_a_readable_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "users.csv").write_bytes(b"x")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert unreadable(fd, "users.csv") is None
+        assert unreadable(fd, "gone.csv") is None  # the claim finds it gone
+        os.mkfifo(tmp_path / "pipe.csv")
+        assert unreadable(fd, "pipe.csv") is not None  # never waited on, never read
+        os.symlink(tmp_path / "users.csv", tmp_path / "link.csv")
+        why = unreadable(fd, "link.csv")
+        assert why is not None and why.startswith('"link.csv" cannot be read')
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode")
+def test_unreadable_a_private_file_of_another_says_whose_and_which_mode(tmp_path: Path) -> None:
+    (tmp_path / "private.csv").write_bytes(b"x")
+    (tmp_path / "private.csv").chmod(0)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        why = unreadable(fd, "private.csv") or ""
+    finally:
+        os.close(fd)
+    assert "cannot be read by dropd's user" in why and "mode 0000" in why
 
 
 @pytest.mark.parametrize("mode", list(DoneMarkers))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from daemon.durable import write_json_atomic
-from daemon.errors import SpoolError
+from daemon.errors import FolderError, SpoolError
 from daemon.intake import FileKind, ReadyFile
 from daemon.manifest import BatchState, FileRecord, Manifest
 from daemon.spool import Spool, new_batch_id
@@ -371,3 +371,106 @@ def test_spool_claim_leaves_a_file_that_changed_since_its_scan(spool: Spool, fol
     assert spool.claim(batch.batch, ready) is False
     assert path.exists()
     assert spool.file_count(batch.batch) == 0
+
+
+# -- held by descriptor: links, things replaced under it ----------------------------------
+
+
+def test_claim_refuses_a_file_replaced_since_the_scan_that_found_it(spool: Spool) -> None:
+    manifest = spool.open_batch(MOMENT)
+    for swap in ("link", "fifo", "other file"):
+        ready = drop(spool.folder, "users.csv")
+        ready = ReadyFile(ready.name, ready.size, ready.mtime_ns, ready.kind, (), 1)
+        path = spool.folder / "users.csv"
+        path.unlink()
+        if swap == "link":
+            os.symlink("/etc/passwd", path)
+        elif swap == "fifo":
+            os.mkfifo(path)
+        else:
+            path.write_bytes(USERS)  # same size, but not the inode the scan saw
+        assert not spool.claim(manifest.batch, ready), swap
+        assert os.path.lexists(path), f"{swap}: left where it was"
+        path.unlink()
+    assert spool.file_count(manifest.batch) == 0
+
+
+def test_open_refuses_a_spool_that_is_a_link_and_writes_nothing_there(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "drop").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "drop" / ".dropd")
+    spool = Spool(tmp_path / "drop", "music")
+    with pytest.raises(FolderError) as caught:
+        spool.try_lock()
+    assert ".dropd is a symbolic link" in caught.value.reason
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_open_makes_a_private_spool(folder: Path, spool: Spool) -> None:
+    assert (folder / ".dropd").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("target", ["outside", "nowhere"])
+def test_finish_never_files_through_a_link_and_files_once_it_is_gone(
+    tmp_path: Path, folder: Path, spool: Spool, target: str
+) -> None:
+    (tmp_path / "outside").mkdir()
+    os.symlink(tmp_path / target, folder / "sent")
+    manifest = claimed_batch(spool, "users.csv")
+    manifest.state = BatchState.SENT
+    record = {"finished": "2026-11-23T08:58:10.000Z"}
+    with pytest.raises(FolderError):
+        spool.finish(manifest, record, MOMENT)
+    assert list((tmp_path / "outside").iterdir()) == []
+    assert not (tmp_path / "nowhere").exists()
+    assert spool.exists(manifest.batch), "the batch waits in the spool"
+    (folder / "sent").unlink()
+    dest = spool.complete_move(spool.load(manifest.batch), MOMENT)
+    assert dest == folder / "sent" / "2026-11-23" / manifest.batch
+    assert listing(dest) == ["receipt.json", "users.csv"]
+
+
+def test_layout_problems_names_links_where_batches_are_filed(folder: Path, spool: Spool) -> None:
+    assert spool.layout_problems(MOMENT) == []
+    (folder / "sent").mkdir()
+    os.symlink("/tmp", folder / "sent" / "2026-11-23")
+    [problem] = spool.layout_problems(MOMENT)
+    assert "sent/2026-11-23 is a symbolic link" in problem
+    os.symlink("/tmp", folder / "held")
+    [problem] = spool.layout_problems(MOMENT)
+    assert "held is a symbolic link" in problem
+
+
+def test_lost_tells_the_folder_by_what_it_is_not_by_its_path(tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    spool = Spool(folder, "music")
+    assert spool.try_lock()
+    assert spool.lost() is None
+    (folder / ".dropd" / "lock").unlink()
+    assert "lock was removed or replaced" in (spool.lost() or "")
+    spool.unlock()
+    assert spool.try_lock() and spool.lost() is None
+    os.rename(folder / ".dropd", tmp_path / "old-spool")
+    (folder / ".dropd").mkdir()
+    assert ".dropd was removed or replaced" in (spool.lost() or "")
+    spool.unlock()
+    assert spool.try_lock()
+    os.rename(folder, tmp_path / "moved")
+    assert "is gone" in (spool.lost() or "")
+    folder.mkdir()
+    said = spool.lost() or ""
+    assert "replaced by another folder" in said and str(tmp_path / "moved") in said
+    spool.unlock()
+
+
+def test_json_writes_keep_a_name_that_is_not_utf8_and_never_follow_a_link(
+    tmp_path: Path,
+) -> None:
+    name = os.fsdecode(b"caf\xe9.csv")
+    path = tmp_path / "manifest.json"
+    os.symlink(tmp_path / "elsewhere", tmp_path / ".manifest.json.tmp")  # left in its way
+    write_json_atomic(path, {"files": [name]})
+    assert json.loads(path.read_text(encoding="utf-8"))["files"] == [name]
+    assert not (tmp_path / "elsewhere").exists()
+    assert not (tmp_path / ".manifest.json.tmp").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -343,3 +344,82 @@ class NotifySocket:
         self.socket.close()
         self.path.unlink(missing_ok=True)
         self.folder.rmdir()
+
+
+# -- a real unprivileged user -----------------------------------------------------------------
+
+UNPRIVILEGED = (64_000, 64_000)  # a uid and gid no account uses: dropd's own user in a test
+
+
+def _hidden_ancestors(path: Path) -> list[tuple[Path, str]]:
+    """Each folder above `path` that others may not enter, with the name under it that leads
+    on (a venv under /root, whose python the unprivileged user must reach)."""
+    found = []
+    for folder in reversed(path.parents):
+        child = path.relative_to(folder).parts[0]
+        if folder != Path("/") and not os.stat(folder).st_mode & 0o001:
+            found.append((folder, child))
+    return found
+
+
+def as_user_command(uid: int, gid: int, command: list[str], scratch: Path) -> list[str]:
+    """`command` run as `uid`:`gid` with no capability and no supplementary group. Where the
+    interpreter lies under a folder others may not enter (a pyenv under /root), a private
+    mount namespace lays a world-readable tmpfs over that folder with the one path needed
+    bound back in, so the host's folders are never changed."""
+    interpreter = Path(os.path.realpath(sys.executable))
+    hidden = _hidden_ancestors(interpreter)
+    drop_privileges = [
+        "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--",
+    ]  # fmt: skip
+    if not hidden:
+        return [*drop_privileges, *command]
+    lines = ["set -e"]
+    for number, (folder, child) in enumerate(hidden):
+        keep = scratch / f"keep-{number}"
+        keep.mkdir(parents=True, exist_ok=True)
+        lines += [
+            f"mount --bind '{folder / child}' '{keep}'",
+            f"mount -t tmpfs -o mode=755 tmpfs '{folder}'",
+            f"mkdir -p '{folder / child}'",
+            f"mount --bind '{keep}' '{folder / child}'",
+        ]
+    lines.append('exec "$@"')
+    script = "\n".join(lines)
+    return [
+        "unshare", "--mount", "--propagation", "private", "--",
+        "sh", "-c", script, "sh", *drop_privileges, *command,
+    ]  # fmt: skip
+
+
+def unprivileged_problem(scratch: Path) -> str | None:
+    """Why this machine cannot run dropd as an unprivileged user here; None when it can."""
+    if os.geteuid() != 0:
+        return "the tests do not run as root, so they cannot start a process as another user"
+    if shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
+    probe = as_user_command(*UNPRIVILEGED, [*dropd_command(), "--version"], scratch)
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=False)
+    except OSError as exc:
+        return f"cannot start {probe[0]}: {exc}"
+    if done.returncode != 0:
+        return f"dropd does not start as uid {UNPRIVILEGED[0]}: {done.stderr.strip()[-300:]}"
+    return None
+
+
+def start_daemon_as(
+    uid: int, gid: int, config: Path, log_path: Path, scratch: Path
+) -> DaemonProcess:
+    """`dropd run --config F` as `uid`:`gid` (see `as_user_command`)."""
+    out = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed with the test
+    command = [*dropd_command(), "run", "--config", str(config)]
+    process = subprocess.Popen(
+        as_user_command(uid, gid, command, scratch),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+    )
+    out.close()
+    return DaemonProcess(config, log_path, process, {})

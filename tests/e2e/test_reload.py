@@ -203,3 +203,34 @@ def test_reload_while_files_flow_adds_changes_and_removes_groups_losing_nothing(
     assert set(writer.dropped[art_dir]) == (set(sent) | waiting | left) - {"users-late.csv"}
     assert not (art_dir / "failed").exists()
     assert daemon.stop() == 0
+
+
+def test_reload_refuses_to_move_the_state_dir_and_keeps_its_lock(
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
+    drops = folders(tmp_path, "music")
+    env = {
+        "test": sandbox_environment(
+            sandbox, "unit-a", write_secret(tmp_path / "s", "secret-a-1234")
+        )
+    }
+    config = toml_config(
+        tmp_path, env, {"music": {"environment": "test", "folder": str(drops["music"])}}
+    )
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    processes.append(daemon)
+    daemon.wait_event("daemon_ready")
+
+    moved = tmp_path / "moved-state"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace(str(tmp_path / "state"), str(moved)), encoding="utf-8")
+    daemon.process.send_signal(signal.SIGHUP)
+    refused = daemon.wait_event("reload_refused")
+    assert refused["problem"].startswith("daemon.state_dir: changed from")
+    assert "restart dropd" in refused["problem"]
+    assert not moved.exists(), "nothing is written to a state_dir this process does not hold"
+
+    drop(drops["music"], "users.csv", USERS)
+    wait_for(lambda: receipts(drops["music"]), "a receipt under the running config")
+    assert (tmp_path / "state" / "status.json").is_file()
+    assert daemon.process.poll() is None
