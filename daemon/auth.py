@@ -7,6 +7,7 @@ a proxy's page or a malformed answer is a TokenError that names the token endpoi
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from requests_oauthlib import OAuth2Session
 
 from daemon.api import mount_tls, quoted, untrusted_reason, what_answered
 from daemon.config import Environment, SecretKind, TokenAuth
+from daemon.durable import write_json_atomic
 from daemon.errors import SecretError, TokenError
 from daemon.log import REDACTOR
 
@@ -323,13 +325,12 @@ class TokenSource:
             "expires_at": token.expires_at,
             "lifetime": token.lifetime,
         }
+        folder = self._cache_path.parent
         try:
-            self._cache_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = self._cache_path.with_name(f".{self._cache_path.name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out)
-            os.replace(tmp, self._cache_path)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if folder.is_symlink():  # never write a token through a link
+                raise OSError(errno.ELOOP, "it is a symbolic link; remove it", str(folder))
+            write_json_atomic(self._cache_path, data, mode=0o600)
         except OSError as exc:
             log.warning(
                 "token_cache_not_written",

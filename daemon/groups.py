@@ -36,6 +36,7 @@ log = structlog.get_logger()
 
 RESCAN_SECONDS = 60.0  # a full rescan catches what events missed (overflow, other hosts)
 CLOSE_RETRY_SECONDS = 2.0  # how soon a batch close the disk refused is tried again
+FOLDER_RETRY_SECONDS = 2.0  # how often a folder in Error at step folder is looked at
 
 
 @dataclass(eq=False)
@@ -82,6 +83,9 @@ class GroupWorker(GroupOwnership):
             self.error = None
             # What waited for the folder goes on at once, not after its backoff.
             self.failures, self.line.not_before = 0, 0.0
+        if self.error is not None and self.error[0] == "folder":
+            # A person fixing a link may cause no event in the folders watched (sent/DATE).
+            self.next_scan = min(self.next_scan, now + FOLDER_RETRY_SECONDS)
         settle_at = self.tracker.next_settle_at(daemon.settle_seconds, after=now)
         if settle_at is not None:
             self.next_scan = min(self.next_scan, settle_at)

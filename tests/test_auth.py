@@ -192,6 +192,18 @@ def test_token_source_fetches_and_caches_with_mode_0600(
     assert [p.name for p in path.parent.iterdir()] == ["test.json"]
 
 
+def test_token_source_never_writes_the_token_through_a_link(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    state, elsewhere = tmp_path / "state", tmp_path / "elsewhere"
+    state.mkdir()
+    elsewhere.mkdir()
+    (state / "tokens").symlink_to(elsewhere)
+    tokens = source_for(sandbox, state)
+    assert tokens.get()  # the token works; only its cache is refused
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_token_source_keeps_the_token_in_memory(sandbox: Sandbox, tmp_path: Path) -> None:
     tokens = source_for(sandbox, tmp_path / "state")
     first = tokens.get()

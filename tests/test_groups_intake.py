@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from workers import music_worker
 
 from daemon import durable
 from daemon import spool as spool_module
-from daemon.config import DaemonSettings, load_config
-from daemon.errors import SecretError
-from daemon.groups import GroupWorker, build_group
+from daemon.config import DaemonSettings
+from daemon.groups import GroupWorker
 from daemon.intake import FileKind, ReadyFile
 from daemon.manifest import BatchState, Manifest
 from daemon.spool import Spool
@@ -23,19 +23,7 @@ AT_ONCE = DaemonSettings(settle_seconds=0.0)
 
 
 def make_worker(tmp_path: Path, markers: str = "auto") -> GroupWorker:
-    folder = tmp_path / "music"
-    folder.mkdir()
-    path = tmp_path / "dropd.toml"
-    path.write_text(
-        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n\n'
-        '[environments.test]\ntoken_url = "http://127.0.0.1:9/oauth/token"\n'
-        'base_url = "http://127.0.0.1:9"\nclient_id = "unit-a"\nclient_secret_env = "S"\n\n'
-        f'[groups.music]\nenvironment = "test"\nfolder = "{folder}"\n'
-        f'done_markers = "{markers}"\n',
-        encoding="utf-8",
-    )
-    config = load_config(path)
-    made = build_group(config, config.groups["music"], SecretError("test", "unset"), lambda: MOMENT)
+    made = music_worker(tmp_path, MOMENT, markers)
     made.spool.ensure()
     made.owner = True
     return made

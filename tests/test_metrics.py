@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from structlog.testing import capture_logs
+from workers import music_worker
 
 from daemon.batch_end import BatchResult, ResultKind
-from daemon.config import load_config
-from daemon.errors import SecretError
-from daemon.groups import GroupWorker, build_group
+from daemon.groups import GroupWorker
 from daemon.metrics import GroupSnapshot, Metrics, snapshot_of
 from daemon.status import group_status
 
@@ -46,18 +45,7 @@ def scrape(port: int) -> str:
 
 
 def worker(tmp_path: Path) -> GroupWorker:
-    folder = tmp_path / "music"
-    folder.mkdir()
-    path = tmp_path / "dropd.toml"
-    path.write_text(
-        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n\n'
-        '[environments.test]\ntoken_url = "http://127.0.0.1:9/oauth/token"\n'
-        'base_url = "http://127.0.0.1:9"\nclient_id = "unit-a"\nclient_secret_env = "S"\n\n'
-        f'[groups.music]\nenvironment = "test"\nfolder = "{folder}"\n',
-        encoding="utf-8",
-    )
-    config = load_config(path)
-    made = build_group(config, config.groups["music"], SecretError("test", "unset"), lambda: MOMENT)
+    made = music_worker(tmp_path, MOMENT)
     made.owner = True
     return made
 

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import (
     COURSES,
     USERS,
@@ -158,28 +159,19 @@ def test_folder_gone_for_good_keeps_the_group_in_error_and_the_daemon_up(
     assert daemon.process.poll() is None
 
 
-def test_spool_removed_while_idle_is_made_again_and_locked(
-    tmp_path: Path, sandbox: SandboxProcess, processes: Processes
+@pytest.mark.parametrize("removed", [".dropd", ".dropd/lock"])
+def test_spool_or_lock_removed_while_running_is_taken_again_so_a_second_dropd_stands_by(
+    tmp_path: Path, sandbox: SandboxProcess, processes: Processes, removed: str
 ) -> None:
     daemon, config, folder = start(tmp_path, sandbox, processes)
-    shutil.rmtree(folder / ".dropd")
-    daemon.wait_event("group_folder_lost", group="music")
-    wait_for(lambda: locked_by_another(folder / ".dropd" / "lock"), "a new .dropd, locked")
-    assert standby_status(tmp_path, config, processes)["role"] == "standby"
-    drop(folder, "users.csv", USERS)
-    wait_for(lambda: receipts(folder), "the batch sent")
-    assert daemon.process.poll() is None
-
-
-def test_lock_removed_while_running_is_taken_again_so_a_second_dropd_stands_by(
-    tmp_path: Path, sandbox: SandboxProcess, processes: Processes
-) -> None:
-    daemon, config, folder = start(tmp_path, sandbox, processes)
-    lock = folder / ".dropd" / "lock"
-    lock.unlink()
+    gone = folder / removed
+    if gone.is_dir():
+        shutil.rmtree(gone)
+    else:
+        gone.unlink()
     daemon.wait_event("group_folder_lost", group="music")
     # (A new file may get the old one's inode number: only the lock held tells.)
-    wait_for(lambda: locked_by_another(lock), "a new lock file, held")
+    wait_for(lambda: locked_by_another(folder / ".dropd" / "lock"), "a new lock, held")
     assert standby_status(tmp_path, config, processes)["role"] == "standby"
     drop(folder, "users.csv", USERS)
     wait_for(lambda: receipts(folder), "the batch sent by the owner")

@@ -14,6 +14,7 @@ from harness import (
     drained,
     drop,
     group_status,
+    music_group,
     read,
     receipts,
     sandbox_environment,
@@ -208,15 +209,7 @@ def test_reload_while_files_flow_adds_changes_and_removes_groups_losing_nothing(
 def test_reload_refuses_to_move_the_state_dir_and_keeps_its_lock(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    drops = folders(tmp_path, "music")
-    env = {
-        "test": sandbox_environment(
-            sandbox, "unit-a", write_secret(tmp_path / "s", "secret-a-1234")
-        )
-    }
-    config = toml_config(
-        tmp_path, env, {"music": {"environment": "test", "folder": str(drops["music"])}}
-    )
+    config, folder = music_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
     daemon.wait_event("daemon_ready")
@@ -230,7 +223,7 @@ def test_reload_refuses_to_move_the_state_dir_and_keeps_its_lock(
     assert "restart dropd" in refused["problem"]
     assert not moved.exists(), "nothing is written to a state_dir this process does not hold"
 
-    drop(drops["music"], "users.csv", USERS)
-    wait_for(lambda: receipts(drops["music"]), "a receipt under the running config")
+    drop(folder, "users.csv", USERS)
+    wait_for(lambda: receipts(folder), "a receipt under the running config")
     assert (tmp_path / "state" / "status.json").is_file()
     assert daemon.process.poll() is None
