@@ -148,13 +148,18 @@ def _internal(ctx: Delivery, batch_id: str, exc: Exception) -> BatchResult:
     ctx.memory.internal_errors[batch_id] = tries
     what = f"{type(exc).__name__}: {ctx.spool.show(str(exc))}"
     log.exception("delivery_crashed", group=ctx.group.key, batch=batch_id, tries=tries)
-    reason = (
-        f"dropd met an error of its own on this batch ({what}); after {tries} tries it is "
-        "filed here so the group's line goes on: please report it with the log, then "
-        "`dropd retry` the batch"
-    )
     if tries < INTERNAL_TRIES:
+        reason = (
+            f"dropd met an error of its own on this batch ({what}); it tries again (try "
+            f"{tries} of {INTERNAL_TRIES}), then files the batch in failed/ so that the "
+            "group's line goes on"
+        )
         return BatchResult(ResultKind.WAIT, "internal", reason)
+    reason = (
+        f"dropd met an error of its own on this batch ({what}) {tries} times in a row, and "
+        "filed it here so that the group's line goes on: please report it with the log, "
+        "then `dropd retry` the batch"
+    )
     try:
         manifest = ctx.spool.load(batch_id)
         return end_batch(ctx, manifest, "internal", reason)

@@ -23,7 +23,6 @@ from daemon.errors import FolderError, os_reason
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 Identity = tuple[int, int]  # (device, inode): what a folder is, whatever its path
-Place = tuple[int, int, int | None]  # (device, inode, mount id)
 
 
 class Folder:
@@ -77,10 +76,9 @@ class Folder:
         info = os.fstat(self.fd)
         return info.st_dev, info.st_ino
 
-    def place(self) -> Place:
-        """The folder and the mount it is seen through: a folder bind-mounted over itself
-        (read-only, say) is the same inode in another place."""
-        return (*self.identity(), mount_id(self.fd))
+    def mount_flags(self) -> int:
+        """The flags of the mount it is seen through (read-only, nosuid, …)."""
+        return os.fstatvfs(self.fd).f_flag
 
     def entry_identity(self, name: str) -> Identity | None:
         """What the entry `name` in this folder is (a link not followed); None if absent."""
@@ -124,29 +122,6 @@ class Folder:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def mount_id(fd: int) -> int | None:
-    """The id of the mount through which `fd` was opened (`/proc/self/fdinfo`); None where
-    it cannot be read."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as info:
-            for line in info:
-                if line.startswith("mnt_id:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def place_of(path: Path) -> Place:
-    """Where `path` leads now: device, inode and mount. Raises OSError if it leads nowhere."""
-    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        return info.st_dev, info.st_ino, mount_id(fd)
-    finally:
-        os.close(fd)
 
 
 def problem_of(parent: Folder, name: str) -> str | None:

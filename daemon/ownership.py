@@ -58,6 +58,7 @@ class GroupOwnership:
             return
         self.next_owner_try = now + STANDBY_RETRY_SECONDS
         self.watcher = watcher
+        folder_was_wrong = self.error is not None and self.error[0] == "folder"
         try:
             if not self.spool.try_lock():
                 self.spool.unlock()  # hold nothing of a folder another dropd works
@@ -70,9 +71,8 @@ class GroupOwnership:
                 self.spool.unlock()
             self.set_error("folder", _folder_reason(self.group.folder, exc))
             return
-        if self.error and self.error[0] == "folder":
+        if folder_was_wrong:
             log.info("group_recovered", group=self.group.key, step="folder")
-            self.error = None
         self._watch()
         log.info(
             "group_owned",
@@ -260,8 +260,9 @@ class GroupOwnership:
         self.record(result, self.wall())
 
     def record(self, result: BatchResult, moment: datetime) -> None:
-        """Keep what status needs from a batch's result (the worker says more)."""
-        raise NotImplementedError
+        """Keep what status needs from a batch's result: the group's worker does (metrics,
+        status); the folder's part only hands it the results of intake."""
+        raise NotImplementedError("GroupWorker.record keeps a batch's result")
 
     def set_error(self, step: str, reason: str) -> None:
         if self.error != (step, reason):

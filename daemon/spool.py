@@ -33,7 +33,7 @@ from typing import Any
 from daemon import crashpoints
 from daemon.durable import fsync_dir, write_json_atomic
 from daemon.errors import FolderError, SpoolError, os_reason
-from daemon.folders import Folder, Identity, place_of, problem_of
+from daemon.folders import Folder, Identity, problem_of
 from daemon.intake import ReadyFile, markers_for
 from daemon.manifest import BatchState, FileRecord, Manifest
 from daemon.timestamps import iso
@@ -65,7 +65,9 @@ class Spool:
         self._root: Folder | None = None
         self._work: Folder | None = None
         self._spool_id: Identity | None = None  # `.dropd` as opened
+        self._root_id: Identity | None = None  # the drop folder as opened
         self._lock_fd: int | None = None
+        self._lock_id: Identity | None = None
 
     # -- holding the folder -----------------------------------------------------------------
 
@@ -86,6 +88,7 @@ class Spool:
             root.close()
             raise
         self._root = root
+        self._root_id = root.identity()
 
     ensure = open  # the name commands and tests know
 
@@ -148,6 +151,8 @@ class Spool:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        held = os.fstat(fd)
+        self._lock_id = (held.st_dev, held.st_ino)
         return True
 
     def unlock(self) -> None:
@@ -159,7 +164,7 @@ class Spool:
             if held is not None:
                 held.close()
         self._root = self._work = None
-        self._spool_id = None
+        self._spool_id = self._root_id = None
 
     def lost(self) -> str | None:
         """Why the folder held is no longer the group's (the folder, `.dropd` or the lock was
@@ -171,7 +176,7 @@ class Spool:
         if self._root is None:
             return None
         try:
-            now = place_of(self.folder)
+            now = os.stat(self.folder)
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
                 return None  # cannot look now (a share's hiccup): the scan says so
@@ -179,17 +184,16 @@ class Spool:
                 f"{self.folder} is gone (removed, moved away or unmounted); dropd takes it "
                 "again, with its lock, once it is back"
             )
-        held = self._root.place()
-        if now[:2] != held[:2]:
+        if (now.st_dev, now.st_ino) != self._root_id:
             return (
                 f"{self.folder} was replaced by another folder (its device and inode changed; "
                 f"the old one is now at {self._root.where()}); dropd takes the new one, "
                 "with its lock, before it touches it"
             )
-        if None not in (now[2], held[2]) and now[2] != held[2]:
+        if _mount_flags(self.folder) not in (None, self._root.mount_flags()):
             return (
                 f"{self.folder} is now seen through another mount (something was mounted over "
-                "it); dropd takes it again as it now is, lock first"
+                "it, read-only maybe); dropd takes it again as it now is, lock first"
             )
         if self._root.entry_identity(SPOOL_DIR) != self._spool_id:
             return (
@@ -204,13 +208,11 @@ class Spool:
         return None
 
     def _holds_lock_entry(self) -> bool:
-        assert self._lock_fd is not None
         try:
             entry = os.stat(f"{SPOOL_DIR}/{_LOCK}", dir_fd=self.root.fd, follow_symlinks=False)
         except OSError:
             return False
-        held = os.fstat(self._lock_fd)
-        return (entry.st_dev, entry.st_ino) == (held.st_dev, held.st_ino)
+        return (entry.st_dev, entry.st_ino) == self._lock_id
 
     def layout_problems(self, moment: datetime) -> list[str]:
         """Why `sent/`, `failed/`, `held/` or today's `sent/YYYY-MM-DD/` cannot take batches
@@ -481,6 +483,14 @@ class Spool:
     def destination(self, manifest: Manifest, moment: datetime) -> Path:
         """`sent/YYYY-MM-DD/BATCH` (UTC date), `failed/BATCH` or `held/BATCH`."""
         return self.folder.joinpath(*self.destination_names(manifest, moment), manifest.batch)
+
+
+def _mount_flags(path: Path) -> int | None:
+    # A folder bind-mounted over itself (read-only, say) is the same inode seen otherwise.
+    try:
+        return os.statvfs(path).f_flag
+    except OSError:
+        return None
 
 
 def _changed(now: os.stat_result, ready: ReadyFile) -> bool:
