@@ -22,6 +22,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -170,8 +171,9 @@ class Spool:
         """Why the folder held is no longer the group's (the folder, `.dropd` or the lock was
         removed or replaced), as a sentence; None while everything is as it was taken.
 
-        Told by device and inode, never by path: a folder made again at the same path is
-        another folder, which dropd must lock before it touches it.
+        Told by device and inode (and the flags of the mount it is seen through), never by
+        path: a folder made again at the same path is another folder, which dropd must lock
+        before it touches it.
         """
         if self._root is None:
             return None
@@ -232,10 +234,10 @@ class Spool:
 
     def show(self, text: str) -> str:
         """`text` with the spool's `/proc/self/fd` paths written as the folder's own."""
-        if self._work is not None:
-            text = text.replace(str(self._work.io_path), str(self.work_shown))
-        if self._root is not None:
-            text = text.replace(str(self._root.io_path), str(self.folder))
+        for held, shown in ((self._work, self.work_shown), (self._root, self.folder)):
+            if held is not None:  # /proc/self/fd/12, never the start of /proc/self/fd/123
+                pattern = re.escape(str(held.io_path)) + r"(?![0-9])"
+                text = re.sub(pattern, str(shown).replace("\\", "\\\\"), text)
         return text
 
     # -- batches ----------------------------------------------------------------------------

@@ -474,3 +474,11 @@ def test_json_writes_keep_a_name_that_is_not_utf8_and_never_follow_a_link(
     assert json.loads(path.read_text(encoding="utf-8"))["files"] == [name]
     assert not (tmp_path / "elsewhere").exists()
     assert not (tmp_path / ".manifest.json.tmp").exists()
+
+
+def test_show_writes_the_spools_descriptor_paths_as_the_folders_own(
+    folder: Path, spool: Spool
+) -> None:
+    work = str(spool.work)
+    said = spool.show(f"{work}/B1/manifest.json: full; {work}9/x stays")
+    assert said == f"{folder}/.dropd/work/B1/manifest.json: full; {work}9/x stays"
