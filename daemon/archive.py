@@ -261,7 +261,7 @@ def _open_source(entry: ZipEntry) -> io.BufferedReader:
     try:
         return open_regular(entry.source)
     except OSError as exc:
-        raise SourceError(entry.source.name, unreadable_reason(entry.source.name, exc)) from exc
+        raise SourceError(entry.source.name, _unreadable_reason(entry.source.name, exc)) from exc
 
 
 def _read(
@@ -270,10 +270,10 @@ def _read(
     try:
         return reading.next(source, digest)
     except OSError as exc:
-        raise SourceError(entry.source.name, unreadable_reason(entry.source.name, exc)) from exc
+        raise SourceError(entry.source.name, _unreadable_reason(entry.source.name, exc)) from exc
 
 
-def unreadable_reason(name: str, exc: OSError) -> str:
+def _unreadable_reason(name: str, exc: OSError) -> str:
     """Why a claimed file cannot be read, as a sentence (it fails at step intake)."""
     return (
         f"{quoted(name)} cannot be read ({os_reason(exc)}); it must be a regular file "

@@ -22,17 +22,15 @@ from daemon.archive import (
     ZipEntry,
     build_zip,
     file_sha256,
-    unreadable_reason,
 )
 from daemon.config import Validation
 from daemon.csvcheck import csv_kind
 from daemon.errors import ArchiveError, OversizeError, SourceError, StillWritten, ValidationError
 from daemon.guard import RowGuard
-from daemon.intake import FileKind, classify
+from daemon.intake import FileKind, classify, unreadable
 from daemon.manifest import FileRecord, Manifest
 from daemon.names import entry_name, is_plain, quoted
 from daemon.parts import PROPERTIES, Sized, TooBig, plan_parts, server_order
-from daemon.regular import open_regular
 from daemon.rowcount import zip_counts
 from daemon.spool import Spool
 from daemon.validate import validate_batch
@@ -118,14 +116,16 @@ def _refuse_strangers(data: list[str], kinds: Mapping[str, str]) -> None:
 
 
 def _refuse_unreadable(files_dir: Path, data: list[str]) -> None:
-    # A file that cannot be read fails the batch at step intake, naming it, before any check
-    # reads it (and words it as a problem of its contents).
-    for name in data:
-        try:
-            with open_regular(files_dir / name):
-                pass
-        except OSError as exc:
-            raise SourceError(name, unreadable_reason(name, exc)) from exc
+    # A file that cannot be read fails the batch at step intake, naming it, its owner and
+    # mode as intake would, before any check reads it (and words it as a problem of its
+    # contents).
+    folder = os.open(files_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in data:
+            if (why := unreadable(folder, name)) is not None:
+                raise SourceError(name, why)
+    finally:
+        os.close(folder)
 
 
 def _refuse_changed(manifest: Manifest, sources: tuple[SourceDigest, ...]) -> None:

@@ -156,3 +156,13 @@ def test_pack_names_a_file_that_is_not_utf8_as_the_server_can_read_it(tmp_path: 
     [part] = manifest.parts
     assert part["entries"] == {odd: "caf%E9~2.csv"}
     assert sorted(f.name for f in manifest.files) == sorted([odd, "caf%E9.csv"])
+
+
+def test_pack_a_claimed_file_that_is_no_regular_file_fails_at_intake(tmp_path: Path) -> None:
+    spool, manifest = batch(tmp_path, {"users.csv": USERS})
+    os.mkfifo(spool.files_dir(manifest.batch) / "pipe.csv")  # never waited on, never read
+    with pytest.raises(SourceError) as caught:
+        packing.pack(spool, manifest, 0, Validation.STRICT)
+    assert caught.value.name == "pipe.csv"
+    assert '"pipe.csv" is no longer a regular file' in caught.value.reason
+    assert not spool.zip_path(manifest.batch).exists()
