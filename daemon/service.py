@@ -18,8 +18,8 @@ import structlog
 from daemon import log as logsetup
 from daemon.config import Config, load_config
 from daemon.errors import ConfigError, StateDirBusy, os_reason
+from daemon.locks import StateDirLock
 from daemon.scheduler import Scheduler, Signal
-from daemon.state_lock import StateDirLock
 
 log = structlog.get_logger()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from daemon.durable import fsync_dir, write_json_atomic
 from daemon.errors import FolderError, SpoolError, os_reason
 from daemon.folders import Folder, Identity, problem_of
 from daemon.intake import ReadyFile, markers_for
+from daemon.locks import LockHeld, take_lock
 from daemon.manifest import BatchState, FileRecord, Manifest
 from daemon.timestamps import iso
 
@@ -127,30 +127,15 @@ class Spool:
         self.open()
         lock_path = self.folder / SPOOL_DIR / _LOCK
         try:
-            fd = os.open(
-                f"{SPOOL_DIR}/{_LOCK}",
-                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=self.root.fd,
-            )
+            fd = take_lock(f"{SPOOL_DIR}/{_LOCK}", dir_fd=self.root.fd)
+        except LockHeld:
+            return False
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise FolderError(
-                    lock_path, f"{lock_path} is a symbolic link; remove it (dropd makes the lock)"
-                ) from exc
+            if exc.errno in (errno.ELOOP, errno.EINVAL):
+                what = "a symbolic link" if exc.errno == errno.ELOOP else "not a regular file"
+                why = f"{lock_path} is {what}; remove it (dropd makes the lock)"
+                raise FolderError(lock_path, why) from exc
             raise SpoolError(lock_path, os_reason(exc)) from exc
-        try:
-            # flock, not lockf: held per open file, so even two groups of one process (a
-            # reload that renames a group) exclude each other. Linux's NFS client carries
-            # flock as a byte-range lock, which NFSv4 servers honour across hosts.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EACCES, errno.EAGAIN):
-                return False
-            raise SpoolError(lock_path, os_reason(exc)) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
         held = os.fstat(fd)
         self._lock_id = (held.st_dev, held.st_ino)

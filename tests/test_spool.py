@@ -482,3 +482,11 @@ def test_show_writes_the_spools_descriptor_paths_as_the_folders_own(
     work = str(spool.work)
     said = spool.show(f"{work}/B1/manifest.json: full; {work}9/x stays")
     assert said == f"{folder}/.dropd/work/B1/manifest.json: full; {work}9/x stays"
+
+
+def test_try_lock_refuses_a_fifo_at_the_lock_without_waiting_on_it(tmp_path: Path) -> None:
+    (tmp_path / ".dropd").mkdir(mode=0o700)
+    os.mkfifo(tmp_path / ".dropd" / "lock")
+    with pytest.raises(FolderError) as caught:
+        Spool(tmp_path, "music").try_lock()
+    assert "lock is not a regular file" in caught.value.reason

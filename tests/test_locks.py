@@ -1,4 +1,4 @@
-"""Tests of the one-dropd-per-state_dir lock (daemon/state_lock.py), across real processes."""
+"""Tests of the one-dropd-per-state_dir lock (daemon.locks.py), across real processes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import StateDirBusy
-from daemon.state_lock import LOCK_FILE, StateDirLock
+from daemon.locks import LOCK_FILE, StateDirLock
 
 # Another process that takes the lock, says so, and keeps it until its stdin closes.
 _HOLDER = textwrap.dedent(
@@ -22,7 +22,7 @@ _HOLDER = textwrap.dedent(
     import sys
     from pathlib import Path
     from daemon.errors import StateDirBusy
-    from daemon.state_lock import StateDirLock
+    from daemon.locks import StateDirLock
 
     try:
         lock = StateDirLock.acquire(Path(sys.argv[1]))
