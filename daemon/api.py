@@ -33,7 +33,7 @@ SEND_BLOCK = 1 << 20  # urllib3 sends 16 KiB blocks by default; 1 MiB doubles th
 _RETRY_STATUSES = frozenset({408, 429})
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _TITLE_SEARCH_CHARS = 65536  # a page's title is in its head, near the top
-_TRIES_AGAIN = "; dropd tries again"
+TRIES_AGAIN = "; dropd tries again"
 _SECRET_ROOM = 4096  # text kept past a cut while redacting, so a token across it is found
 
 
@@ -138,7 +138,7 @@ def upload_zip(
         except requests.Timeout as exc:
             return _network(exc, "timed out", started)
         except requests.exceptions.SSLError as exc:
-            reason = untrusted_reason(exc, url) + _TRIES_AGAIN
+            reason = untrusted_reason(exc, url) + TRIES_AGAIN
             return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
         except requests.RequestException as exc:
             return _network(exc, "could not be completed", started)
@@ -147,7 +147,7 @@ def upload_zip(
 
 
 def _network(exc: Exception, what: str, started: float) -> UploadOutcome:
-    reason = f"the upload {what} ({type(exc).__name__}){_TRIES_AGAIN}"
+    reason = f"the upload {what} ({type(exc).__name__}){TRIES_AGAIN}"
     return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
 
 
@@ -183,7 +183,7 @@ def classify(status: int, headers: Any, text: str, now: datetime | None = None) 
     if status in _RETRY_STATUSES or status >= 500:
         said = f"HTTP {status}: {message}" if message else what_answered(status, headers, text)
         after = retry_after_seconds(headers.get("Retry-After"), now or datetime.now(UTC))
-        reason = f"the server answered {said}{_TRIES_AGAIN}"
+        reason = f"the server answered {said}{TRIES_AGAIN}"
         return _outcome(OutcomeKind.RETRY, reason, status, answer, after)
     if status == 413:
         reason = (
@@ -217,16 +217,21 @@ def _not_the_api(status: int, headers: CaseInsensitiveDict[str], text: str, answ
         who = "something other than the API answered; check base_url"
     else:
         who = "a proxy, captive portal or sign-in page answered instead of the API"
-    return f"the upload was answered {what}, not the API's JSON answer: {who}{_TRIES_AGAIN}"
+    return f"the upload was answered {what}, not the API's JSON answer: {who}{TRIES_AGAIN}"
 
 
 def _redirected(status: int, headers: CaseInsensitiveDict[str]) -> str:
-    location = headers.get("Location", "").strip()
+    what = redirect_answered(status, headers, "the API's JSON answer")
+    return f"the upload was answered {what} (the API never redirects); check base_url{TRIES_AGAIN}"
+
+
+def redirect_answered(status: int, headers: Any, instead_of: str) -> str:
+    """A 3xx in words: where it pointed (never followed), or that it pointed nowhere and so
+    is not `instead_of`."""
+    location = str(CaseInsensitiveDict(headers).get("Location") or "").strip()
     if location:
-        what = f"HTTP {status}, a redirect to {quoted(location)}, which dropd never follows"
-    else:
-        what = f"HTTP {status} with no Location header, not the API's JSON answer"
-    return f"the upload was answered {what} (the API never redirects); check base_url{_TRIES_AGAIN}"
+        return f"HTTP {status}, a redirect to {quoted(location)}, which dropd never follows"
+    return f"HTTP {status} with no Location header, not {instead_of}"
 
 
 def what_answered(status: int, headers: Any, text: str) -> str:

@@ -25,7 +25,14 @@ import structlog
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
-from daemon.api import mount_tls, quoted, untrusted_reason, what_answered
+from daemon.api import (
+    TRIES_AGAIN,
+    mount_tls,
+    quoted,
+    redirect_answered,
+    untrusted_reason,
+    what_answered,
+)
 from daemon.config import Environment, SecretKind, TokenAuth
 from daemon.durable import write_json_atomic
 from daemon.errors import SecretError, TokenError
@@ -40,7 +47,6 @@ _REJECTED = frozenset(
     {"invalid_client", "unauthorized_client", "invalid_grant", "access_denied", "invalid_scope"}
 )
 DEFAULT_LIFETIME_SECONDS = 3600.0  # when the answer gives no expires_in
-_TRIES_AGAIN = "; dropd tries again"
 
 
 def read_secret(env: Environment, environ: Mapping[str, str] = os.environ) -> str:
@@ -125,11 +131,7 @@ def lifetime_seconds(value: object) -> float | None:
 def _redirect(response: requests.Response | None) -> str:
     if response is None:
         return "redirected, and dropd never follows a redirect; check token_url"
-    status, location = response.status_code, response.headers.get("Location", "").strip()
-    if location:
-        what = f"HTTP {status}, a redirect to {quoted(location)}, which dropd never follows"
-    else:
-        what = f"HTTP {status} with no Location header, not a token"
+    what = redirect_answered(response.status_code, response.headers, "a token")
     return f"answered {what} (the token server never redirects); check token_url"
 
 
@@ -289,7 +291,7 @@ class TokenSource:
     def _transient(self, what: str) -> TokenError:
         """A TokenError naming the token endpoint: `what` it did, and that dropd tries again.
         Redacted: a page or a Location could carry a secret."""
-        reason = f"the token endpoint {self.env.token_url} {what}{_TRIES_AGAIN}"
+        reason = f"the token endpoint {self.env.token_url} {what}{TRIES_AGAIN}"
         return TokenError(self.env.name, REDACTOR.redact_text(reason))
 
     def _oauth_error(self, exc: OAuth2Error) -> TokenError:

@@ -300,7 +300,7 @@ def _settle(ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome) -> Ba
         return BatchResult(ResultKind.RETRY, "upload", outcome.reason, outcome.retry_after)
     if kind is api.OutcomeKind.RETRY:
         reason = (
-            f"{outcome.reason.removesuffix('; dropd tries again')}; dropd gave up after "
+            f"{outcome.reason.removesuffix(api.TRIES_AGAIN)}; dropd gave up after "
             f"{ctx.give_up_after_seconds:g} s and {manifest.attempts} attempts: check the "
             "provider's status, then `dropd retry` the batch"
         )
