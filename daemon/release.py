@@ -19,9 +19,10 @@ import pwd
 from datetime import datetime
 from pathlib import Path
 
-from daemon.errors import DropdError, RequeueError
+from daemon.errors import RequeueError
 from daemon.manifest import Manifest
 from daemon.requeue import (
+    filed,
     filed_batch,
     finish_staged_for_command,
     read_record,
@@ -77,12 +78,7 @@ def _refuse_unless_held(spool: Spool, batch_id: str) -> RequeueError:
     if sent is not None:
         return RequeueError(f"batch {batch_id} is not held: it was sent (see {sent})")
     failed = spool.folder / "failed" / batch_id
-    try:
-        with spool.root.sub("failed") as above:
-            was_failed = above.entry_identity(batch_id) is not None
-    except (OSError, DropdError):
-        was_failed = False
-    if was_failed:
+    if filed(spool, "failed", batch_id):
         return RequeueError(
             f"batch {batch_id} is not held: it failed (see {failed}/error.json); "
             "`dropd retry` puts a failed batch back in line"

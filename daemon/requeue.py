@@ -155,7 +155,7 @@ def _refuse_unless_failed(spool: Spool, batch_id: str) -> RequeueError:
     sent = sent_batch(spool, batch_id)
     if sent is not None:
         return RequeueError(f"batch {batch_id} was sent (see {sent}); there is nothing to retry")
-    if _filed(spool, "held", batch_id):
+    if filed(spool, "held", batch_id):
         return RequeueError(
             f"batch {batch_id} did not fail: the guard holds it in {spool.folder / 'held'}; "
             "`dropd release` sends it as it is"
@@ -187,7 +187,9 @@ def filed_batch(
         yield above, batch
 
 
-def _filed(spool: Spool, parent: str, batch_id: str) -> bool:
+def filed(spool: Spool, parent: str, batch_id: str) -> bool:
+    """True when `parent/BATCH` (failed/ or held/) is there; a parent that is a link or
+    cannot be read counts as without it."""
     try:
         with spool.root.sub(parent) as above:
             return above.entry_identity(batch_id) is not None
@@ -303,7 +305,7 @@ def finish_staged(spool: Spool) -> list[str]:
         if not os.path.lexists(spool.work / staging / "files"):
             # A retry takes its files from failed/, a release from held/; never both.
             for parent in ("failed", "held"):
-                if _filed(spool, parent, batch_id):
+                if filed(spool, parent, batch_id):
                     with spool.root.sub(parent) as above:
                         os.rename(
                             batch_id, f"{staging}/files", src_dir_fd=above.fd, dst_dir_fd=work.fd

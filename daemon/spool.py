@@ -91,8 +91,6 @@ class Spool:
         self._root = root
         self._root_id = root.identity()
 
-    ensure = open  # the name commands and tests know
-
     @property
     def opened(self) -> bool:
         return self._root is not None

@@ -24,7 +24,7 @@ AT_ONCE = DaemonSettings(settle_seconds=0.0)
 
 def make_worker(tmp_path: Path, markers: str = "auto") -> GroupWorker:
     made = music_worker(tmp_path, MOMENT, markers)
-    made.spool.ensure()
+    made.spool.open()
     made.owner = True
     return made
 

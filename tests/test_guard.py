@@ -114,7 +114,7 @@ def test_guard_held_record_keeps_what_release_needs() -> None:
 @pytest.mark.parametrize("validation", list(Validation))
 def test_guard_pack_raises_before_building_any_zip(tmp_path: Path, validation: Validation) -> None:
     spool = Spool(tmp_path, "music")
-    spool.ensure()
+    spool.open()
     manifest = spool.open_batch(utc_now())
     rows = b"".join(b"u%d,u%d@x.edu,A,B,u%d@x.edu,deleted\n" % (i, i, i) for i in range(100))
     (spool.files_dir(manifest.batch) / "users.csv").write_bytes(USERS_HEADER + rows)

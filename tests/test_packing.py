@@ -24,7 +24,7 @@ ENROLLMENTS = b"course_id,user_id,role,section_id,status\n" + b"C1,u1,student,S1
 
 def batch(tmp_path: Path, files: dict[str, bytes]) -> tuple[Spool, Manifest]:
     spool = Spool(tmp_path, "music")
-    spool.ensure()
+    spool.open()
     manifest = spool.open_batch(utc_now())
     for name, data in files.items():
         (spool.files_dir(manifest.batch) / name).write_bytes(data)

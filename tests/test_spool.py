@@ -35,7 +35,7 @@ def folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def spool(folder: Path) -> Spool:
     spool = Spool(folder, "music")
-    spool.ensure()
+    spool.open()
     return spool
 
 
