@@ -37,14 +37,14 @@ def raw_deflate(module_name: str, source: Path, target: Path, level: int) -> Non
 
 def dropd_zip(source: Path, target: Path) -> None:
     """The ZIP dropd builds for a batch of this one CSV."""
-    from daemon.archive import ZipEntry, build_zip
+    from daemon.archive.writer import ZipEntry, build_zip
 
     build_zip([ZipEntry(source, source.name, strip_bom=True)], target)
 
 
 def main(argv: list[str]) -> int:
     if argv == ["engine"]:
-        from daemon.archive import DEFLATE
+        from daemon.archive.writer import DEFLATE
 
         print(f"{DEFLATE.name} level {DEFLATE.level}")
         return 0

@@ -33,7 +33,7 @@ def dropd_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("dropd")
-    return [found] if found else [sys.executable, "-m", "daemon.cli"]
+    return [found] if found else [sys.executable, "-m", "daemon"]
 
 
 def proc_field(pid: int, name: str, file: str = "status") -> int | None:

@@ -51,7 +51,7 @@ def serve() -> None:
 
 def send(url: str, path: Path, repeats: int) -> None:
     """dropd's own upload, `repeats` times, each on a new session; prints each time."""
-    from daemon.api import new_session, upload_zip
+    from daemon.provider.upload import new_session, upload_zip
 
     for _ in range(repeats):
         session = new_session()

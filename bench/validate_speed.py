@@ -31,11 +31,11 @@ from unittest import mock
 from procs import proc_field
 from sis_data import write_enrollments
 
-from daemon.config import Validation
-from daemon.csvfast import ROWSCAN
-from daemon.csvformats import ValueRule, value_rules
-from daemon.scanhelper import HELPERS, SPLITTER
-from daemon.validate import Report, validate_batch
+from daemon.checks.csv.fast import ROWSCAN
+from daemon.checks.csv.formats import ValueRule, value_rules
+from daemon.checks.csv.scanhelper import HELPERS, SPLITTER
+from daemon.checks.validate import Report, validate_batch
+from daemon.config.model import Validation
 
 # label, validation, row-value rules on, the scan helper on, the row scanner on
 WAYS = (
@@ -81,9 +81,9 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
     figures: dict[str, Any] = {"bytes": size, "start_peak_mib": peak_mib(), "ways": {}}
     for label, validation, values, helper, scanner in WAYS:
         with (
-            mock.patch("daemon.csvrows.value_rules", value_rules if values else no_rules),
-            mock.patch("daemon.validate.SPLITTER", SPLITTER if helper else None),
-            mock.patch("daemon.csvfast.ROWSCAN", ROWSCAN if scanner else None),
+            mock.patch("daemon.checks.csv.rows.value_rules", value_rules if values else no_rules),
+            mock.patch("daemon.checks.validate.SPLITTER", SPLITTER if helper else None),
+            mock.patch("daemon.checks.csv.fast.ROWSCAN", ROWSCAN if scanner else None),
         ):
             run = partial(validate_batch, [path], validation)
             seconds, report = timed(run, repeats if label == "strict" else 1)

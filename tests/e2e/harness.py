@@ -25,7 +25,7 @@ T = TypeVar("T")
 def dropd_command() -> list[str]:
     """The installed `dropd` console script, or the module when it is not on PATH."""
     script = Path(sys.executable).parent / "dropd"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "daemon.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "daemon"]
 
 
 def wait_for(condition: Callable[[], T | None], what: str, deadline: float = DEADLINE) -> T:

@@ -28,7 +28,7 @@ from harness import (
     write_secret,
 )
 
-from daemon.crashpoints import LOSE_EVENTS_ENV, RESCAN_ENV
+from daemon.base.crashpoints import LOSE_EVENTS_ENV, RESCAN_ENV
 
 H_USERS = b"user_id,login_id,first_name,last_name,email,status\n"
 KEEP = b"a file outside the drop folder\n"

@@ -31,7 +31,7 @@ from harness import (
     wait_for,
 )
 
-from daemon import crashpoints
+from daemon.base import crashpoints
 
 Processes = list[SandboxProcess | DaemonProcess]
 

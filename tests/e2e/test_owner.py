@@ -27,7 +27,7 @@ from harness import (
     write_secret,
 )
 
-from daemon import crashpoints
+from daemon.base import crashpoints
 
 GROUP = "music"
 ROLE_EVENTS = ("group_owned", "group_standby")

@@ -36,7 +36,7 @@ from harness import (
     write_secret,
 )
 
-from daemon import crashpoints
+from daemon.base import crashpoints
 
 Processes = list[SandboxProcess | DaemonProcess]
 

@@ -37,7 +37,7 @@ from harness import (
     wait_for,
 )
 
-from daemon import crashpoints
+from daemon.base import crashpoints
 
 Processes = list[SandboxProcess | DaemonProcess]
 GUARDED = users_csv(200, 150)

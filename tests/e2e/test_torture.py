@@ -45,7 +45,7 @@ from harness import (
     write_secret,
 )
 
-from daemon import crashpoints
+from daemon.base import crashpoints
 
 GROUPS = ("music", "art", "drama")
 KILLS = int(os.environ.get("DROPD_TORTURE_KILLS", "15"))

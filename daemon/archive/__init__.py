@@ -1,0 +1,1 @@
+"""The batch ZIP: written streaming, in the provider's entry order."""

@@ -1,0 +1,1 @@
+"""CSV files as the provider's server reads them: formats, row scanning, counting."""

@@ -1,0 +1,183 @@
+"""What the provider's server and Canvas accept in a CSV: its headers and its row values.
+
+Headers come from the provider's public source (indiana-university/
+lms-canvas-3rdparty-provisioning: `FileParsingUtil`, `CsvService`): it joins the first
+record's fields with commas and compares the line exactly to a list. That list is wider
+than the README's table in two ways, and dropd follows the server: each optional trailing
+column may be left out on its own as long as the order is kept (`,start_date,
+blueprint_course_id` is taken), and courses may leave out `term_id`.
+
+Row values are what Canvas's SIS import takes (instructure/canvas-lms,
+`doc/api/sis_csv.md`, the "status" and "role" rows of each table); Canvas compares them
+without regard to case. The provider makes a guest's login from the users `login_id`, and
+skips a row whose `login_id` is no email address (`UserProvisioning`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from daemon.base.names import quoted
+
+KINDS = ("users", "courses", "sections", "enrollments", "listings")
+_BASES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "users": (("user_id", "login_id", "first_name", "last_name", "email", "status"),),
+    "courses": (
+        ("course_id", "short_name", "long_name", "account_id", "term_id", "status"),
+        ("course_id", "short_name", "long_name", "account_id", "status"),
+    ),
+    "sections": (("section_id", "course_id", "name", "status"),),
+    "enrollments": (("course_id", "user_id", "role", "section_id", "status"),),
+    "listings": (("user_id", "listing_id"),),
+}
+_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "users": ("service",),
+    "courses": ("start_date", "end_date", "blueprint_course_id"),
+    "sections": ("start_date", "end_date"),
+    "enrollments": ("limit_section_privileges",),
+    "listings": ("send_email",),
+}
+STATUSES: dict[str, tuple[str, ...]] = {
+    "users": ("active", "suspended", "deleted"),
+    "courses": ("active", "deleted", "completed", "published"),
+    "sections": ("active", "deleted"),
+    "enrollments": ("active", "deleted", "completed", "inactive", "deleted_last_completed"),
+}
+ROLES = ("student", "teacher", "ta", "observer", "designer")
+# Local part, domain labels, a top-level domain of letters: what a mail system delivers to.
+EMAIL = rb"[^\s@,\"]+@[^\s@,\".]+(?:\.[^\s@,\".]+)*\.[A-Za-z]{2,}"
+_EMAIL = re.compile(EMAIL)
+
+
+def _with_optional(base: tuple[str, ...], optional: tuple[str, ...]) -> list[tuple[str, ...]]:
+    headers = [base]
+    for column in optional:
+        headers += [(*header, column) for header in headers]
+    return headers
+
+
+HEADERS: dict[tuple[str, ...], str] = {
+    header: kind
+    for kind, bases in _BASES.items()
+    for base in bases
+    for header in _with_optional(base, _OPTIONAL[kind])
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRule:
+    """A column whose values Canvas checks: `allowed` (lowercase), or none: an email address."""
+
+    kind: str
+    column: str
+    index: int
+    allowed: tuple[str, ...]
+
+    def complaint(self, value: bytes) -> str | None:
+        """Why Canvas or the provider would reject `value`, or None when it is fine."""
+        if self.allowed:
+            if value.decode("utf-8", "replace").lower() in self.allowed:
+                return None
+            return self._unknown(_shown(value))
+        if _EMAIL.fullmatch(value):
+            return None
+        return (
+            f'login_id "{_shown(value)}" is not an email address; the provider makes the '
+            "guest's login from it and skips this row"
+        )
+
+    def _unknown(self, shown: str) -> str:
+        known = ", ".join(self.allowed)
+        if self.column == "role":
+            return (
+                f'role "{shown}" is none of Canvas\'s roles ({known}); Canvas rejects the row '
+                "unless it is a custom role of your Canvas account"
+            )
+        return (
+            f'status "{shown}" is not one Canvas takes for {self.kind} ({known}); Canvas '
+            "rejects the row"
+        )
+
+
+def _shown(value: bytes) -> str:
+    text = value.decode("utf-8", "replace")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def value_rules(kind: str, header: tuple[str, ...]) -> tuple[ValueRule, ...]:
+    """The checked columns of a file of `kind` with this header, in column order."""
+    wanted = {"status": STATUSES.get(kind), "role": ROLES if kind == "enrollments" else None}
+    wanted["login_id"] = () if kind == "users" else None
+    return tuple(
+        ValueRule(kind, column, index, allowed)
+        for index, column in enumerate(header)
+        if (allowed := wanted.get(column)) is not None
+    )
+
+
+def header_complaint(line: str, fields: tuple[str, ...]) -> str:
+    """Why the server refuses this header `line` (read as `fields`), and what to write."""
+    if not line.strip():
+        return (
+            "line 1 is blank, but the server reads line 1 as the header; remove the blank "
+            "lines above the header"
+        )
+    if "\r" in line:
+        return (
+            "line 1 holds a carriage return: the file has old Mac line ends (CR only); save "
+            "it with Windows (CRLF) or Unix (LF) line ends"
+        )
+    shown = ",".join(fields)
+    names = [field.strip().lower() for field in fields]
+    for header, kind in HEADERS.items():
+        if sorted(names) == sorted(header):
+            return (
+                f"line 1: the header {quoted(shown)} differs from the {kind} header only by "
+                f"{_differences(fields, names, header)}; the server compares it exactly, so "
+                f'write "{",".join(header)}"'
+            )
+    return f"line 1: the header {quoted(shown)} is not one the server knows; {_nearest(names)}"
+
+
+def _differences(fields: tuple[str, ...], names: list[str], header: tuple[str, ...]) -> str:
+    found = [
+        word
+        for word, differs in (
+            ("case", any(f.strip() != f.strip().lower() for f in fields)),
+            ("spaces", any(f != f.strip() for f in fields)),
+            ("column order", tuple(names) != header),
+        )
+        if differs
+    ]
+    return " and ".join(found)
+
+
+def _columns(kind: str) -> set[str]:
+    return {name for base in _BASES[kind] for name in base} | set(_OPTIONAL[kind])
+
+
+def _nearest(names: list[str]) -> str:
+    kind = max(KINDS, key=lambda k: len(_columns(k) & set(names)))
+    base = ",".join(_BASES[kind][0])
+    if not _columns(kind) & set(names):
+        return (
+            "line 1 must be one of the headers in the README (e.g. enrollments: "
+            '"course_id,user_id,role,section_id,status"); if line 1 is data, add the header '
+            "above it"
+        )
+    extra = [n for n in names if n not in _columns(kind)]
+    required = set.intersection(*(set(b) for b in _BASES[kind]))
+    missing = [n for n in _BASES[kind][0] if n in required and n not in names]
+    said = [f"the server takes no {_listed(extra)}"] if extra else []
+    said += [f"it lacks {_listed(missing)}"] if missing else []
+    optional = ",".join(_OPTIONAL[kind])
+    return (
+        f'nearest is the {kind} header "{base}" (optionally followed by {optional}): '
+        f"{' and '.join(said) or 'its columns repeat or are out of order'}"
+    )
+
+
+def _listed(names: list[str], most: int = 10) -> str:
+    listed = ", ".join(quoted(name, 60) for name in names[:most])
+    return listed + (f" and {len(names) - most:,} more" if len(names) > most else "")

@@ -1,0 +1,208 @@
+"""Checking a batch's files as the provider's server would, before anything goes up.
+
+The server fails a whole upload for one file it cannot type or parse, and reports row
+problems only by email a day later. So every file is read here first: a *problem* is
+what the server would refuse (the batch fails whole, listing each), a *warning* a row
+value Canvas would reject later (logged and kept in the receipt). CSVs are read by
+`csvcheck` against what `csvformats` says the server and Canvas take; a
+`message.properties` is read as Java reads it, by `java_properties`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.base.java_properties import read_properties
+from daemon.base.regular import BOM, open_regular
+from daemon.checks.csv.check import scan_csv
+from daemon.checks.csv.rows import CsvScan, Notes
+from daemon.checks.csv.scanhelper import SPLITTER
+from daemon.config.model import Validation
+
+PROPERTIES = "message.properties"
+NOTIFICATION_KEYS = ("sender", "subject", "body")
+MAX_PROPERTIES_BYTES = 1 << 20
+# Java's Character.isWhitespace, which the server's StringUtils.isBlank uses: unlike
+# str.isspace it leaves out the no-break spaces (U+00A0, U+2007, U+202F) and U+0085.
+_JAVA_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+_JAVA_SPACE += "\u2006\u2008\u2009\u200a\u2028\u2029\u205f\u3000"
+# A backslash that is itself not escaped, then `u` without four hex digits.
+_BAD_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?![0-9a-fA-F]{4})")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A problem (fails the batch) or a warning (logged, kept in the receipt)."""
+
+    file: str
+    line: int | None  # 1-based, the header being line 1; None: the whole file
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as error.json and the receipt hold it."""
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What checking a batch found, and what the later steps need to know of its files."""
+
+    problems: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
+    kinds: Mapping[str, str]  # file name -> users, courses, ..., listings or properties
+    bom: tuple[str, ...]  # CSVs that began with a UTF-8 byte-order mark
+    rows: Mapping[str, int]  # data rows per CSV of a known kind (strict, or `count`)
+    deleted: Mapping[str, int]  # rows with status `deleted`, per CSV that has a status
+
+
+def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool = False) -> Report:
+    """Check `files` (CSVs and a message.properties) as the server would.
+
+    With `Validation.OFF` only a CSV's encoding is checked (UTF-8, no NUL byte) and a
+    message.properties's escapes; kinds are still given where a header is known, and with
+    `count` (the guard is on) rows and deleted rows too, from a strict pass whose findings
+    are dropped.
+    """
+    strict = validation is Validation.STRICT
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
+    kinds: dict[str, str] = {}
+    scans: dict[str, CsvScan] = {}
+    counted: dict[str, CsvScan] = {}  # the scans that counted rows
+    for path in files:
+        if path.name.lower() == PROPERTIES:
+            continue
+        scan = _scan(path, strict)
+        scans[path.name] = scan
+        problems += _findings(path.name, scan.problems, "problems")
+        warnings += _findings(path.name, scan.warnings, "warnings")
+        if scan.kind is not None:
+            kinds[path.name] = scan.kind
+            if strict or count:
+                counted[path.name] = scan if strict else _scan(path, True)
+    for path in files:
+        if path.name.lower() == PROPERTIES:
+            kinds[path.name] = "properties"
+            found = _check_properties(path, strict, "users" in kinds.values())
+            problems += found[0]
+            warnings += found[1]
+    return Report(
+        problems=tuple(problems),
+        warnings=tuple(warnings),
+        kinds=kinds,
+        bom=tuple(name for name, scan in scans.items() if scan.bom),
+        rows={n: s.rows for n, s in counted.items()},
+        deleted={n: s.deleted for n, s in counted.items() if s.deleted is not None},
+    )
+
+
+def _scan(path: Path, strict: bool) -> CsvScan:
+    try:
+        return scan_csv(path, strict, SPLITTER)
+    except OSError as exc:
+        scan = CsvScan()
+        scan.problems.add(None, _unreadable(exc))
+        return scan
+
+
+def _unreadable(exc: OSError) -> str:
+    # Links, FIFOs and devices are refused on opening (archive.open_regular).
+    why = exc.strerror or str(exc)
+    return f"the file cannot be read ({why}); it must be a regular file dropd's user can read"
+
+
+def _findings(name: str, notes: Notes, sort: str) -> list[Finding]:
+    listed = sorted(notes.listed, key=lambda note: note[0] or 0)
+    found = [Finding(name, line, message) for line, message in listed]
+    if notes.more:
+        found.append(Finding(name, None, f"and {notes.more} more {sort} like these in this file"))
+    return found
+
+
+def _check_properties(
+    path: Path, strict: bool, has_users: bool
+) -> tuple[list[Finding], list[Finding]]:
+    try:
+        with open_regular(path) as source:
+            data = source.read(MAX_PROPERTIES_BYTES + 1)
+    except OSError as exc:
+        return [Finding(path.name, None, _unreadable(exc))], []
+    if len(data) > MAX_PROPERTIES_BYTES:
+        why = "is over 1 MiB; it needs only sender, subject and body: is it the right file?"
+        return [Finding(path.name, None, f"{path.name} {why}")], []
+    try:
+        values = read_properties(data)
+    except ValueError:
+        return [_bad_escape(path.name, data)], []
+    if not strict:
+        return [], []
+    problems = [
+        Finding(path.name, None, message)
+        for key in NOTIFICATION_KEYS
+        if (message := _key_problem(key, values, data.startswith(BOM))) is not None
+    ]
+    if not has_users:
+        problems.append(Finding(path.name, None, _NO_USERS))
+    return problems, _garbled(path.name, data)
+
+
+_NO_USERS = (
+    "message.properties asks the server to send new guests a custom notification, which "
+    "it refuses without a users CSV in the same upload; add the users CSV to the batch, "
+    "or take message.properties out"
+)
+
+
+def _key_problem(key: str, values: Mapping[str, str], bom: bool) -> str | None:
+    needs = "the custom notification needs sender, subject and body, none blank"
+    if key not in values:
+        why = f'message.properties has no "{key}"; {needs}'
+        if bom:
+            why += (
+                " (the file begins with a UTF-8 byte-order mark, which Java reads as part "
+                "of the first key: save it without one)"
+            )
+        return why
+    if not values[key].strip(_JAVA_SPACE):
+        return f'"{key}" in message.properties is blank; {needs}'
+    return None
+
+
+def _bad_escape(name: str, data: bytes) -> Finding:
+    text = data.decode("latin-1")
+    line = None
+    for match in _BAD_ESCAPE.finditer(text):
+        start = text.rfind("\n", 0, match.start()) + 1
+        if not text[start:].lstrip(" \t\f").startswith(("#", "!")):  # Java skips comments
+            line = text.count("\n", 0, match.start()) + 1
+            break
+    where = f"line {line} of {name}" if line else name
+    return Finding(
+        name,
+        line,
+        f"{where} has a malformed \\uXXXX escape, on which the server fails with an error "
+        "500; write \\u and four hex digits (é is \\u00e9), or \\\\ for a backslash",
+    )
+
+
+def _garbled(name: str, data: bytes) -> list[Finding]:
+    """A warning where UTF-8 text would reach Java, which reads ISO-8859-1, garbled."""
+    if data.isascii():
+        return []
+    try:
+        sample = next(c for c in data.removeprefix(BOM).decode("utf-8") if ord(c) > 127)
+    except (UnicodeDecodeError, StopIteration):
+        return []
+    return [
+        Finding(
+            name,
+            None,
+            f"{name} is UTF-8, but Java reads it as ISO-8859-1, so text like "
+            f'"{sample}" arrives garbled; write such characters as \\uXXXX escapes '
+            f"({sample} is \\u{ord(sample):04x})",
+        )
+    ]

@@ -1,0 +1,1 @@
+"""One module per `dropd` subcommand, and the command line as a table of them."""

@@ -1,0 +1,1 @@
+"""A drop folder's files: watched, classified, and ready once complete."""

@@ -1,0 +1,1 @@
+"""A local stand-in for the provider's API (`dropd sandbox`), for tests and the demo."""

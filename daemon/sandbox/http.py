@@ -1,0 +1,340 @@
+"""The sandbox's HTTP side: the server on 127.0.0.1, and the routing of each request.
+
+Its routes:
+
+    GET  /_sandbox/health              {"status": "UP"}
+    GET  /_sandbox/uploads             the request.json of every kept upload
+    POST /oauth/token                  a token (`sandbox_tokens`)
+    POST /rest/upload/GROUP[/zip]      an upload, judged (`sandbox_checks`) and kept
+    POST /_sandbox/script              queue scripted answers (`sandbox_script`)
+    POST /_sandbox/revoke              revoke every token
+    GET|POST /_sandbox/elsewhere       an HTML page titled "Elsewhere", where scripted
+                                       redirects may point; each request is counted
+    GET  /_sandbox/elsewhere/hits      {"hits": N}: proof that no client followed one
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import re
+import socket
+import socketserver
+import struct
+import sys
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+from daemon.sandbox import checks as sandbox_checks
+from daemon.sandbox.form import RequestError, read_form
+from daemon.sandbox.tokens import JsonAnswer, unauthorized
+
+if TYPE_CHECKING:
+    from daemon.sandbox.server import Sandbox
+
+_UPLOAD_ROUTE = re.compile(r"/rest/upload/(?P<group>[^/]+)(?P<zip>/zip)?")
+_PROXY_PAGE = (
+    "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n"
+    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+def log_line(line: str) -> None:
+    """Write one line of the sandbox's log to stderr."""
+    sys.stderr.write(f"sandbox: {line}\n")
+    sys.stderr.flush()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class HitCounter:
+    """How many requests a route has had, counted across the server's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hits = 0
+
+    def hit(self) -> None:
+        """Count one request."""
+        with self._lock:
+            self._hits += 1
+
+    @property
+    def hits(self) -> int:
+        """The requests counted so far."""
+        with self._lock:
+            return self._hits
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+
+
+class SandboxServer(ThreadingHTTPServer):
+    """The sandbox's HTTP server on 127.0.0.1, which can drop its open connections."""
+
+    daemon_threads = True
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        self.stopping = threading.Event()  # ends scripted hangs
+        super().__init__(("127.0.0.1", sandbox.port), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which stalls on a bad resolver.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+    def stop(self) -> None:
+        """Stop serving and drop every open connection, hung ones included."""
+        self.stopping.set()
+        self.shutdown()
+        self.close_connections()
+        self.server_close()
+
+    def close_connections(self) -> None:
+        """Shut every open connection, so no kept-alive client reaches a stopped sandbox."""
+        with self.connections_lock:
+            for connection in self.connections:
+                with contextlib.suppress(OSError):  # its client closed it already
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "dropd-sandbox"
+    timeout = 60
+    server: SandboxServer
+    note = ""
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.server.sandbox
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path only: a query string could carry a token. A malformed request has none.
+        path = urlsplit(getattr(self, "path", "")).path or "-"
+        note = f" ({self.note})" if self.note else ""
+        log_line(f"{self.command or '-'} {path} {int(code)}{note}")
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # Silent: send_error logs through log_request already, and the default message
+        # quotes the raw request line, which could carry a token.
+        pass
+
+    def do_GET(self) -> None:
+        self.note = ""
+        self._read_body()
+        path = urlsplit(self.path).path
+        if path == "/_sandbox/health":
+            self._send_json(200, {"status": "UP"})
+        elif path == "/_sandbox/uploads":
+            records = [(folder / "request.json").read_text() for folder in self.sandbox.uploads()]
+            self._send_json(200, [json.loads(record) for record in records])
+        elif path == "/_sandbox/elsewhere":
+            self._elsewhere()
+        elif path == "/_sandbox/elsewhere/hits":
+            self._send_json(200, {"hits": self.sandbox.elsewhere.hits})
+        elif _UPLOAD_ROUTE.fullmatch(path):
+            self._upload_route_get()
+        else:
+            self._send_spring_error(404)
+
+    def _elsewhere(self) -> None:
+        # Where scripted redirects point: a page that is not the API, counting who came.
+        self.sandbox.elsewhere.hit()
+        self._send(200, _PROXY_PAGE.format("Elsewhere").encode(), "text/html")
+
+    def _upload_route_get(self) -> None:
+        # As the real API: its security filter checks the token on /rest/upload/** first, and
+        # the controller takes only POST.
+        client_id, problem = self.sandbox.tokens.bearer_client(
+            self.headers.get("Authorization", "")
+        )
+        if client_id is None:
+            self._send_answer(unauthorized(problem))
+        else:
+            self._send_json(405, self._spring_error(405), {"Allow": "POST"})
+
+    def do_POST(self) -> None:
+        self.note = ""
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self._send_spring_error(400, "a bad Content-Length or chunk size")
+            return
+        path = urlsplit(self.path).path
+        if match := _UPLOAD_ROUTE.fullmatch(path):
+            self._upload(unquote(match["group"]), "zip" if match["zip"] else "files", body)
+        elif path == "/oauth/token":
+            self._token(body)
+        elif path == "/_sandbox/script":
+            self._script(body)
+        elif path == "/_sandbox/revoke":
+            self.sandbox.revoke_tokens()
+            self._send_json(200, {"revoked": True})
+        elif path == "/_sandbox/elsewhere":
+            self._elsewhere()
+        else:
+            self._send_spring_error(404)
+
+    def _read_body(self) -> bytes:
+        """The whole request body; raises ValueError on a bad length or chunk size."""
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailer fields
+        return b"".join(chunks)
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(
+        self, status: int, payload: object, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send_answer(self, answer: JsonAnswer) -> None:
+        self._send_json(answer.status, answer.body, answer.headers)
+
+    def _spring_error(self, status: int) -> dict[str, Any]:
+        """The body Spring Boot sends for an error no controller answered."""
+        return {
+            "timestamp": _iso(self.sandbox.clock()),
+            "status": status,
+            "error": _phrase(status),
+            "path": urlsplit(self.path).path,
+        }
+
+    def _send_spring_error(self, status: int, note: str = "") -> None:
+        self.note = note
+        self._send_json(status, self._spring_error(status))
+
+    def _play(self, answer: dict[str, Any]) -> bool:
+        """Answer as scripted: a status and body, a hang, or a reset connection; or pause, then
+        return True for the request to be served as usual."""
+        path = urlsplit(self.path).path
+        if "pause" in answer:
+            log_line(f"{self.command} {path} pause {answer['pause']}s (scripted)")
+            self.server.stopping.wait(float(answer["pause"]))
+            return True
+        self.close_connection = "status" not in answer
+        if answer.get("reset"):
+            log_line(f"{self.command} {path} reset (scripted)")
+            # With linger 0, close() sends a TCP reset instead of an orderly end.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()  # the file holds a reference that would keep the socket open
+            self.connection.close()
+        elif "hang" in answer:
+            log_line(f"{self.command} {path} hang {answer['hang']}s (scripted)")
+            self.server.stopping.wait(float(answer["hang"]))
+        else:
+            self._send_scripted(int(answer["status"]), answer)
+        return False
+
+    def _send_scripted(self, status: int, answer: dict[str, Any]) -> None:
+        headers = {str(name): str(value) for name, value in answer.get("headers", {}).items()}
+        if "retry_after" in answer:
+            headers["Retry-After"] = str(answer["retry_after"])
+        if "location" in answer:
+            # A relative location points into the sandbox itself, as a proxy's would.
+            headers["Location"] = urljoin(self.sandbox.url + "/", answer["location"])
+        body = answer.get("body")
+        if answer.get("echo_authorization"):
+            # A server that echoes the request's credentials in its answer.
+            echoed = f"{_phrase(status).lower()} from {self.headers.get('Authorization', '')}"
+            body = {"fileErrors": None, **(body or {}), "message": echoed}
+        self.note = "scripted"
+        if answer.get("html"):
+            title = answer.get("title") or f"{status} {_phrase(status)}"
+            page = _PROXY_PAGE.format(html.escape(title))
+            self._send(status, page.encode(), "text/html", headers)
+        elif isinstance(body, str):
+            self._send(status, body.encode(), "text/plain; charset=utf-8", headers)
+        elif body is not None:
+            self._send_json(status, body, headers)
+        elif status >= 400:
+            self._send_json(status, self._spring_error(status), headers)
+        else:
+            self._send(status, b"", "text/plain", headers)
+
+    def _token(self, body: bytes) -> None:
+        if (answer := self.sandbox.answers.next("token")) and not self._play(answer):
+            return
+        self._send_answer(self.sandbox.tokens.answer(self.headers.get("Authorization", ""), body))
+
+    def _upload(self, group: str, endpoint: str, body: bytes) -> None:
+        if (answer := self.sandbox.answers.next("upload")) and not self._play(answer):
+            return
+        authorization = self.headers.get("Authorization", "")
+        client_id, problem = self.sandbox.tokens.bearer_client(authorization)
+        if client_id is None:
+            self._send_answer(unauthorized(problem))
+            return
+        allowed, content_type = self.sandbox.allowed_groups, self.headers.get("Content-Type", "")
+        refused = client_id if allowed is not None and group not in allowed else None
+        try:
+            form = read_form(endpoint, content_type, body, urlsplit(self.path).query)
+            verdict, files = sandbox_checks.judge_upload(endpoint, form, refused)
+        except RequestError as exc:
+            self._send_spring_error(exc.status, exc.reason)
+            return
+        self.note = verdict.note or (verdict.message if verdict.status != 200 else "")
+        if verdict.status == 200:
+            request = {"group": group, "endpoint": endpoint, "path": urlsplit(self.path).path}
+            request |= {"received_at": _iso(self.sandbox.clock()), "client_id": client_id}
+            request |= {"content_type": content_type}
+            try:
+                self.note = self.sandbox.upload_store.keep(request, form, files, verdict).name
+            except OSError as exc:
+                self._send_spring_error(500, f"cannot keep the upload in the store: {exc}")
+                return
+        self._send_json(verdict.status, verdict.body())
+
+    def _script(self, body: bytes) -> None:
+        try:
+            answers = json.loads(body or b"[]")
+            self.sandbox.script(answers if isinstance(answers, list) else [answers])
+        except ValueError as exc:  # a json.JSONDecodeError is a ValueError too
+            self._send_json(400, {"error": str(exc)})
+            return
+        self._send_json(200, {"queued": self.sandbox.answers.queued()})

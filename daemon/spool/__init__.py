@@ -1,0 +1,1 @@
+"""A group's batches on disk: the work folder, manifests, history, retention, requeueing."""

@@ -1,0 +1,167 @@
+"""What a group folder says of its past: failed batches, the last upload, whether the last
+batch failed, the batches the guard holds. The disk is the truth, so status survives a restart.
+
+Cheap on purpose: names are listed and sorted (a batch id sorts by time), and only the newest
+receipt, the newest error record and the records of held batches are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.base.errors import DropdError
+from daemon.base.folders import Folder
+from daemon.base.regular import open_regular
+
+_BATCH_ID = re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]+")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+RECORD_READ_LIMIT = 1 << 20  # a record dropd wrote is under 64 KiB; more is not one
+
+
+@dataclass(frozen=True, slots=True)
+class FolderHistory:
+    failed_batches: int = 0  # batch folders now in failed/ (`dropd retry` takes one out)
+    last_upload: str | None = None  # `finished` of the newest receipt in sent/
+    last_failure: tuple[str, str] | None = None  # (step, reason) if the newest batch failed
+
+
+def folder_history(folder: Path | Folder) -> FolderHistory:
+    """Read sent/ and failed/ of a group folder; a part that cannot be read, or that is a
+    link (never followed), counts as empty."""
+    with _held(folder) as root:
+        if root is None:
+            return FolderHistory()
+        with _sub(root, "failed") as failed_dir, _sub(root, "held") as held_dir:
+            failed = batch_names(failed_dir)
+            sent = _newest_sent(root)
+            last_upload = None if sent is None else _field(_record(sent, "receipt"), "finished")
+            last_failure = None
+            # The newest batch that ended decides: a batch held after a failure is newer news.
+            newer = max([sent.shown.name if sent else "", *batch_names(held_dir)[-1:]])
+            if failed and failed[-1] > newer and failed_dir is not None:
+                last_failure = _failure_in(failed_dir, failed[-1])
+            if sent is not None:
+                sent.close()
+            return FolderHistory(len(failed), last_upload, last_failure)
+
+
+def held_batches(folder: Path | Folder, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The batches in the group folder's held/, oldest first, each with its held.json's
+    reason; a reason in `known` is kept, so only a batch new to held/ has its record read."""
+    known = known or {}
+    with _held(folder) as root, _sub(root, "held") as held:
+        if held is None:
+            return {}
+        return {name: known.get(name) or _held_reason(held, name) for name in batch_names(held)}
+
+
+def _held_reason(held: Folder, name: str) -> str:
+    with _sub(held, name) as batch:
+        reason = _field(_record(batch, "held"), "reason")
+    return reason or (
+        f"batch {name} is held in {held.shown / name}, which has no readable held.json; "
+        "`dropd release` it or remove the folder"
+    )
+
+
+def batch_names(parent: Folder | None) -> list[str]:
+    """The batch folders in `parent`, oldest first; [] if it cannot be listed."""
+    return sorted(n for n in _folders(parent) if _BATCH_ID.fullmatch(n))
+
+
+def _newest_sent(root: Folder) -> Folder | None:
+    """The newest batch folder under `sent/YYYY-MM-DD/` that holds a receipt (the caller
+    closes it)."""
+    with _sub(root, "sent") as sent:
+        for day in sorted((d for d in _folders(sent) if _DAY.fullmatch(d)), reverse=True):
+            with _sub(sent, day) as dated:
+                for name in reversed(batch_names(dated)):
+                    batch = _open(dated, name)
+                    if batch is not None and _record(batch, "receipt") is not None:
+                        return batch
+                    if batch is not None:
+                        batch.close()
+    return None
+
+
+def _failure_in(failed: Folder, name: str) -> tuple[str, str]:
+    """The step and reason of a failed batch, from its error.json."""
+    with _sub(failed, name) as batch:
+        record = _record(batch, "error")
+    where = failed.shown / name
+    if record is None:
+        return "unknown", f"batch {name} failed; {where} has no readable error.json"
+    reason = _field(record, "reason") or f"batch {name} failed; see {where}"
+    return _field(record, "step") or "unknown", reason
+
+
+class _Optional:
+    """A folder that may not be there, for `with`: None then, closed after."""
+
+    def __init__(self, folder: Folder | None, close: bool = True) -> None:
+        self.folder, self.close = folder, close
+
+    def __enter__(self) -> Folder | None:
+        return self.folder
+
+    def __exit__(self, *_: object) -> None:
+        if self.folder is not None and self.close:
+            self.folder.close()
+
+
+def _held(folder: Path | Folder) -> _Optional:
+    if isinstance(folder, Folder):
+        return _Optional(folder, close=False)
+    try:
+        return _Optional(Folder.at(folder))
+    except DropdError:
+        return _Optional(None)
+
+
+def _sub(parent: Folder | None, name: str) -> _Optional:
+    return _Optional(_open(parent, name))
+
+
+def _open(parent: Folder | None, name: str) -> Folder | None:
+    if parent is None:
+        return None
+    try:
+        return parent.find(name)
+    except (DropdError, OSError):
+        return None  # a link, a file: never followed, read as empty
+
+
+def _folders(parent: Folder | None) -> list[str]:
+    if parent is None:
+        return []
+    try:
+        with os.scandir(parent.fd) as entries:
+            return [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _record(batch: Folder | None, stem: str) -> dict[str, Any] | None:
+    # Where a dropped file bore the record's name, dropd's own is STEM.dropd.json.
+    if batch is None:
+        return None
+    for name in (f"{stem}.dropd.json", f"{stem}.json"):
+        try:
+            with open_regular(batch.io_path / name) as source:
+                data = json.loads(source.read(RECORD_READ_LIMIT))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def _field(record: dict[str, Any] | None, key: str) -> str | None:
+    value = (record or {}).get(key)
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,318 @@
+"""Putting a failed batch back in line (`dropd retry`), with its files unchanged; `release`
+(release.py) does the same for a held batch.
+
+The batch is assembled in a staging folder that the daemon ignores, then renamed into the
+spool in one step; the running owner adopts it at its next look at the spool:
+
+    1. .dropd/work/.requeue-BATCH/manifest.json        state `claimed`, queued now
+    2. failed/BATCH/error.json  → .requeue-BATCH/previous-error.json
+    3. failed/BATCH/            → .requeue-BATCH/files/
+    4. .requeue-BATCH/          → .dropd/work/BATCH/
+
+A crash between steps is finished by `finish_staged` (at the daemon's start, or the next
+`retry`), forwards, so each file still ends up exactly once in sent/ or failed/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.base.durable import write_json_atomic
+from daemon.base.errors import ConfigError, FolderError, RequeueError, SpoolError
+from daemon.base.folders import Folder
+from daemon.base.names import quoted
+from daemon.base.regular import open_regular
+from daemon.base.timestamps import iso, iso_precise, utc_now
+from daemon.config.model import load_config
+from daemon.spool.history import RECORD_READ_LIMIT
+from daemon.spool.manifest import BatchState, Manifest
+from daemon.spool.store import Spool
+
+STAGING_PREFIX = ".requeue-"
+PREVIOUS_RECORD = "previous-error.json"
+
+
+def retry_command(config_path: Path, group_key: str, batch_id: str) -> int:
+    """`dropd retry`: 0 when the batch is back in line; 1 if it cannot be; 2 on a bad config."""
+    return run_command(
+        "retry",
+        config_path,
+        group_key,
+        lambda spool: retry_failed(spool, batch_id, utc_now()),
+        lambda manifest, files: (
+            f"batch {batch_id} of group {group_key} is back in line with its {files} files "
+            f"unchanged (attempts so far: {manifest.attempts}); the running dropd sends it"
+        ),
+    )
+
+
+def run_command(
+    command: str,
+    config_path: Path,
+    group_key: str,
+    put_back: Callable[[Spool], Manifest],
+    said: Callable[[Manifest, int], str],
+) -> int:
+    """`dropd retry` or `dropd release`: `put_back` the batch into the group's spool, then
+    print `said` of it and its file count. 0 when it is in line; 1 if it cannot be; 2 on a
+    bad config."""
+    try:
+        spool = group_spool(config_path, group_key)
+        manifest = put_back(spool)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    except RequeueError as exc:
+        print(f"dropd {command}: {exc}", file=sys.stderr)
+        return 1
+    print(said(manifest, spool.file_count(manifest.batch)))
+    return 0
+
+
+def group_spool(config_path: Path, group_key: str) -> Spool:
+    """The spool of group `group_key` of the config at `config_path`.
+
+    Raises ConfigError if the config is bad, RequeueError if it has no such group.
+    """
+    config = load_config(config_path)
+    group = config.groups.get(group_key)
+    if group is None:
+        known = ", ".join(sorted(config.groups)) or "none"
+        raise RequeueError(
+            f"{config_path}: there is no group {quoted(group_key)} (groups: {known})"
+        )
+    spool = Spool(group.folder, group.key)
+    try:
+        spool.open()
+    except SpoolError as exc:
+        raise RequeueError(f"{exc.reason}; fix that, then run the same command again") from exc
+    return spool
+
+
+def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
+    """Put `failed/BATCH` back in line, at its back, unchanged.
+
+    Raises RequeueError if there is no such failed batch, or it cannot be retried.
+    """
+    finish_staged_for_command(spool)
+    with filed_batch(spool, "failed", batch_id, _refuse_unless_failed) as (failed, batch):
+        record_file = record_name_in(batch, "error")
+        record = read_record(batch, record_file)
+        if record.get("step") == "intake":
+            raise RequeueError(
+                f"batch {batch_id} failed at step intake ({record.get('reason')}): "
+                "dropd would refuse it again; rename or fix the file and drop it "
+                "again instead"
+            )
+        # A batch a person released and that then failed stays released: no guard again.
+        released = (
+            {"by": record.get("released_by"), "at": record.get("released_at")}
+            if record.get("released")
+            else None
+        )
+        manifest = requeued(spool, batch_id, record, moment, released)
+        stage(spool, manifest, failed, batch, record_file, PREVIOUS_RECORD, "retry")
+    return manifest
+
+
+def requeued(
+    spool: Spool,
+    batch_id: str,
+    record: dict[str, Any],
+    moment: datetime,
+    released: dict[str, Any] | None,
+) -> Manifest:
+    """The manifest of a batch put back in line now, from the `record` it was failed or held
+    with: claimed, queued at the back, its earlier records kept as its history."""
+    earlier = record.pop("earlier_errors", None) or []
+    return Manifest(
+        batch_id,
+        spool.group,
+        BatchState.CLAIMED,
+        created=str(record.get("created") or iso(moment)),
+        attempts=int(record.get("attempts") or 0),
+        queued=iso_precise(moment),
+        history=[*earlier, record],
+        released=released,
+    )
+
+
+def _refuse_unless_failed(spool: Spool, batch_id: str) -> RequeueError:
+    failed = spool.folder / "failed"
+    if spool.exists(batch_id):
+        return RequeueError(
+            f"batch {batch_id} is already in line in {spool.work_shown}; the running dropd sends it"
+        )
+    sent = sent_batch(spool, batch_id)
+    if sent is not None:
+        return RequeueError(f"batch {batch_id} was sent (see {sent}); there is nothing to retry")
+    if filed(spool, "held", batch_id):
+        return RequeueError(
+            f"batch {batch_id} did not fail: the guard holds it in {spool.folder / 'held'}; "
+            "`dropd release` sends it as it is"
+        )
+    return RequeueError(
+        f"there is no failed batch {batch_id} in {failed}; `ls {failed}` lists the failed batches"
+    )
+
+
+@contextlib.contextmanager
+def filed_batch(
+    spool: Spool, parent: str, batch_id: str, refusal: Callable[[Spool, str], RequeueError]
+) -> Iterator[tuple[Folder, Folder]]:
+    """`parent/BATCH` (failed/ or held/) and its parent, held without following a link.
+
+    Raises RequeueError (from `refusal` when there is no such batch) if either is missing,
+    a link or not a folder.
+    """
+    try:
+        above = spool.root.find(parent)
+        batch = above.find(batch_id) if above is not None else None
+    except FolderError as exc:
+        raise RequeueError(f"{exc.reason}; dropd never works through a link") from exc
+    if above is None or batch is None:
+        if above is not None:
+            above.close()
+        raise refusal(spool, batch_id)
+    with above, batch:
+        yield above, batch
+
+
+def filed(spool: Spool, parent: str, batch_id: str) -> bool:
+    """True when `parent/BATCH` (failed/ or held/) is there; a parent that is a link or
+    cannot be read counts as without it."""
+    try:
+        with spool.root.sub(parent) as above:
+            return above.entry_identity(batch_id) is not None
+    except (OSError, FolderError):
+        return False
+
+
+def sent_batch(spool: Spool, batch_id: str) -> Path | None:
+    """Where under sent/ the batch was filed, if it was."""
+    try:
+        with spool.root.sub("sent") as sent:
+            for day in sorted(sent.names()):
+                with contextlib.suppress(OSError, FolderError), sent.sub(day) as dated:
+                    if dated.entry_identity(batch_id) is not None:
+                        return spool.folder / "sent" / day / batch_id
+    except (OSError, FolderError):
+        return None
+    return None
+
+
+def record_name_in(batch: Folder, stem: str = "error") -> str:
+    """The name of the record dropd left in a failed (or held) batch's folder.
+
+    Raises RequeueError if there is none: then dropd did not put the folder there.
+    """
+    # Where a dropped file was called error.json, dropd's record is error.dropd.json.
+    for name in (f"{stem}.dropd.json", f"{stem}.json"):
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.stat(name, dir_fd=batch.fd, follow_symlinks=False).st_mode):
+                return name
+    what = "failed" if stem == "error" else "held"
+    raise RequeueError(
+        f"{batch.shown} has no {stem}.json, so it is not a batch dropd {what}; "
+        "drop its files again instead"
+    )
+
+
+def read_record(batch: Folder, name: str) -> dict[str, Any]:
+    """A record's JSON. Raises RequeueError if it cannot be read or is no record."""
+    path = batch.shown / name
+    try:
+        with open_regular(batch.io_path / name) as source:
+            record = json.loads(source.read(RECORD_READ_LIMIT))
+    except (OSError, ValueError) as exc:
+        raise RequeueError(
+            f"{path} cannot be read ({exc}); drop the batch's files again instead"
+        ) from exc
+    if not isinstance(record, dict):
+        raise RequeueError(f"{path} is not a dropd error record; drop the files again instead")
+    return record
+
+
+def stage(
+    spool: Spool,
+    manifest: Manifest,
+    parent: Folder,
+    batch: Folder,
+    record_file: str,
+    previous: str,
+    command: str,
+) -> None:
+    """Steps 1 to 4 above: `parent/BATCH` (failed/ or held/) into the spool, its record kept
+    aside as `previous`. Raises RequeueError if the disk refuses."""
+    staging = f"{STAGING_PREFIX}{manifest.batch}"
+    work = spool.work_folder
+    try:
+        shutil.rmtree(staging, ignore_errors=True, dir_fd=work.fd)
+        os.mkdir(staging, 0o700, dir_fd=work.fd)
+        write_json_atomic(spool.work / staging / "manifest.json", manifest.to_json())
+        _owned_like(batch, spool.work / staging, spool.work / staging / "manifest.json")
+        os.rename(record_file, f"{staging}/{previous}", src_dir_fd=batch.fd, dst_dir_fd=work.fd)
+        os.rename(manifest.batch, f"{staging}/files", src_dir_fd=parent.fd, dst_dir_fd=work.fd)
+        parent.fsync()
+        os.rename(staging, manifest.batch, src_dir_fd=work.fd, dst_dir_fd=work.fd)
+        work.fsync()
+    except OSError as exc:
+        raise RequeueError(
+            f"{batch.shown} cannot be put back in line: {exc.strerror or exc}; "
+            f"run the same `dropd {command}` again once that is fixed"
+        ) from exc
+
+
+def finish_staged_for_command(spool: Spool) -> None:
+    """`finish_staged` for a command: what stops it is a RequeueError."""
+    try:
+        finish_staged(spool)
+    except SpoolError as exc:
+        raise RequeueError(f"{spool.show(str(exc))}; fix that, then run the command again") from exc
+
+
+def _owned_like(model: Folder, *made: Path) -> None:
+    # Run as root, `retry` would leave the daemon (its own user) a batch it cannot write:
+    # what it makes gets the owner of the failed (or held) batch, which the daemon made.
+    if os.geteuid() != 0:
+        return
+    owner = os.fstat(model.fd)
+    for path in made:
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def finish_staged(spool: Spool) -> list[str]:
+    """Finish, forwards, any requeue a crash interrupted; returns the batch ids finished.
+
+    Raises SpoolError if the spool cannot be held (FolderError: `.dropd` is a link)."""
+    spool.open()
+    work = spool.work_folder
+    finished = []
+    for staging in sorted(n for n in work.names() if n.startswith(STAGING_PREFIX)):
+        batch_id = staging.removeprefix(STAGING_PREFIX)
+        if not os.path.lexists(spool.work / staging / "manifest.json"):
+            shutil.rmtree(staging, dir_fd=work.fd)  # step 1 never finished: nothing moved yet
+            continue
+        if not os.path.lexists(spool.work / staging / "files"):
+            # A retry takes its files from failed/, a release from held/; never both.
+            for parent in ("failed", "held"):
+                if filed(spool, parent, batch_id):
+                    with spool.root.sub(parent) as above:
+                        os.rename(
+                            batch_id, f"{staging}/files", src_dir_fd=above.fd, dst_dir_fd=work.fd
+                        )
+                    break
+        if os.path.lexists(spool.work / staging / "files"):
+            os.rename(staging, batch_id, src_dir_fd=work.fd, dst_dir_fd=work.fd)
+            work.fsync()
+            finished.append(batch_id)
+    return finished

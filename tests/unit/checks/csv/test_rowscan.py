@@ -1,0 +1,185 @@
+"""Tests of the compiled row scanner (daemon/_rowscan.c) against the checks in Python.
+
+The scanner may answer for a run of lines only as the Python checks would: every file here
+is checked twice, with the scanner and without it, and the two must agree on findings,
+line numbers, rows and deleted rows.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.checks.csv import check as csvcheck
+from daemon.checks.csv import fast as csvfast
+from daemon.checks.csv.check import scan_csv
+from daemon.checks.csv.formats import _EMAIL, HEADERS, value_rules
+
+SCANNER = csvfast.ROWSCAN
+needs_scanner = pytest.mark.skipif(SCANNER is None, reason="the row scanner was not built")
+ENROLLMENTS = (b"course_id", b"user_id", b"role", b"section_id", b"status")
+MENTOR = b"C1,u1,Mentor,S1,deleted"  # odd: its deleted status is counted where it is read
+USERS = (b"user_id", b"login_id", b"first_name", b"last_name", b"email", b"status")
+
+
+def test_rowscan_is_built_where_a_c_compiler_is() -> None:
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}): dropd runs without the row scanner")
+    if os.environ.get("DROPD_ROWSCAN") == "off":
+        pytest.skip("DROPD_ROWSCAN=off")
+    assert SCANNER is not None, "pip install -e . should have built daemon/_rowscan.c"
+
+
+def plain_lines(
+    scanner: csvfast.RowScanner, header: tuple[bytes, ...], body: bytes
+) -> tuple[int, int, list[tuple[int, bytes]]] | None:
+    names = tuple(n.decode() for n in header)
+    rules = value_rules(HEADERS[names], names)
+    checks = csvfast.FastChecks(len(names), rules, scanner)
+    data = b"\n" + body
+    found = scanner(data, 0, len(data), len(names), checks.scanned, checks.status)
+    if found is None:
+        return None
+    lines, deleted, odd = found
+    return lines, deleted, [(index, data[begin:end]) for index, begin, end in odd]
+
+
+@needs_scanner
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"C1,u1,student,S1,active\n", (1, 0, [])),
+        (b"C1,u1,Student,S1,DELETED\r\nC1,u2,ta,S1,deleted\n", (2, 2, [])),
+        (b"C1,u1,Mentor,S1,deleted\nC1,u2,ta,S1,active\n", (2, 0, [(0, MENTOR)])),
+        (b"C1,u1,student,S1, active\n", (1, 0, [(0, b"C1,u1,student,S1, active")])),
+        (b"C1,u1,student,S1,act\xc3\xafve\n", (1, 0, [(0, b"C1,u1,student,S1,act\xc3\xafve")])),
+        (b"C1,u1,student\r,S1,active\r\n", (1, 0, [(0, b"C1,u1,student\r,S1,active\r")])),
+        (b",,ta,,active\n", (1, 0, [])),
+        (b"C1,u1,student,S1\n", None),  # a field short
+        (b"C1,u1,student,S1,active,x\n", None),  # a field over
+        (b"C1,u1,student,S1,active\n\n", None),  # a blank line
+        (b'C1,"u1",student,S1,active\n', None),  # quotes: read in Python
+    ],
+)
+def test_rowscan_answers_for_unquoted_lines_of_the_header_width(
+    body: bytes, expected: tuple[int, int, list[tuple[int, bytes]]] | None
+) -> None:
+    assert SCANNER is not None
+    assert plain_lines(SCANNER, ENROLLMENTS, body) == expected
+
+
+@needs_scanner
+def test_rowscan_takes_the_email_addresses_the_pattern_takes() -> None:
+    assert SCANNER is not None
+    alphabet = [b"a", b"Z", b"9", b"@", b".", b"-", b" ", b"\t", b"\x0b", b"\xc3\xa9", b"_"]
+    rng = random.Random(4)
+    values = [b"ann@example.edu", b"a@b.co", b"a@b.c", b"a@b.c0", b"a@b..co", b"a@.co"]
+    values += [b"@b.co", b"a@b.co.", b"a@b", b"a@@b.co", b"\xc3\xa9@b.co", b"a@b.CO", b""]
+    values += [b"".join(rng.choices(alphabet, k=rng.randrange(12))) for _ in range(4000)]
+    for value in values:
+        found = plain_lines(SCANNER, USERS, b"u1," + value + b",A,L,e,active\n")
+        taken = found is not None and not found[2]
+        assert taken == bool(_EMAIL.fullmatch(value)), value
+
+
+@needs_scanner
+def test_rowscan_refuses_a_run_that_does_not_start_and_end_at_a_line_end() -> None:
+    assert SCANNER is not None
+    with pytest.raises(ValueError, match="must start and end"):
+        SCANNER(b"a,b\n", 0, 4, 2, (), -1)
+
+
+class Counting:
+    """The row scanner, counting the runs it answered for."""
+
+    def __init__(self, scanner: csvfast.RowScanner) -> None:
+        self.scanner, self.answered = scanner, 0
+
+    def __call__(self, *args: Any) -> csvfast.Scanned | None:
+        found = self.scanner(*args)
+        self.answered += found is not None
+        return found
+
+
+def random_csv(rng: random.Random, header: tuple[bytes, ...], lines: int, troubled: float) -> bytes:
+    """A CSV of mostly good rows, with odd values, case, white space and CRs, and in a
+    `troubled` share of lines short and long rows, blank lines and quotes."""
+    names = tuple(n.decode() for n in header)
+    rules = {r.index: r for r in value_rules(HEADERS[names], names)}
+    odd = [b"", b" active", b"Mentor", b"x@y", b"\xc3\xa9", b"delet\xc3\xa9d", b"a b@c.de"]
+    rows = [b",".join(header)]
+    for n in range(lines):
+        fields = []
+        for index in range(len(header)):
+            rule = rules.get(index)
+            if rule is None:
+                fields.append(b"v%d" % n)
+            elif rng.random() < 0.05:
+                fields.append(rng.choice(odd))
+            elif not rule.allowed:
+                fields.append(rng.choice([b"u%d@example.edu" % n, b"U@Mail.Example.ORG"]))
+            else:
+                value = rng.choice(rule.allowed).encode()
+                fields.append(value.upper() if rng.random() < 0.05 else value)
+        row = b",".join(fields)
+        trouble = rng.random() / troubled if troubled else 1.0
+        if trouble < 0.25:
+            row = row.rsplit(b",", 1)[0]
+        elif trouble < 0.5:
+            row += b",extra"
+        elif trouble < 0.75:
+            row = b""
+        elif trouble < 1:
+            row = row.replace(b",", b',"', 1).replace(b",", b'",', 2)
+        rows.append(row + (b"\r" if rng.random() < 0.1 else b""))
+    return b"\n".join(rows) + b"\n"
+
+
+def findings(path: Path) -> tuple[object, ...]:
+    scan = scan_csv(path, True)
+    return (
+        scan.problems.listed,
+        scan.problems.more,
+        scan.warnings.listed,
+        scan.warnings.more,
+        scan.rows,
+        scan.deleted,
+    )
+
+
+@needs_scanner
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(
+    "header", [ENROLLMENTS, USERS, (b"section_id", b"course_id", b"name", b"status")]
+)
+def test_rowscan_finds_what_the_python_checks_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header: tuple[bytes, ...], seed: int
+) -> None:
+    assert SCANNER is not None
+    rng = random.Random(seed)
+    path = tmp_path / "f.csv"
+    troubled = [0.0, 0.002, 0.04][seed % 3]
+    path.write_bytes(random_csv(rng, header, rng.choice([400, 3000, 20000]), troubled))
+    monkeypatch.setattr(csvcheck, "CHUNK_BYTES", rng.choice([97, 4096, 1 << 18]))
+    counting = Counting(SCANNER)
+    monkeypatch.setattr(csvfast, "ROWSCAN", counting)
+    with_scanner = findings(path)
+    monkeypatch.setattr(csvfast, "ROWSCAN", None)
+    assert findings(path) == with_scanner
+    if not troubled:  # else a quoted line may send a whole chunk to the Python checks
+        assert counting.answered > 0
+
+
+@needs_scanner
+def test_rowscan_off_in_the_environment_leaves_it_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DROPD_ROWSCAN", "off")
+    assert csvfast._row_scanner() is None
+    monkeypatch.delenv("DROPD_ROWSCAN")
+    assert csvfast._row_scanner() is SCANNER
