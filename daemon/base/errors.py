@@ -12,25 +12,33 @@
     ├── StillWritten     a file of a batch changed after its claim: a writer still writes it
     ├── RequeueError     `dropd retry` or `release` cannot put that batch back in line
     ├── OversizeError    one file cannot fit in `max_upload_bytes` (.name, .needs, .limit)
-    ├── ValidationError  the server would refuse the batch's files (.problems, each with
-    │                    file, line, message)
-    ├── GuardError       the guard holds the batch: it would delete too much (.offences, each
-    │                    with file, rows, deleted, share, limit)
-    └── TokenError       no token can be had, or a fresh one is refused (.environment, .rejected)
+    ├── ValidationError  the server would refuse the batch's files (.problems: `Finding`s,
+    │                    each with file, line, message)
+    ├── GuardError       the guard holds the batch: it would delete too much (.offences:
+    │                    `Offence`s, each with file, rows, deleted, share, limit)
+    └── TokenError       no token can be had, or a fresh one is refused (.environment, .reason,
+                         .rejected, .retryable)
 
-An upload's answer is not an error but an outcome (`api.UploadOutcome`: sent, retry, failed,
-unauthorized), because every answer is expected. `requests` failures are translated in `api`
-and `auth`, `zipfile` failures in `archive`, `OSError` in `spool`: each in one place, with
-`raise ... from exc`.
+An upload's answer is not an error but an outcome (`upload.UploadOutcome`: sent, retry,
+failed, unauthorized), because every answer is expected. `requests` failures are translated
+in `provider.upload` and `provider.tokens`, `zipfile` failures in `archive`, `OSError` in
+`spool`: each in one place, with `raise ... from exc`. A reason names the cause; whether
+dropd tries again is an attribute (`retryable`), and the sentence that says so is composed
+where it is shown.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from daemon.base.names import quoted
+
+# How a sentence ends when its cause may pass by itself and dropd tries again.
+TRIES_AGAIN = "; dropd tries again"
 
 
 def os_reason(exc: OSError) -> str:
@@ -142,34 +150,80 @@ class OversizeError(DropdError):
         self.limit = limit
 
 
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What checking a file found: a problem (fails the batch) or a warning (logged, kept in
+    the receipt)."""
+
+    file: str
+    line: int | None  # 1-based, the header being line 1; None: the whole file
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding as error.json, the receipt and the `row_warning` event hold it."""
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Offence:
+    """One CSV over the guard's limit: its data rows, its deleted rows, the limit it broke."""
+
+    file: str
+    rows: int
+    deleted: int
+    limit: float  # max_deleted_percent
+
+    @property
+    def share(self) -> float:
+        """Deleted rows as a percentage of data rows, to two decimals."""
+        return round(self.deleted * 100 / self.rows, 2)
+
+    def to_json(self) -> dict[str, Any]:
+        """The offence as held.json and the `batch_held` event list it."""
+        return {
+            "file": self.file,
+            "rows": self.rows,
+            "deleted": self.deleted,
+            "share": self.share,
+            "limit": self.limit,
+        }
+
+
 class ValidationError(DropdError):
     """The server would refuse the batch's files; `problems` lists every one found."""
 
-    def __init__(self, problems: list[dict[str, Any]]) -> None:
+    def __init__(self, problems: Sequence[Finding]) -> None:
         first = problems[0]  # its message says the line where there is one
         super().__init__(
             f"{len(problems)} problem(s) in the batch's files, the first in "
-            f"{quoted(first['file'])}: "
-            f"{first['message']}; fix the files and drop them again (error.json lists every "
+            f"{quoted(first.file)}: "
+            f"{first.message}; fix the files and drop them again (error.json lists every "
             "problem)"
         )
-        self.problems = problems
+        self.problems = tuple(problems)
 
 
 class GuardError(DropdError):
-    """The batch deletes more than its group's `max_deleted_percent` allows (rule 11)."""
+    """The batch deletes more than its group's `max_deleted_percent` allows."""
 
-    def __init__(self, offences: list[dict[str, Any]]) -> None:
-        files = ", ".join(quoted(o["file"]) for o in offences)
+    def __init__(self, offences: Sequence[Offence]) -> None:
+        files = ", ".join(quoted(o.file) for o in offences)
         super().__init__(f"the guard holds the batch: {files} delete(s) too many rows")
-        self.offences = offences
+        self.offences = tuple(offences)
 
 
 class TokenError(DropdError):
-    """No access token can be had for an environment, or a fresh one was refused."""
+    """No access token can be had for an environment, or a fresh one was refused.
 
-    def __init__(self, environment: str, reason: str, *, rejected: bool = False) -> None:
-        super().__init__(f"environment {environment}: {reason}")
+    `reason` names the cause; `retryable` says the token endpoint answered something that may
+    pass by itself (a 5xx, a proxy's page), which the sentence shown says dropd tries again.
+    """
+
+    def __init__(
+        self, environment: str, reason: str, *, rejected: bool = False, retryable: bool = False
+    ) -> None:
+        super().__init__(f"environment {environment}: {reason}{TRIES_AGAIN if retryable else ''}")
         self.environment = environment
         self.reason = reason
         self.rejected = rejected  # the credentials were refused, not merely unreachable
+        self.retryable = retryable

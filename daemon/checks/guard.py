@@ -1,4 +1,4 @@
-"""Rule 11, the guard against a broken export: a batch that would delete too much is held.
+"""The guard against a broken export: a batch that would delete too much is held.
 
 A CSV counts against the guard when it has at least `min_rows_for_guard` data rows and
 *more* than `max_deleted_percent` of them have the status `deleted`: exactly at the limit
@@ -9,14 +9,25 @@ a file across the limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
-from daemon.base.errors import GuardError
+from daemon.base.errors import GuardError, Offence
 from daemon.base.names import quoted
 from daemon.config.model import Group
+
+__all__ = [
+    "GuardSettings",
+    "Offence",
+    "RowGuard",
+    "describe",
+    "held_reason",
+    "offences",
+    "over_limit",
+    "percent",
+    "row_guard",
+]
 
 # What packing hands the guard: data rows and deleted rows per CSV, by file name.
 RowGuard = Callable[[Mapping[str, int], Mapping[str, int]], None]
@@ -38,31 +49,6 @@ class GuardSettings:
     def on(self) -> bool:
         """False when `max_deleted_percent` is 0."""
         return self.max_deleted_percent > 0
-
-
-@dataclass(frozen=True, slots=True)
-class Offence:
-    """One CSV over the limit: its data rows, its deleted rows, and the limit it broke."""
-
-    file: str
-    rows: int
-    deleted: int
-    limit: float  # max_deleted_percent
-
-    @property
-    def share(self) -> float:
-        """Deleted rows as a percentage of data rows, to two decimals."""
-        return round(self.deleted * 100 / self.rows, 2)
-
-    def to_json(self) -> dict[str, Any]:
-        """The offence as held.json lists it."""
-        return {
-            "file": self.file,
-            "rows": self.rows,
-            "deleted": self.deleted,
-            "share": self.share,
-            "limit": self.limit,
-        }
 
 
 def over_limit(rows: int, deleted: int, settings: GuardSettings) -> bool:
@@ -92,7 +78,7 @@ def row_guard(settings: GuardSettings) -> RowGuard | None:
     def check(rows: Mapping[str, int], deleted: Mapping[str, int]) -> None:
         found = offences(rows, deleted, settings)
         if found:
-            raise GuardError([o.to_json() for o in found])
+            raise GuardError(found)
 
     return check
 
@@ -102,55 +88,27 @@ def percent(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") + "%"
 
 
-def describe(found: list[dict[str, Any]]) -> str:
+def describe(found: Sequence[Offence]) -> str:
     """The offending files in words: `enrollments.csv has 150 of its 200 rows deleted (75%)`."""
     first, *rest = found
     words = (
-        f"{quoted(first['file'])} has {first['deleted']:,} of its {first['rows']:,} rows "
-        f"deleted ({percent(first['share'])})"
+        f"{quoted(first.file)} has {first.deleted:,} of its {first.rows:,} rows "
+        f"deleted ({percent(first.share)})"
     )
     for other in rest:
         words += (
-            f" and {quoted(other['file'])} {other['deleted']:,} of {other['rows']:,} "
-            f"({percent(other['share'])})"
+            f" and {quoted(other.file)} {other.deleted:,} of {other.rows:,} "
+            f"({percent(other.share)})"
         )
     return words
 
 
-def held_reason(batch: str, group: str, found: list[dict[str, Any]]) -> str:
+def held_reason(batch: str, group: str, found: Sequence[Offence]) -> str:
     """Why a batch is held, and what a person can do, in one sentence."""
-    limit = found[0]["limit"]
+    limit = found[0].limit
     return (
         f"{describe(found)}, more than max_deleted_percent ({percent(limit)}) lets through, "
         f"so the batch waits in held/{batch}: if the deletions are meant, send it with "
         f"`dropd release --config F {group} {batch}`; if not, fix the export and remove "
         "that folder"
     )
-
-
-# What held.json keeps of the record a sent or failed batch would have.
-_HELD_KEYS = (
-    "batch",
-    "group",
-    "group_name",
-    "environment",
-    "files",
-    "attempts",
-    "created",
-    "earlier_errors",
-    "warnings",
-)
-
-
-def held_record(
-    base: dict[str, Any], offences: list[dict[str, Any]], min_rows: int, held: str
-) -> dict[str, Any]:
-    """held.json: the batch as `base` (a delivery record) describes it, and why it is held."""
-    return {
-        **{key: base.get(key) for key in _HELD_KEYS},
-        "step": "guard",
-        "reason": held_reason(str(base.get("batch")), str(base.get("group")), offences),
-        "guard": offences,
-        "min_rows_for_guard": min_rows,
-        "held": held,
-    }

@@ -14,13 +14,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from daemon.base.errors import Finding
 from daemon.base.java_properties import read_properties
 from daemon.base.regular import BOM, open_regular
-from daemon.checks.csv.check import scan_csv
+from daemon.checks.csv.check import Splitter, scan_csv
 from daemon.checks.csv.rows import CsvScan, Notes
-from daemon.checks.csv.scanhelper import SPLITTER
 from daemon.config.model import Validation
 
 PROPERTIES = "message.properties"
@@ -33,18 +32,7 @@ _JAVA_SPACE += "\u2006\u2008\u2009\u200a\u2028\u2029\u205f\u3000"
 # A backslash that is itself not escaped, then `u` without four hex digits.
 _BAD_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?![0-9a-fA-F]{4})")
 
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A problem (fails the batch) or a warning (logged, kept in the receipt)."""
-
-    file: str
-    line: int | None  # 1-based, the header being line 1; None: the whole file
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The finding as error.json and the receipt hold it."""
-        return {"file": self.file, "line": self.line, "message": self.message}
+__all__ = ["Finding", "Report", "validate_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +47,19 @@ class Report:
     deleted: Mapping[str, int]  # rows with status `deleted`, per CSV that has a status
 
 
-def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool = False) -> Report:
+def validate_batch(
+    files: Sequence[Path],
+    validation: Validation,
+    *,
+    count: bool = False,
+    splitter: Splitter | None = None,
+) -> Report:
     """Check `files` (CSVs and a message.properties) as the server would.
 
     With `Validation.OFF` only a CSV's encoding is checked (UTF-8, no NUL byte) and a
     message.properties's escapes; kinds are still given where a header is known, and with
     `count` (the guard is on) rows and deleted rows too, from a strict pass whose findings
-    are dropped.
+    are dropped. With `splitter`, a large CSV is read on two cores (`scanhelper`).
     """
     strict = validation is Validation.STRICT
     problems: list[Finding] = []
@@ -76,14 +70,14 @@ def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool
     for path in files:
         if path.name.lower() == PROPERTIES:
             continue
-        scan = _scan(path, strict)
+        scan = _scan(path, strict, splitter)
         scans[path.name] = scan
         problems += _findings(path.name, scan.problems, "problems")
         warnings += _findings(path.name, scan.warnings, "warnings")
         if scan.kind is not None:
             kinds[path.name] = scan.kind
             if strict or count:
-                counted[path.name] = scan if strict else _scan(path, True)
+                counted[path.name] = scan if strict else _scan(path, True, splitter)
     for path in files:
         if path.name.lower() == PROPERTIES:
             kinds[path.name] = "properties"
@@ -100,9 +94,9 @@ def validate_batch(files: Sequence[Path], validation: Validation, *, count: bool
     )
 
 
-def _scan(path: Path, strict: bool) -> CsvScan:
+def _scan(path: Path, strict: bool, splitter: Splitter | None) -> CsvScan:
     try:
-        return scan_csv(path, strict, SPLITTER)
+        return scan_csv(path, strict, splitter)
     except OSError as exc:
         scan = CsvScan()
         scan.problems.add(None, _unreadable(exc))

@@ -1,4 +1,4 @@
-"""One batch's way from the spool to sent/ or failed/: zip, token, upload (`batch_end` records
+"""One batch's way from the spool to sent/ or failed/: zip, token, upload (outcome.py records
 how it ends and moves it).
 
 Runs in the upload pool, one batch per group at a time; returns a `BatchResult` that the
@@ -8,16 +8,14 @@ acted on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
-import requests
 import structlog
 
 from daemon.base import crashpoints
 from daemon.base.errors import (
+    TRIES_AGAIN,
     ArchiveError,
     FolderError,
     GuardError,
@@ -29,9 +27,9 @@ from daemon.base.errors import (
     TokenError,
     ValidationError,
 )
+from daemon.base.steps import Step
 from daemon.base.timestamps import iso
 from daemon.checks.guard import GuardSettings, row_guard
-from daemon.config.model import Environment, Group
 from daemon.delivery.outcome import (
     BatchResult,
     ResultKind,
@@ -41,47 +39,13 @@ from daemon.delivery.outcome import (
     record_sent,
 )
 from daemon.delivery.packing import pack
+from daemon.delivery.setup import Delivery
 from daemon.provider import upload as api
 from daemon.provider.tokens import TokenSource
-from daemon.spool.manifest import BatchState, Manifest
+from daemon.spool.manifest import BatchState, Manifest, Part, PartAnswer
 from daemon.spool.store import Spool
 
 log = structlog.get_logger()
-
-
-@dataclass(slots=True)
-class DeliveryMemory:
-    """What this process knows of its batches beyond the disk (kept across reloads)."""
-
-    # Parts the server accepted but the disk has not recorded yet (it was full): the next
-    # attempt records them instead of uploading them again.
-    answered: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
-    # Batches this process has posted: an `uploading` state it finds for one of these is
-    # its own retry, not a restart after a crash.
-    posted: set[str] = field(default_factory=set)
-    # Deliveries in a row that ended in a bug of dropd's, by batch.
-    internal_errors: dict[str, int] = field(default_factory=dict)
-
-    def forget(self, batch_id: str) -> None:
-        """The batch is recorded on disk: nothing more to remember of it."""
-        self.answered.pop(batch_id, None)
-        self.posted.discard(batch_id)
-        self.internal_errors.pop(batch_id, None)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What one group needs to deliver its batches."""
-
-    group: Group
-    env: Environment
-    spool: Spool
-    tokens: TokenSource | SecretError  # the error when the secret cannot be read
-    session: requests.Session
-    timeouts: tuple[float, float]
-    give_up_after_seconds: float
-    wall: Callable[[], datetime]
-    memory: DeliveryMemory = field(default_factory=lambda: DeliveryMemory())
 
 
 def deliver(ctx: Delivery, batch_id: str) -> BatchResult:
@@ -104,38 +68,40 @@ def _deliver(ctx: Delivery, batch_id: str) -> BatchResult:
     try:
         why = ctx.spool.lost() or next(iter(ctx.spool.layout_problems(ctx.wall())), None)
         if why is not None:
-            return BatchResult(ResultKind.WAIT, "folder", why)
+            return BatchResult(ResultKind.WAIT, Step.FOLDER, why)
         if not ctx.spool.exists(batch_id):
             return _vanished(ctx, batch_id)
         manifest = ctx.spool.load(batch_id)
-        for part in manifest.parts:
-            part.update(ctx.memory.answered.get(batch_id, {}).get(part["number"], {}))
+        answered = ctx.memory.answered.get(batch_id, {})
+        manifest.parts = [
+            p.answered(answered[p.number]) if p.number in answered else p for p in manifest.parts
+        ]
         if manifest.state in (BatchState.SENT, BatchState.FAILED, BatchState.HELD):
             return finish_move(ctx, manifest)
         if manifest.refused is not None:
-            return end_batch(ctx, manifest, "intake", manifest.refused)
+            return end_batch(ctx, manifest, Step.INTAKE, manifest.refused)
         if manifest.state is BatchState.CLAIMED or not _zips_present(ctx.spool, manifest):
             try:
                 _zip(ctx, manifest)
             except ValidationError as exc:
-                return end_batch(ctx, manifest, "validate", str(exc), problems=exc.problems)
+                return end_batch(ctx, manifest, Step.VALIDATE, str(exc), problems=exc.problems)
             except OversizeError as exc:
-                return end_batch(ctx, manifest, "zip", str(exc))
+                return end_batch(ctx, manifest, Step.ZIP, str(exc))
             except SourceError as exc:
-                return end_batch(ctx, manifest, "intake", exc.reason)
+                return end_batch(ctx, manifest, Step.INTAKE, exc.reason)
             except StillWritten as exc:
                 manifest.state = BatchState.CLAIMED
                 ctx.spool.save(manifest)  # with the file's new size and time
                 log.warning("file_still_written", file=exc.name, reason=exc.reason)
-                return BatchResult(ResultKind.RETRY, "zip", exc.reason)
+                return BatchResult(ResultKind.RETRY, Step.ZIP, exc.reason)
             except GuardError as exc:
                 return hold_batch(ctx, manifest, exc.offences)
         return _upload(ctx, manifest)
     except FolderError as exc:
-        log.error("batch_waits_for_folder", step="folder", reason=exc.reason)
-        return BatchResult(ResultKind.WAIT, "folder", exc.reason)
+        log.error("batch_waits_for_folder", step=Step.FOLDER, reason=exc.reason)
+        return BatchResult(ResultKind.WAIT, Step.FOLDER, exc.reason)
     except (SpoolError, ArchiveError) as exc:
-        step = "zip" if isinstance(exc, ArchiveError) else "spool"
+        step = Step.ZIP if isinstance(exc, ArchiveError) else Step.SPOOL
         reason = ctx.spool.show(str(exc))
         log.error("batch_stuck", step=step, reason=reason)
         return BatchResult(ResultKind.WAIT, step, reason)
@@ -155,7 +121,7 @@ def _internal(ctx: Delivery, batch_id: str, exc: Exception) -> BatchResult:
             f"{tries} of {INTERNAL_TRIES}), then files the batch in failed/ so that the "
             "group's line goes on"
         )
-        return BatchResult(ResultKind.WAIT, "internal", reason)
+        return BatchResult(ResultKind.WAIT, Step.INTERNAL, reason)
     reason = (
         f"dropd met an error of its own on this batch ({what}) {tries} times in a row, and "
         "filed it here so that the group's line goes on: please report it with the log, "
@@ -163,10 +129,10 @@ def _internal(ctx: Delivery, batch_id: str, exc: Exception) -> BatchResult:
     )
     try:
         manifest = ctx.spool.load(batch_id)
-        return end_batch(ctx, manifest, "internal", reason)
+        return end_batch(ctx, manifest, Step.INTERNAL, reason)
     except Exception:
         log.exception("batch_not_filed", group=ctx.group.key, batch=batch_id)
-        return BatchResult(ResultKind.WAIT, "internal", reason)
+        return BatchResult(ResultKind.WAIT, Step.INTERNAL, reason)
 
 
 def _vanished(ctx: Delivery, batch_id: str) -> BatchResult:
@@ -177,12 +143,12 @@ def _vanished(ctx: Delivery, batch_id: str) -> BatchResult:
         "the next batch"
     )
     log.error("batch_vanished", reason=reason)
-    return BatchResult(ResultKind.GONE, "spool", reason)
+    return BatchResult(ResultKind.GONE, Step.SPOOL, reason)
 
 
 def _zips_present(spool: Spool, manifest: Manifest) -> bool:
     folder = spool.batch_dir(manifest.batch)
-    return bool(manifest.parts) and all((folder / p["zip"]).is_file() for p in manifest.parts)
+    return bool(manifest.parts) and all((folder / p.zip).is_file() for p in manifest.parts)
 
 
 def _zip(ctx: Delivery, manifest: Manifest) -> None:
@@ -190,9 +156,9 @@ def _zip(ctx: Delivery, manifest: Manifest) -> None:
     # and never at a batch a person released.
     first = manifest.state is BatchState.CLAIMED and manifest.released is None
     guard = row_guard(GuardSettings.of(ctx.group)) if first else None
-    pack(ctx.spool, manifest, ctx.group.max_upload_bytes, ctx.group.validation, guard)
+    pack(ctx.spool, manifest, ctx.group.max_upload_bytes, ctx.group.validation, guard, ctx.splitter)
     for warning in manifest.warnings:
-        log.warning("row_warning", **warning)
+        log.warning("row_warning", **warning.to_json())
     manifest.state = BatchState.ZIPPED
     ctx.spool.save(manifest)
     crashpoints.reached("zipped")
@@ -200,45 +166,41 @@ def _zip(ctx: Delivery, manifest: Manifest) -> None:
         "batch_zipped",
         files=sum(1 for f in manifest.files if f.kind != "marker"),
         bytes=sum(f.bytes for f in manifest.files),
-        zip_bytes=(manifest.zip or {}).get("bytes"),
+        zip_bytes=None if manifest.zip is None else manifest.zip.bytes,
         parts=len(manifest.parts),
     )
 
 
 def _upload(ctx: Delivery, manifest: Manifest) -> BatchResult:
     if isinstance(ctx.tokens, SecretError):
-        return BatchResult(ResultKind.WAIT, "token", str(ctx.tokens))
+        return BatchResult(ResultKind.WAIT, Step.TOKEN, str(ctx.tokens))
     # Found `uploading` by a process that never posted it: a crash may have come after a 200.
     resent = manifest.state is BatchState.UPLOADING and manifest.batch not in ctx.memory.posted
     outcome: api.UploadOutcome | None = None
     posted: float | None = None  # seconds spent in POSTs, for the metrics
-    for part in manifest.parts:
-        if part.get("sent"):
+    for index, part in enumerate(manifest.parts):
+        if part.sent:
             continue
         try:
             outcome = _send_part(ctx, manifest, part, ctx.tokens)
         except TokenError as exc:
-            log.error("token_unavailable", environment=exc.environment, reason=exc.reason)
-            return BatchResult(ResultKind.WAIT, "token", exc.reason, upload_seconds=posted)
+            reason = _token_reason(exc)
+            log.error("token_unavailable", environment=exc.environment, reason=reason)
+            return BatchResult(ResultKind.WAIT, Step.TOKEN, reason, upload_seconds=posted)
         posted = (posted or 0.0) + outcome.seconds
         if outcome.kind is not api.OutcomeKind.SENT:
             return replace(_settle(ctx, manifest, outcome), upload_seconds=posted)
         crashpoints.reached("answered")
-        answer = {
-            "sent": True,
-            "status": outcome.status,
-            "answer": outcome.answer,
-            "resent_after_restart": resent,
-        }
-        ctx.memory.answered.setdefault(manifest.batch, {})[part["number"]] = answer
-        part.update(answer)
+        answer = PartAnswer(outcome.status, outcome.answer, resent)
+        ctx.memory.answered.setdefault(manifest.batch, {})[part.number] = answer
+        manifest.parts[index] = part.answered(answer)
         resent = False  # only the part in flight at the crash can have gone up twice
         ctx.spool.save(manifest)
     return replace(record_sent(ctx, manifest), upload_seconds=posted)
 
 
 def _send_part(
-    ctx: Delivery, manifest: Manifest, part: dict[str, Any], tokens: TokenSource
+    ctx: Delivery, manifest: Manifest, part: Part, tokens: TokenSource
 ) -> api.UploadOutcome:
     """POST one part, renewing the token once on a 401. Raises TokenError if none works."""
     token = tokens.get()
@@ -257,25 +219,25 @@ def _send_part(
     return outcome
 
 
-def _post(ctx: Delivery, manifest: Manifest, part: dict[str, Any], token: str) -> api.UploadOutcome:
+def _post(ctx: Delivery, manifest: Manifest, part: Part, token: str) -> api.UploadOutcome:
     url = api.upload_url(ctx.env.base_url, ctx.group.group_name)
     log.info(
         "upload_started",
         url=url,
         attempt=manifest.attempts,
-        part=part["number"],
+        part=part.number,
         parts=len(manifest.parts),
-        zip_bytes=part["bytes"],
-        custom_notification=part["custom_notification"],
+        zip_bytes=part.bytes,
+        custom_notification=part.custom_notification,
     )
-    suffix = f"-{part['number']}" if len(manifest.parts) > 1 else ""
+    suffix = f"-{part.number}" if len(manifest.parts) > 1 else ""
     outcome = api.upload_zip(
         ctx.session,
         url,
-        ctx.spool.batch_dir(manifest.batch) / part["zip"],
+        ctx.spool.batch_dir(manifest.batch) / part.zip,
         f"{manifest.batch}{suffix}.zip",
         token,
-        part["custom_notification"],
+        part.custom_notification,
         ctx.timeouts,
     )
     log.info(
@@ -283,7 +245,7 @@ def _post(ctx: Delivery, manifest: Manifest, part: dict[str, Any], token: str) -
         status=outcome.status,
         outcome=outcome.kind.value,
         seconds=outcome.seconds,
-        part=part["number"],
+        part=part.number,
     )
     return outcome
 
@@ -296,17 +258,22 @@ def _settle(ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome) -> Ba
             "endpoint (HTTP 401); check that the client may upload for group "
             f"{ctx.group.group_name!r}"
         )
-        return BatchResult(ResultKind.WAIT, "token", reason)
-    if kind is api.OutcomeKind.RETRY and not _gave_up(ctx, manifest):
-        return BatchResult(ResultKind.RETRY, "upload", outcome.reason, outcome.retry_after)
-    if kind is api.OutcomeKind.RETRY:
+        return BatchResult(ResultKind.WAIT, Step.TOKEN, reason)
+    if outcome.retryable and not _gave_up(ctx, manifest):
+        reason = f"{outcome.reason}{TRIES_AGAIN}"
+        return BatchResult(ResultKind.RETRY, Step.UPLOAD, reason, outcome.retry_after)
+    if outcome.retryable:
         reason = (
-            f"{outcome.reason.removesuffix(api.TRIES_AGAIN)}; dropd gave up after "
+            f"{outcome.reason}; dropd gave up after "
             f"{ctx.give_up_after_seconds:g} s and {manifest.attempts} attempts: check the "
             "provider's status, then `dropd retry` the batch"
         )
-        return end_batch(ctx, manifest, "upload", reason, outcome)
-    return end_batch(ctx, manifest, "upload", outcome.reason, outcome)
+        return end_batch(ctx, manifest, Step.UPLOAD, reason, outcome)
+    return end_batch(ctx, manifest, Step.UPLOAD, outcome.reason, outcome)
+
+
+def _token_reason(exc: TokenError) -> str:
+    return f"{exc.reason}{TRIES_AGAIN}" if exc.retryable else exc.reason
 
 
 def _gave_up(ctx: Delivery, manifest: Manifest) -> bool:

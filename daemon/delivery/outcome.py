@@ -1,27 +1,26 @@
 """How a batch's delivery ends: the `BatchResult` the scheduler acts on and, for a batch that
-is done, the record it leaves (receipt.json, error.json or held.json) and its move to sent/,
-failed/ or held/.
+is done, the record it leaves (receipt.json, error.json or held.json, see records.py) and its
+move to sent/, failed/ or held/.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from daemon.base.names import name_fields, shown
+from daemon.base.errors import Finding, Offence
 from daemon.base.records import for_people
+from daemon.base.steps import Step
 from daemon.base.timestamps import iso
-from daemon.checks.guard import held_record
 from daemon.delivery.packing import describe_files
+from daemon.delivery.records import BatchRecord, Failure, HeldRecord
+from daemon.delivery.setup import Delivery
 from daemon.provider import upload as api
 from daemon.spool.manifest import BatchState, Manifest
-
-if TYPE_CHECKING:
-    from daemon.delivery.deliver import Delivery
 
 log = structlog.get_logger()
 
@@ -38,7 +37,7 @@ class ResultKind(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     kind: ResultKind
-    step: str = ""
+    step: Step | None = None  # where it stopped; None for a sent batch
     reason: str = ""
     retry_after: float | None = None
     destination: Path | None = None
@@ -54,23 +53,23 @@ def finish_move(ctx: Delivery, manifest: Manifest) -> BatchResult:
     dest = ctx.spool.complete_move(manifest, ctx.wall())
     if manifest.state is BatchState.SENT:
         return _sent_result(manifest, dest)
-    record = manifest.record or {}
-    step, reason = record.get("step", ""), record.get("reason", "")
+    record = manifest.record or {}  # as written: its step is one dropd wrote
+    step = Step(record["step"]) if record.get("step") else None
     kind = ResultKind.HELD if manifest.state is BatchState.HELD else ResultKind.FAILED
-    return BatchResult(kind, step, reason, destination=dest)
+    return BatchResult(kind, step, record.get("reason", ""), destination=dest)
 
 
 def record_sent(ctx: Delivery, manifest: Manifest) -> BatchResult:
     """The batch is sent: receipt.json beside its files in sent/."""
     manifest.state = BatchState.SENT
     record = record_of(ctx, manifest, None)
-    dest = ctx.spool.finish(manifest, for_people(record), ctx.wall())
+    dest = ctx.spool.finish(manifest, for_people(record.to_json()), ctx.wall())
     ctx.memory.forget(manifest.batch)
     log.info(
         "batch_sent",
-        status=record["status"],
+        status=record.status,
         files=len(manifest.files),
-        zip_bytes=(manifest.zip or {}).get("bytes"),
+        zip_bytes=None if manifest.zip is None else manifest.zip.bytes,
         parts=len(manifest.parts),
         attempts=manifest.attempts,
         destination=str(dest),
@@ -85,44 +84,45 @@ def _sent_result(manifest: Manifest, dest: Path) -> BatchResult:
         destination=dest,
         files=len(uploaded),
         file_bytes=sum(f.bytes for f in uploaded),
-        zip_bytes=int((manifest.zip or {}).get("bytes") or 0),
+        zip_bytes=0 if manifest.zip is None else manifest.zip.bytes,
     )
 
 
 def end_batch(
     ctx: Delivery,
     manifest: Manifest,
-    step: str,
+    step: Step,
     reason: str,
     outcome: api.UploadOutcome | None = None,
-    problems: list[dict[str, Any]] | None = None,
+    problems: Sequence[Finding] | None = None,
 ) -> BatchResult:
     """Fail the batch for good: error.json beside its files in failed/."""
     manifest.state = BatchState.FAILED
     if not manifest.files or any(not f.sha256 for f in manifest.files):
         _describe_present(ctx, manifest)
-    record = record_of(ctx, manifest, outcome)
-    record.update(step=step, reason=reason)
-    if problems is not None:
-        record["problems"] = problems
-    dest = ctx.spool.finish(manifest, for_people(record), ctx.wall())
+    failure = Failure(step, reason, None if problems is None else tuple(problems))
+    record = record_of(ctx, manifest, outcome, failure)
+    dest = ctx.spool.finish(manifest, for_people(record.to_json()), ctx.wall())
     ctx.memory.forget(manifest.batch)
-    log.error(
-        "batch_failed", step=step, reason=reason, status=record.get("status"), destination=str(dest)
-    )
+    log.error("batch_failed", step=step, reason=reason, status=record.status, destination=str(dest))
     return BatchResult(ResultKind.FAILED, step, reason, destination=dest)
 
 
-def hold_batch(ctx: Delivery, manifest: Manifest, offences: list[dict[str, Any]]) -> BatchResult:
-    """Hold the batch (rule 11): held.json beside its files in held/, nothing sent."""
+def hold_batch(ctx: Delivery, manifest: Manifest, offences: Sequence[Offence]) -> BatchResult:
+    """Hold the batch: held.json beside its files in held/, nothing sent."""
     manifest.state = BatchState.HELD
     _describe_present(ctx, manifest)
-    base = record_of(ctx, manifest, None)
-    record = held_record(base, offences, ctx.group.min_rows_for_guard, iso(ctx.wall()))
-    dest = ctx.spool.finish(manifest, for_people(record), ctx.wall())
+    about = record_of(ctx, manifest, None)
+    record = HeldRecord(about, tuple(offences), ctx.group.min_rows_for_guard, iso(ctx.wall()))
+    dest = ctx.spool.finish(manifest, for_people(record.to_json()), ctx.wall())
     ctx.memory.forget(manifest.batch)
-    log.warning("batch_held", reason=record["reason"], guard=offences, destination=str(dest))
-    return BatchResult(ResultKind.HELD, "guard", record["reason"], destination=dest)
+    log.warning(
+        "batch_held",
+        reason=record.reason,
+        guard=[o.to_json() for o in offences],
+        destination=str(dest),
+    )
+    return BatchResult(ResultKind.HELD, Step.GUARD, record.reason, destination=dest)
 
 
 def _describe_present(ctx: Delivery, manifest: Manifest) -> None:
@@ -135,53 +135,31 @@ def _describe_present(ctx: Delivery, manifest: Manifest) -> None:
 
 
 def record_of(
-    ctx: Delivery, manifest: Manifest, outcome: api.UploadOutcome | None
-) -> dict[str, Any]:
-    """The receipt.json / error.json body: everything known about the batch."""
-    last = manifest.parts[-1] if manifest.parts else {}
-    return {
-        "batch": manifest.batch,
-        "group": ctx.group.key,
-        "group_name": ctx.group.group_name,
-        "environment": ctx.env.name,
-        "url": api.upload_url(ctx.env.base_url, ctx.group.group_name),
-        "files": [
-            {**name_fields(f.name), "bytes": f.bytes, "sha256": f.sha256 or None, "kind": f.kind}
-            for f in manifest.files
-        ],
-        "zip": manifest.zip,
+    ctx: Delivery,
+    manifest: Manifest,
+    outcome: api.UploadOutcome | None,
+    failure: Failure | None = None,
+) -> BatchRecord:
+    """The receipt.json / error.json: everything known about the batch."""
+    last = manifest.parts[-1] if manifest.parts else None
+    return BatchRecord(
+        batch=manifest.batch,
+        group=ctx.group.key,
+        group_name=ctx.group.group_name,
+        environment=ctx.env.name,
+        url=api.upload_url(ctx.env.base_url, ctx.group.group_name),
+        files=tuple(manifest.files),
+        zip=manifest.zip,
         # The answer that decided the batch: the failing one, else the last part's 200.
-        "status": outcome.status if outcome else last.get("status"),
-        "answer": outcome.answer if outcome else last.get("answer"),
-        "parts": [_part_record(p) for p in manifest.parts],
-        "resent_after_restart": any(p.get("resent_after_restart") for p in manifest.parts),
-        "bom_removed": [n for p in manifest.parts for n in p.get("bom_removed", [])],
-        "attempts": manifest.attempts,
-        "created": manifest.created,
-        "first_attempt": manifest.first_attempt,
-        "finished": iso(ctx.wall()),
-        "earlier_errors": manifest.history,
-        "warnings": manifest.warnings,
-        "released": manifest.released is not None,
-        "released_by": (manifest.released or {}).get("by"),
-        "released_at": (manifest.released or {}).get("at"),
-    }
-
-
-def _part_record(part: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "number",
-        "files",
-        "bytes",
-        "sha256",
-        "custom_notification",
-        "sent",
-        "status",
-        "answer",
-        "resent_after_restart",
+        status=outcome.status if outcome else (last.status if last else None),
+        answer=outcome.answer if outcome else (last.answer if last else None),
+        parts=tuple(manifest.parts),
+        attempts=manifest.attempts,
+        created=manifest.created,
+        first_attempt=manifest.first_attempt,
+        finished=iso(ctx.wall()),
+        earlier_errors=tuple(manifest.history),
+        warnings=manifest.warnings,
+        released=manifest.released,
+        failure=failure,
     )
-    kept = {k: part.get(k) for k in keys}
-    kept["files"] = [shown(name) for name in part.get("files", [])]
-    if part.get("entries"):  # names that are not UTF-8, as the ZIP holds them
-        kept["entries"] = {shown(name): entry for name, entry in part["entries"].items()}
-    return kept

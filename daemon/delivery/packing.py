@@ -9,9 +9,9 @@ import threading
 import zipfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import structlog
 
@@ -24,6 +24,7 @@ from daemon.archive.writer import (
 )
 from daemon.base.errors import (
     ArchiveError,
+    Finding,
     OversizeError,
     SourceError,
     StillWritten,
@@ -31,7 +32,7 @@ from daemon.base.errors import (
 )
 from daemon.base.names import entry_name, is_plain, quoted
 from daemon.checks.csv import fast as csvfast
-from daemon.checks.csv.check import csv_kind
+from daemon.checks.csv.check import Splitter, csv_kind
 from daemon.checks.csv.count import zip_counts
 from daemon.checks.dropped_zip import duplicate_entries, zip_problems
 from daemon.checks.guard import RowGuard
@@ -39,7 +40,7 @@ from daemon.checks.validate import validate_batch
 from daemon.config.model import Validation
 from daemon.delivery.parts import PROPERTIES, Sized, TooBig, plan_parts, server_order
 from daemon.intake.readiness import FileKind, classify, unreadable
-from daemon.spool.manifest import FileRecord, Manifest
+from daemon.spool.manifest import FileRecord, Manifest, Part, ZipSummary
 from daemon.spool.store import Spool
 
 log = structlog.get_logger()
@@ -51,6 +52,7 @@ def pack(
     limit: int,
     validation: Validation,
     guard: RowGuard | None = None,
+    splitter: Splitter | None = None,
 ) -> None:
     """Check the batch's files as the server would (and with `guard`, what they delete), then
     build its ZIP part(s); record files, parts and warnings in `manifest` (not saved).
@@ -66,14 +68,14 @@ def pack(
     markers = [n for n in names if kinds[n] == FileKind.MARKER.value]
     data = [n for n in names if n not in markers]
     _refuse_strangers(data, kinds)
-    sent = {tuple(p["files"]) for p in manifest.parts if p.get("sent")}
+    sent = {p.files for p in manifest.parts if p.sent}
     if kinds.get(data[0] if data else "") == FileKind.ZIP.value:
         twice = duplicate_entries(files_dir / data[0])
         if twice is not None:
             raise SourceError(data[0], f"{quoted(data[0])}: {twice}")
         problems = zip_problems(files_dir / data[0])
         if problems:
-            raise ValidationError([{"file": data[0], "line": None, "message": p} for p in problems])
+            raise ValidationError([Finding(data[0], None, p) for p in problems])
         if guard is not None:
             guard(*zip_counts(files_dir / data[0]))
         built = _ready_made(files_dir / data[0], spool.zip_path(manifest.batch))
@@ -82,24 +84,20 @@ def pack(
     else:
         _refuse_unreadable(files_dir, data)
         with _ZipAhead(spool, manifest.batch, data) as ahead:
-            report = validate_batch([files_dir / n for n in data], validation, count=bool(guard))
+            report = validate_batch(
+                [files_dir / n for n in data], validation, count=bool(guard), splitter=splitter
+            )
             if report.problems:
-                raise ValidationError([f.to_json() for f in report.problems])
-            manifest.warnings = [f.to_json() for f in report.warnings]
+                raise ValidationError(report.problems)
+            manifest.warnings = report.warnings
             if guard is not None:
                 guard(report.rows, report.deleted)
             whole, ordered = ahead.result(report.kinds)
         parts, sources = _build(spool, manifest.batch, whole, ordered, limit)
     _refuse_changed(manifest, sources)
-    for part in parts:
-        part["sent"] = tuple(part["files"]) in sent
     manifest.files = _records(sources, markers, files_dir)
-    manifest.parts = parts
-    manifest.zip = {
-        "bytes": sum(p["bytes"] for p in parts),
-        "sha256": parts[0]["sha256"] if len(parts) == 1 else None,
-        "parts": len(parts),
-    }
+    manifest.parts = [replace(p, sent=p.files in sent) for p in parts]
+    manifest.zip = ZipSummary.of(parts)
 
 
 def recorded_kinds(manifest: Manifest, names: list[str]) -> dict[str, str]:
@@ -216,7 +214,7 @@ class _ZipAhead:
 
 def _build(
     spool: Spool, batch: str, whole: BuiltZip, ordered: list[str], limit: int
-) -> tuple[list[dict[str, Any]], tuple[SourceDigest, ...]]:
+) -> tuple[list[Part], tuple[SourceDigest, ...]]:
     files_dir = spool.files_dir(batch)
     if not limit or whole.bytes <= limit:
         return [_part(1, whole, ordered, PROPERTIES in ordered)], whole.sources
@@ -251,17 +249,17 @@ def _entries(files_dir: Path, names: list[str]) -> list[ZipEntry]:
     return entries
 
 
-def _part(number: int, built: BuiltZip, names: list[str], custom: bool) -> dict[str, Any]:
-    return {
-        "number": number,
-        "zip": built.path.name,
-        "files": names,
-        "entries": {s.name: s.entry for s in built.sources if s.entry and s.entry != s.name},
-        "bytes": built.bytes,
-        "sha256": built.sha256,
-        "custom_notification": custom,
-        "bom_removed": [s.name for s in built.sources if s.bom_stripped],
-    }
+def _part(number: int, built: BuiltZip, names: list[str], custom: bool) -> Part:
+    return Part(
+        number=number,
+        zip=built.path.name,
+        files=tuple(names),
+        entries={s.name: s.entry for s in built.sources if s.entry and s.entry != s.name},
+        bytes=built.bytes,
+        sha256=built.sha256,
+        custom_notification=custom,
+        bom_removed=tuple(s.name for s in built.sources if s.bom_stripped),
+    )
 
 
 def _ready_made(source: Path, target: Path) -> BuiltZip:

@@ -1,21 +1,61 @@
-"""What a group's uploads need, made from the config: one token source per environment (shared
-by its groups) and each group's `Delivery` (environment, token source, HTTP session)."""
+"""What a group's uploads need: its `Delivery` (environment, spool, token source, HTTP
+session, clock, and what this process remembers of its batches), made from the config, with
+one token source per environment shared by its groups."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
+import requests
 import structlog
 
 from daemon.base.errors import SecretError
-from daemon.config.model import Config, Group
-from daemon.delivery.deliver import Delivery, DeliveryMemory
+from daemon.checks.csv.check import Splitter
+from daemon.config.model import Config, Environment, Group
 from daemon.provider import upload as api
 from daemon.provider.tokens import TokenSource, ignore_fetch, read_secret
+from daemon.spool.manifest import PartAnswer
 from daemon.spool.store import Spool
 
 log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class DeliveryMemory:
+    """What this process knows of its batches beyond the disk (kept across reloads)."""
+
+    # Parts the server accepted but the disk has not recorded yet (it was full): the next
+    # attempt records them instead of uploading them again. By batch, then part number.
+    answered: dict[str, dict[int, PartAnswer]] = field(default_factory=dict)
+    # Batches this process has posted: an `uploading` state it finds for one of these is
+    # its own retry, not a restart after a crash.
+    posted: set[str] = field(default_factory=set)
+    # Deliveries in a row that ended in a bug of dropd's, by batch.
+    internal_errors: dict[str, int] = field(default_factory=dict)
+
+    def forget(self, batch_id: str) -> None:
+        """The batch is recorded on disk: nothing more to remember of it."""
+        self.answered.pop(batch_id, None)
+        self.posted.discard(batch_id)
+        self.internal_errors.pop(batch_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one group needs to deliver its batches."""
+
+    group: Group
+    env: Environment
+    spool: Spool
+    tokens: TokenSource | SecretError  # the error when the secret cannot be read
+    session: requests.Session
+    timeouts: tuple[float, float]
+    give_up_after_seconds: float
+    wall: Callable[[], datetime]
+    memory: DeliveryMemory = field(default_factory=lambda: DeliveryMemory())
+    splitter: Splitter | None = None  # reads a large CSV on two cores; None: on one
 
 
 def token_sources(
@@ -46,6 +86,7 @@ def build_delivery(
     tokens: TokenSource | SecretError,
     wall: Callable[[], datetime],
     memory: DeliveryMemory | None = None,
+    splitter: Splitter | None = None,
 ) -> Delivery:
     """What a group's uploads need: its environment, token source and an HTTP session."""
     env = config.environments[group.environment]
@@ -60,4 +101,5 @@ def build_delivery(
         daemon.give_up_after_seconds,
         wall,
         memory or DeliveryMemory(),
+        splitter,
     )

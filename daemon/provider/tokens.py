@@ -30,7 +30,6 @@ from daemon.base.errors import SecretError, TokenError
 from daemon.base.log import REDACTOR
 from daemon.config.model import Environment, SecretKind, TokenAuth
 from daemon.provider.upload import (
-    TRIES_AGAIN,
     mount_tls,
     quoted,
     redirect_answered,
@@ -289,10 +288,10 @@ class TokenSource:
         return response
 
     def _transient(self, what: str) -> TokenError:
-        """A TokenError naming the token endpoint: `what` it did, and that dropd tries again.
-        Redacted: a page or a Location could carry a secret."""
-        reason = f"the token endpoint {self.env.token_url} {what}{TRIES_AGAIN}"
-        return TokenError(self.env.name, REDACTOR.redact_text(reason))
+        """A retryable TokenError naming the token endpoint and `what` it did. Redacted: a
+        page or a Location could carry a secret."""
+        reason = f"the token endpoint {self.env.token_url} {what}"
+        return TokenError(self.env.name, REDACTOR.redact_text(reason), retryable=True)
 
     def _oauth_error(self, exc: OAuth2Error) -> TokenError:
         if exc.error in _REJECTED:

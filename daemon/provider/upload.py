@@ -3,6 +3,7 @@
 Only the API's own answer counts as sent: a 2xx whose body is a JSON object with a string
 `message`. Whatever else answers a 2xx (a sign-in page, a captive portal, an empty body) and
 every 3xx (redirects are never followed) is retried, with a reason that says what answered.
+A reason names the cause only: whoever shows it says what dropd does next.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ SEND_BLOCK = 1 << 20  # urllib3 sends 16 KiB blocks by default; 1 MiB doubles th
 _RETRY_STATUSES = frozenset({408, 429})
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _TITLE_SEARCH_CHARS = 65536  # a page's title is in its head, near the top
-TRIES_AGAIN = "; dropd tries again"
 _SECRET_ROOM = 4096  # text kept past a cut while redacting, so a token across it is found
 
 
@@ -47,11 +47,16 @@ class OutcomeKind(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class UploadOutcome:
     kind: OutcomeKind
-    reason: str
+    reason: str  # the cause, e.g. `the server answered HTTP 503: busy`
     status: int | None = None
     answer: Any = None
     retry_after: float | None = None
     seconds: float = 0.0
+
+    @property
+    def retryable(self) -> bool:
+        """True when the same upload may work later (a timeout, a 5xx, a proxy's page)."""
+        return self.kind is OutcomeKind.RETRY
 
 
 class _TunedAdapter(HTTPAdapter):
@@ -138,7 +143,7 @@ def upload_zip(
         except requests.Timeout as exc:
             return _network(exc, "timed out", started)
         except requests.exceptions.SSLError as exc:
-            reason = untrusted_reason(exc, url) + TRIES_AGAIN
+            reason = untrusted_reason(exc, url)
             return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
         except requests.RequestException as exc:
             return _network(exc, "could not be completed", started)
@@ -147,7 +152,7 @@ def upload_zip(
 
 
 def _network(exc: Exception, what: str, started: float) -> UploadOutcome:
-    reason = f"the upload {what} ({type(exc).__name__}){TRIES_AGAIN}"
+    reason = f"the upload {what} ({type(exc).__name__})"
     return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
 
 
@@ -163,7 +168,7 @@ def _with_seconds(outcome: UploadOutcome, seconds: float) -> UploadOutcome:
 
 
 def classify(status: int, headers: Any, text: str, now: datetime | None = None) -> UploadOutcome:
-    """Turn one HTTP answer into an outcome (DESIGN.md's table). The answer and the reason
+    """Turn one HTTP answer into an outcome. The answer and the reason
     are redacted: a server that echoes the bearer token never gets it into a record."""
     headers = CaseInsensitiveDict(headers)  # requests' headers and a plain dict alike
     answer = parse_answer(text)
@@ -183,7 +188,7 @@ def classify(status: int, headers: Any, text: str, now: datetime | None = None) 
     if status in _RETRY_STATUSES or status >= 500:
         said = f"HTTP {status}: {message}" if message else what_answered(status, headers, text)
         after = retry_after_seconds(headers.get("Retry-After"), now or datetime.now(UTC))
-        reason = f"the server answered {said}{TRIES_AGAIN}"
+        reason = f"the server answered {said}"
         return _outcome(OutcomeKind.RETRY, reason, status, answer, after)
     if status == 413:
         reason = (
@@ -217,12 +222,12 @@ def _not_the_api(status: int, headers: CaseInsensitiveDict[str], text: str, answ
         who = "something other than the API answered; check base_url"
     else:
         who = "a proxy, captive portal or sign-in page answered instead of the API"
-    return f"the upload was answered {what}, not the API's JSON answer: {who}{TRIES_AGAIN}"
+    return f"the upload was answered {what}, not the API's JSON answer: {who}"
 
 
 def _redirected(status: int, headers: CaseInsensitiveDict[str]) -> str:
     what = redirect_answered(status, headers, "the API's JSON answer")
-    return f"the upload was answered {what} (the API never redirects); check base_url{TRIES_AGAIN}"
+    return f"the upload was answered {what} (the API never redirects); check base_url"
 
 
 def redirect_answered(status: int, headers: Any, instead_of: str) -> str:

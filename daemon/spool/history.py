@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from daemon.base.errors import DropdError
 from daemon.base.folders import Folder
@@ -40,7 +39,8 @@ def folder_history(folder: Path | Folder) -> FolderHistory:
         with _sub(root, "failed") as failed_dir, _sub(root, "held") as held_dir:
             failed = batch_names(failed_dir)
             sent = _newest_sent(root)
-            last_upload = None if sent is None else _field(_record(sent, "receipt"), "finished")
+            receipt = None if sent is None else _record(sent, "receipt")
+            last_upload = None if receipt is None else receipt.finished
             last_failure = None
             # The newest batch that ended decides: a batch held after a failure is newer news.
             newer = max([sent.shown.name if sent else "", *batch_names(held_dir)[-1:]])
@@ -63,7 +63,8 @@ def held_batches(folder: Path | Folder, known: Mapping[str, str] | None = None) 
 
 def _held_reason(held: Folder, name: str) -> str:
     with _sub(held, name) as batch:
-        reason = _field(_record(batch, "held"), "reason")
+        record = _record(batch, "held")
+    reason = None if record is None else record.reason
     return reason or (
         f"batch {name} is held in {held.shown / name}, which has no readable held.json; "
         "`dropd release` it or remove the folder"
@@ -97,8 +98,8 @@ def _failure_in(failed: Folder, name: str) -> tuple[str, str]:
     where = failed.shown / name
     if record is None:
         return "unknown", f"batch {name} failed; {where} has no readable error.json"
-    reason = _field(record, "reason") or f"batch {name} failed; see {where}"
-    return _field(record, "step") or "unknown", reason
+    reason = record.reason or f"batch {name} failed; see {where}"
+    return record.step or "unknown", reason
 
 
 class _Optional:
@@ -147,7 +148,20 @@ def _folders(parent: Folder | None) -> list[str]:
         return []
 
 
-def _record(batch: Folder | None, stem: str) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """What status reads of a record dropd filed: each a non-empty text, or None."""
+
+    finished: str | None
+    step: str | None
+    reason: str | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> _Summary:
+        return cls(_text(data.get("finished")), _text(data.get("step")), _text(data.get("reason")))
+
+
+def _record(batch: Folder | None, stem: str) -> _Summary | None:
     # Where a dropped file bore the record's name, dropd's own is STEM.dropd.json.
     if batch is None:
         return None
@@ -158,10 +172,9 @@ def _record(batch: Folder | None, stem: str) -> dict[str, Any] | None:
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
-            return data
+            return _Summary.from_json(data)
     return None
 
 
-def _field(record: dict[str, Any] | None, key: str) -> str | None:
-    value = (record or {}).get(key)
+def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None

@@ -1,5 +1,5 @@
-"""Putting a failed batch back in line (`dropd retry`), with its files unchanged; `release`
-(release.py) does the same for a held batch.
+"""Putting a failed batch back in line, with its files unchanged (`dropd retry`); `dropd
+release` does the same for a held batch.
 
 The batch is assembled in a staging folder that the daemon ignores, then renamed into the
 spool in one step; the running owner adopts it at its next look at the spool:
@@ -20,82 +20,58 @@ import json
 import os
 import shutil
 import stat
-import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.base.durable import write_json_atomic
-from daemon.base.errors import ConfigError, FolderError, RequeueError, SpoolError
+from daemon.base.errors import FolderError, RequeueError, SpoolError
 from daemon.base.folders import Folder
-from daemon.base.names import quoted
 from daemon.base.regular import open_regular
-from daemon.base.timestamps import iso, iso_precise, utc_now
-from daemon.config.model import load_config
+from daemon.base.steps import Step
+from daemon.base.timestamps import iso, iso_precise
 from daemon.spool.history import RECORD_READ_LIMIT
-from daemon.spool.manifest import BatchState, Manifest
+from daemon.spool.manifest import BatchState, Manifest, Release
 from daemon.spool.store import Spool
 
 STAGING_PREFIX = ".requeue-"
 PREVIOUS_RECORD = "previous-error.json"
 
 
-def retry_command(config_path: Path, group_key: str, batch_id: str) -> int:
-    """`dropd retry`: 0 when the batch is back in line; 1 if it cannot be; 2 on a bad config."""
-    return run_command(
-        "retry",
-        config_path,
-        group_key,
-        lambda spool: retry_failed(spool, batch_id, utc_now()),
-        lambda manifest, files: (
-            f"batch {batch_id} of group {group_key} is back in line with its {files} files "
-            f"unchanged (attempts so far: {manifest.attempts}); the running dropd sends it"
-        ),
-    )
+@dataclass(frozen=True, slots=True)
+class FiledRecord:
+    """What `retry` and `release` read of the record a batch was failed or held with."""
 
+    step: object  # as written: a `Step` value, unless someone else wrote the file
+    reason: object
+    created: str | None
+    attempts: int
+    released: Release | None  # a person released it before it failed: it stays released
+    earlier: list[dict[str, Any]]  # its `earlier_errors`, as they were read
+    rest: dict[str, Any]  # the record without them, as it was read: it joins the history
 
-def run_command(
-    command: str,
-    config_path: Path,
-    group_key: str,
-    put_back: Callable[[Spool], Manifest],
-    said: Callable[[Manifest, int], str],
-) -> int:
-    """`dropd retry` or `dropd release`: `put_back` the batch into the group's spool, then
-    print `said` of it and its file count. 0 when it is in line; 1 if it cannot be; 2 on a
-    bad config."""
-    try:
-        spool = group_spool(config_path, group_key)
-        manifest = put_back(spool)
-    except ConfigError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
-    except RequeueError as exc:
-        print(f"dropd {command}: {exc}", file=sys.stderr)
-        return 1
-    print(said(manifest, spool.file_count(manifest.batch)))
-    return 0
-
-
-def group_spool(config_path: Path, group_key: str) -> Spool:
-    """The spool of group `group_key` of the config at `config_path`.
-
-    Raises ConfigError if the config is bad, RequeueError if it has no such group.
-    """
-    config = load_config(config_path)
-    group = config.groups.get(group_key)
-    if group is None:
-        known = ", ".join(sorted(config.groups)) or "none"
-        raise RequeueError(
-            f"{config_path}: there is no group {quoted(group_key)} (groups: {known})"
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FiledRecord:
+        """The record read from error.json or held.json. Raises ValueError or TypeError if a
+        figure in it is not one."""
+        rest = dict(data)
+        earlier = rest.pop("earlier_errors", None) or []
+        released = (
+            Release(_text_or_none(data.get("released_by")), _text_or_none(data.get("released_at")))
+            if data.get("released")
+            else None
         )
-    spool = Spool(group.folder, group.key)
-    try:
-        spool.open()
-    except SpoolError as exc:
-        raise RequeueError(f"{exc.reason}; fix that, then run the same command again") from exc
-    return spool
+        return cls(
+            step=data.get("step"),
+            reason=data.get("reason"),
+            created=str(data["created"]) if data.get("created") else None,
+            attempts=int(data.get("attempts") or 0),
+            released=released,
+            earlier=list(earlier),
+            rest=rest,
+        )
 
 
 def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
@@ -107,19 +83,14 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
     with filed_batch(spool, "failed", batch_id, _refuse_unless_failed) as (failed, batch):
         record_file = record_name_in(batch, "error")
         record = read_record(batch, record_file)
-        if record.get("step") == "intake":
+        if record.step == Step.INTAKE:
             raise RequeueError(
-                f"batch {batch_id} failed at step intake ({record.get('reason')}): "
+                f"batch {batch_id} failed at step intake ({record.reason}): "
                 "dropd would refuse it again; rename or fix the file and drop it "
                 "again instead"
             )
         # A batch a person released and that then failed stays released: no guard again.
-        released = (
-            {"by": record.get("released_by"), "at": record.get("released_at")}
-            if record.get("released")
-            else None
-        )
-        manifest = requeued(spool, batch_id, record, moment, released)
+        manifest = requeued(spool, batch_id, record, moment, record.released)
         stage(spool, manifest, failed, batch, record_file, PREVIOUS_RECORD, "retry")
     return manifest
 
@@ -127,21 +98,20 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
 def requeued(
     spool: Spool,
     batch_id: str,
-    record: dict[str, Any],
+    record: FiledRecord,
     moment: datetime,
-    released: dict[str, Any] | None,
+    released: Release | None,
 ) -> Manifest:
     """The manifest of a batch put back in line now, from the `record` it was failed or held
     with: claimed, queued at the back, its earlier records kept as its history."""
-    earlier = record.pop("earlier_errors", None) or []
     return Manifest(
         batch_id,
         spool.group,
         BatchState.CLAIMED,
-        created=str(record.get("created") or iso(moment)),
-        attempts=int(record.get("attempts") or 0),
+        created=record.created or iso(moment),
+        attempts=record.attempts,
         queued=iso_precise(moment),
-        history=[*earlier, record],
+        history=[*record.earlier, record.rest],
         released=released,
     )
 
@@ -227,8 +197,8 @@ def record_name_in(batch: Folder, stem: str = "error") -> str:
     )
 
 
-def read_record(batch: Folder, name: str) -> dict[str, Any]:
-    """A record's JSON. Raises RequeueError if it cannot be read or is no record."""
+def read_record(batch: Folder, name: str) -> FiledRecord:
+    """A record dropd filed. Raises RequeueError if it cannot be read or is no record."""
     path = batch.shown / name
     try:
         with open_regular(batch.io_path / name) as source:
@@ -239,7 +209,7 @@ def read_record(batch: Folder, name: str) -> dict[str, Any]:
         ) from exc
     if not isinstance(record, dict):
         raise RequeueError(f"{path} is not a dropd error record; drop the files again instead")
-    return record
+    return FiledRecord.from_json(record)
 
 
 def stage(
@@ -316,3 +286,8 @@ def finish_staged(spool: Spool) -> list[str]:
             work.fsync()
             finished.append(batch_id)
     return finished
+
+
+def _text_or_none(value: object) -> str | None:
+    """A field of a record as text, or None where the record has none (it stays null)."""
+    return None if value is None else str(value)

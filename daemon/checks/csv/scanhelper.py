@@ -11,7 +11,6 @@ order, as they are without one.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -161,6 +160,8 @@ class HelperPool:
         return self._child
 
 
-HELPERS = HelperPool()
-SPLITTER = Splitter(HELPERS)
-atexit.register(HELPERS.close)
+def scan_splitter() -> tuple[HelperPool, Splitter]:
+    """The helper pool and the splitter that lends its helper, for one run of dropd (or of
+    `dropd check`); whoever makes them closes the pool when done."""
+    helpers = HelperPool()
+    return helpers, Splitter(helpers)

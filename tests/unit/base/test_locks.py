@@ -15,6 +15,7 @@ import pytest
 
 from daemon.base.errors import StateDirBusy
 from daemon.base.locks import LOCK_FILE, StateDirLock
+from unit.child import run_child, start_child
 
 # Another process that takes the lock, says so, and keeps it until its stdin closes.
 _HOLDER = textwrap.dedent(
@@ -37,12 +38,7 @@ _HOLDER = textwrap.dedent(
 
 
 def start_holder(state_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(state_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    return start_child(_HOLDER, str(state_dir))
 
 
 @pytest.fixture
@@ -97,14 +93,7 @@ def test_acquire_after_a_holder_killed_with_sigkill(tmp_path: Path) -> None:
 def test_held_here_refuses_another_process_with_this_pid(tmp_path: Path) -> None:
     lock = StateDirLock.acquire(tmp_path)
     try:
-        result = subprocess.run(
-            [sys.executable, "-c", _HOLDER, str(tmp_path)],
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_child(_HOLDER, str(tmp_path))
     finally:
         lock.release()
     assert (result.returncode, result.stdout) == (3, f"busy {os.getpid()}\n")
@@ -114,14 +103,7 @@ def test_release_lets_another_process_take_it(tmp_path: Path) -> None:
     lock = StateDirLock.acquire(tmp_path)
     lock.release()
     lock.release()  # a second release does nothing
-    result = subprocess.run(
-        [sys.executable, "-c", _HOLDER, str(tmp_path)],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_child(_HOLDER, str(tmp_path))
     assert (result.returncode, result.stdout) == (0, "locked\n")
 
 
@@ -175,14 +157,7 @@ def test_a_program_dropd_starts_does_not_keep_the_lock(tmp_path: Path) -> None:
     )
     try:
         lock.release()
-        result = subprocess.run(
-            [sys.executable, "-c", _HOLDER, str(tmp_path)],
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_child(_HOLDER, str(tmp_path))
     finally:
         child.kill()
         child.wait(timeout=60)

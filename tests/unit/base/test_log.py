@@ -216,36 +216,26 @@ def test_configure_redacts_secrets_from_both_loggers() -> None:
     assert TOKEN not in text
 
 
-def test_configure_redacts_structlog_exception_tracebacks() -> None:
+@pytest.mark.parametrize(
+    ("logger", "name"),
+    [
+        ("structlog.get_logger()", "upload_crashed"),
+        # A library's logger.exception() goes through the stdlib path; redaction holds there too.
+        ('logging.getLogger("some.library")', "library_failed"),
+    ],
+)
+def test_configure_redacts_exception_tracebacks(logger: str, name: str) -> None:
     events = run_logging(
         f"""
         dlog.REDACTOR.add({SECRET!r})
         try:
             raise RuntimeError("refused {SECRET} Bearer {TOKEN}")
         except RuntimeError:
-            structlog.get_logger().exception("upload_crashed")
+            {logger}.exception({name!r})
         """
     )
     [event] = events
-    assert event["event"] == "upload_crashed"
-    assert "exception" in event
-    assert SECRET not in json.dumps(event)
-    assert TOKEN not in json.dumps(event)
-
-
-def test_configure_redacts_stdlib_exception_tracebacks() -> None:
-    # A library's logger.exception() goes through the stdlib path; rule 8 holds there too.
-    events = run_logging(
-        f"""
-        dlog.REDACTOR.add({SECRET!r})
-        try:
-            raise RuntimeError("refused {SECRET} Bearer {TOKEN}")
-        except RuntimeError:
-            logging.getLogger("some.library").exception("library_failed")
-        """
-    )
-    [event] = events
-    assert event["event"] == "library_failed"
+    assert event["event"] == name
     assert "exception" in event
     assert SECRET not in json.dumps(event)
     assert TOKEN not in json.dumps(event)

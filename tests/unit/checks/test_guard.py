@@ -1,4 +1,4 @@
-"""The guard's decision and its words (daemon/guard.py), and what packing does with it."""
+"""The guard's decision and its words (daemon/checks/guard.py), and what packing does with it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from daemon.checks.guard import (
     GuardSettings,
     Offence,
     held_reason,
-    held_record,
     offences,
     over_limit,
     percent,
@@ -76,12 +75,11 @@ def test_guard_row_guard_raises_with_every_offence() -> None:
     check({"a.csv": 200}, {"a.csv": 100})  # at the limit: passes
     with pytest.raises(GuardError) as caught:
         check({"a.csv": 200, "b.csv": 300}, {"a.csv": 150, "b.csv": 300})
-    assert [o["file"] for o in caught.value.offences] == ["a.csv", "b.csv"]
+    assert [o.file for o in caught.value.offences] == ["a.csv", "b.csv"]
 
 
 def test_guard_reason_names_the_files_the_shares_and_what_to_do() -> None:
-    found = [Offence("enrollments.csv", 2000, 1500, 50).to_json()]
-    found.append(Offence("users.csv", 150, 120, 50).to_json())
+    found = [Offence("enrollments.csv", 2000, 1500, 50), Offence("users.csv", 150, 120, 50)]
     reason = held_reason("B1", "music", found)
     assert reason == (
         '"enrollments.csv" has 1,500 of its 2,000 rows deleted (75%) and "users.csv" 120 of 150 '
@@ -90,25 +88,6 @@ def test_guard_reason_names_the_files_the_shares_and_what_to_do() -> None:
         "B1`; if not, fix the export and remove that folder"
     )
     assert percent(33.333) == "33.33%" and percent(50.0) == "50%" and percent(12.5) == "12.5%"
-
-
-def test_guard_held_record_keeps_what_release_needs() -> None:
-    base = {
-        "batch": "B1",
-        "group": "music",
-        "files": [{"name": "users.csv"}],
-        "attempts": 2,
-        "created": "2026-11-23T08:00:00.000Z",
-        "status": None,
-        "earlier_errors": [{"step": "upload"}],
-    }
-    found = [Offence("users.csv", 200, 150, 50).to_json()]
-    record = held_record(base, found, 100, "2026-11-23T08:00:01.000Z")
-    assert record["batch"] == "B1" and record["attempts"] == 2
-    assert record["earlier_errors"] == [{"step": "upload"}]
-    assert record["step"] == "guard" and record["guard"] == found
-    assert record["min_rows_for_guard"] == 100 and record["held"] == "2026-11-23T08:00:01.000Z"
-    assert "status" not in record and '"users.csv" has 150' in record["reason"]
 
 
 @pytest.mark.parametrize("validation", list(Validation))
@@ -120,7 +99,7 @@ def test_guard_pack_raises_before_building_any_zip(tmp_path: Path, validation: V
     (spool.files_dir(manifest.batch) / "users.csv").write_bytes(USERS_HEADER + rows)
     with pytest.raises(GuardError) as caught:
         pack(spool, manifest, 0, validation, row_guard(DEFAULT))
-    assert caught.value.offences[0]["share"] == 100.0
+    assert caught.value.offences[0].share == 100.0
     assert not spool.zip_path(manifest.batch).exists()
     assert manifest.state is BatchState.OPEN
 

@@ -1,4 +1,4 @@
-"""One batch's delivery (daemon/delivery.py) where the folder or dropd itself fails it."""
+"""One batch's delivery (daemon/delivery/deliver.py) where the folder or dropd itself fails it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.base.errors import SecretError
-from daemon.config.model import load_config
+from daemon.base.errors import SecretError, TokenError
+from daemon.base.steps import Step
+from daemon.config.load import load_config
 from daemon.delivery import deliver as delivery
 from daemon.delivery.outcome import ResultKind
 from daemon.intake.readiness import FileKind, ReadyFile
+from daemon.provider import upload as api
 from daemon.runtime.group import GroupWorker, build_group
 from daemon.spool.manifest import BatchState
 
@@ -88,3 +90,34 @@ def test_a_link_where_batches_are_filed_makes_the_batch_wait_before_any_upload(
     assert (result.kind, result.step) == (ResultKind.WAIT, "folder")
     assert "failed is a symbolic link" in result.reason
     assert worker.spool.load(batch).state is BatchState.CLAIMED, "nothing was done to it"
+
+
+def test_a_retryable_answer_says_dropd_tries_again_until_it_gives_up(tmp_path: Path) -> None:
+    worker, batch = worker_with_batch(tmp_path)
+    manifest = worker.spool.load(batch)
+    outcome = api.UploadOutcome(api.OutcomeKind.RETRY, "the server answered HTTP 503", 503)
+    retried = delivery._settle(worker.delivery, manifest, outcome)
+    assert (retried.kind, retried.step) == (ResultKind.RETRY, Step.UPLOAD)
+    assert retried.reason == "the server answered HTTP 503; dropd tries again"
+
+    manifest.first_attempt = "2026-11-20T08:00:00.000Z"  # days before MOMENT
+    manifest.attempts = 9
+    failed = delivery._settle(worker.delivery, manifest, outcome)
+    assert (failed.kind, failed.step) == (ResultKind.FAILED, Step.UPLOAD)
+    assert failed.reason.startswith("the server answered HTTP 503; dropd gave up after ")
+    assert "tries again" not in failed.reason
+    error = worker.group.folder / "failed" / batch / "error.json"
+    record = json.loads(error.read_text(encoding="utf-8"))
+    assert (record["step"], record["reason"], record["status"]) == ("upload", failed.reason, 503)
+
+
+def test_a_token_error_says_dropd_tries_again_only_when_it_may_pass() -> None:
+    passing = TokenError("test", "the token endpoint answered HTTP 503", retryable=True)
+    assert delivery._token_reason(passing) == (
+        "the token endpoint answered HTTP 503; dropd tries again"
+    )
+    assert (
+        str(passing) == "environment test: the token endpoint answered HTTP 503; dropd tries again"
+    )
+    refused = TokenError("test", "the token endpoint rejected client 'c'", rejected=True)
+    assert delivery._token_reason(refused) == "the token endpoint rejected client 'c'"

@@ -42,7 +42,7 @@ def test_pack_zips_in_the_servers_order(tmp_path: Path) -> None:
     spool, manifest = batch(tmp_path, {"a.csv": ENROLLMENTS, "b.csv": USERS})
     packing.pack(spool, manifest, 0, Validation.STRICT)
     assert zip_names(spool.zip_path(manifest.batch)) == ["b.csv", "a.csv"]  # users first
-    assert manifest.zip is not None and manifest.zip["parts"] == 1
+    assert manifest.zip is not None and manifest.zip.parts == 1
     assert [f.name for f in manifest.files] == ["b.csv", "a.csv"]
 
 
@@ -75,7 +75,7 @@ def test_pack_cuts_parts_from_the_zip_built_ahead(tmp_path: Path) -> None:
     spool, manifest = batch(tmp_path, {"e1.csv": noise, "e2.csv": noise, "users.csv": USERS})
     whole = len(noise)  # each file's entry alone fits, both together do not
     packing.pack(spool, manifest, whole // 2, Validation.STRICT)
-    assert [p["files"] for p in manifest.parts] == [["users.csv", "e1.csv"], ["e2.csv"]]
+    assert [p.files for p in manifest.parts] == [("users.csv", "e1.csv"), ("e2.csv",)]
     assert not spool.zip_path(manifest.batch).exists()
     for number in (1, 2):
         assert zip_names(spool.part_path(manifest.batch, number))
@@ -155,7 +155,7 @@ def test_pack_names_a_file_that_is_not_utf8_as_the_server_can_read_it(tmp_path: 
     packing.pack(spool, manifest, 0, Validation.STRICT)
     assert zip_names(spool.zip_path(manifest.batch)) == ["caf%E9.csv", "caf%E9~2.csv"]
     [part] = manifest.parts
-    assert part["entries"] == {odd: "caf%E9~2.csv"}
+    assert part.entries == {odd: "caf%E9~2.csv"}
     assert sorted(f.name for f in manifest.files) == sorted([odd, "caf%E9.csv"])
 
 

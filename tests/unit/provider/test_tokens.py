@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.base.errors import SecretError, TokenError
+from daemon.base.errors import TRIES_AGAIN, SecretError, TokenError
 from daemon.config.model import Environment, SecretKind, SecretSource, TokenAuth
 from daemon.provider.tokens import Token, TokenSource, read_secret
 from daemon.sandbox.server import Sandbox
+from unit.clock import ManualClock
 
 CLIENT = "my-unit"
 SECRET = "s3cret-of-my-unit"
@@ -35,16 +36,6 @@ def environment(
         secret=SecretSource(kind, value),
         token_auth=token_auth,
     )
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- read_secret ----------------------------------------------------------------------------
@@ -159,11 +150,11 @@ def source_for(
     sandbox: Sandbox,
     state_dir: Path,
     secret: str = SECRET,
-    clock: Clock | None = None,
+    clock: ManualClock | None = None,
     token_auth: TokenAuth = TokenAuth.BASIC,
 ) -> TokenSource:
     env = environment(token_url=sandbox.token_url, token_auth=token_auth)
-    return TokenSource(env, secret, state_dir, TIMEOUTS, clock or Clock(1000.0))
+    return TokenSource(env, secret, state_dir, TIMEOUTS, clock or ManualClock(1000.0))
 
 
 def cached(state_dir: Path) -> dict[str, object]:
@@ -216,7 +207,7 @@ def test_token_source_second_source_reuses_the_cached_token(
 ) -> None:
     state = tmp_path / "state"
     first = source_for(sandbox, state).get()
-    second = source_for(sandbox, state, clock=Clock(1050.0))
+    second = source_for(sandbox, state, clock=ManualClock(1050.0))
     sandbox.stop()  # a fetch by the second source would raise TokenError
 
     assert second.get() == first
@@ -232,7 +223,7 @@ def test_token_source_cache_of_another_client_is_not_used(sandbox: Sandbox, tmp_
 
 def test_token_source_renews_near_expiry(sandbox: Sandbox, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    clock = Clock(1000.0)
+    clock = ManualClock(1000.0)
     tokens = source_for(sandbox, state, clock=clock)
     first = tokens.get()
 
@@ -249,7 +240,7 @@ def test_token_source_renews_near_expiry(sandbox: Sandbox, tmp_path: Path) -> No
 def test_token_source_expired_cache_is_renewed(sandbox: Sandbox, tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = source_for(sandbox, state).get()
-    later = source_for(sandbox, state, clock=Clock(2000.0)).get()
+    later = source_for(sandbox, state, clock=ManualClock(2000.0)).get()
     assert later != first
 
 
@@ -274,6 +265,7 @@ def test_token_source_wrong_secret_is_rejected(sandbox: Sandbox, tmp_path: Path)
     assert caught.value.environment == "test"
     assert CLIENT in caught.value.reason
     assert "not-the-secret" not in str(caught.value)
+    assert not caught.value.retryable and not str(caught.value).endswith(TRIES_AGAIN)
     assert not (tmp_path / "state" / "tokens" / "test.json").exists()
 
 
@@ -302,17 +294,18 @@ def test_token_source_nothing_listening_is_a_token_error(tmp_path: Path) -> None
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = environment(token_url=f"http://127.0.0.1:{port}/oauth/token")
-    tokens = TokenSource(env, SECRET, tmp_path / "state", (1.0, 1.0), Clock(1000.0))
+    tokens = TokenSource(env, SECRET, tmp_path / "state", (1.0, 1.0), ManualClock(1000.0))
     with pytest.raises(TokenError) as caught:
         tokens.get()
     assert not caught.value.rejected
     assert str(port) in caught.value.reason
+    assert not caught.value.retryable, "its sentence says what to check, not that it waits"
 
 
 def test_token_source_hung_endpoint_times_out(sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.script([{"endpoint": "token", "hang": 5}])
     env = environment(token_url=sandbox.token_url)
-    tokens = TokenSource(env, SECRET, tmp_path / "state", (1.0, 0.2), Clock(1000.0))
+    tokens = TokenSource(env, SECRET, tmp_path / "state", (1.0, 0.2), ManualClock(1000.0))
     with pytest.raises(TokenError) as caught:
         tokens.get()
     assert not caught.value.rejected
@@ -328,7 +321,7 @@ def test_token_source_tells_on_fetch_each_fetch_and_its_result(
         told.append((environment, result))
 
     def source(secret: str, state: str) -> TokenSource:
-        return TokenSource(env, secret, tmp_path / state, TIMEOUTS, Clock(1000.0), on_fetch)
+        return TokenSource(env, secret, tmp_path / state, TIMEOUTS, ManualClock(1000.0), on_fetch)
 
     good = source(SECRET, "a")
     good.get()
@@ -354,10 +347,17 @@ def fetch_error(sandbox: Sandbox, state_dir: Path, answer: dict[str, object]) ->
     assert not caught.value.rejected, "dropd tries again: no credential was refused"
     assert caught.value.environment == "test"
     assert sandbox.token_url in caught.value.reason, caught.value.reason
-    assert caught.value.reason.endswith("; dropd tries again")
+    assert caught.value.retryable, "the endpoint may answer otherwise next time"
+    assert not caught.value.reason.endswith(TRIES_AGAIN), "the reason is the cause alone"
+    assert said(caught.value).endswith("; dropd tries again")
     assert not (state_dir / "tokens" / "test.json").exists(), "nothing was cached"
     assert tokens.get(), "the next, unscripted answer is a token"
     return caught.value
+
+
+def said(error: TokenError) -> str:
+    """The sentence a person reads: the reason, and that dropd tries again."""
+    return str(error).removeprefix(f"environment {error.environment}: ")
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -367,7 +367,7 @@ def test_token_source_never_follows_a_redirect(
     answer = {"status": status, "location": "/_sandbox/elsewhere"}
     error = fetch_error(sandbox, tmp_path / "state", answer)
     assert sandbox.elsewhere.hits == 0, "the redirect was followed"
-    assert error.reason == (
+    assert said(error) == (
         f"the token endpoint {sandbox.token_url} answered HTTP {status}, a redirect to "
         f'"{sandbox.url}/_sandbox/elsewhere", which dropd never follows (the token server '
         "never redirects); check token_url; dropd tries again"
@@ -386,7 +386,7 @@ def test_token_source_html_sign_in_page_names_content_type_and_title(
 ) -> None:
     answer = {"status": 200, "html": True, "title": "Sign in to Campus SSO"}
     error = fetch_error(sandbox, tmp_path / "state", answer)
-    assert error.reason == (
+    assert said(error) == (
         f"the token endpoint {sandbox.token_url} answered HTTP 200 with text/html "
         '(page title "Sign in to Campus SSO"), not a token: a proxy, captive portal or '
         "sign-in page answered instead of the token server; dropd tries again"
@@ -423,7 +423,7 @@ def test_token_source_json_without_a_usable_access_token_is_a_token_error(
     sandbox: Sandbox, tmp_path: Path, body: dict[str, object]
 ) -> None:
     error = fetch_error(sandbox, tmp_path / "state", {"status": 200, "body": body})
-    assert error.reason == (
+    assert said(error) == (
         f"the token endpoint {sandbox.token_url} answered HTTP 200 with no access_token "
         "(a non-empty string); dropd tries again"
     )
@@ -438,7 +438,7 @@ def test_token_source_expires_in_not_a_positive_number_is_a_token_error(
 ) -> None:
     body = {"access_token": "x-token-value", "token_type": "bearer", "expires_in": expires_in}
     error = fetch_error(sandbox, tmp_path / "state", {"status": 200, "body": body})
-    assert error.reason == (
+    assert said(error) == (
         f"the token endpoint {sandbox.token_url} answered HTTP 200 with an expires_in of "
         f"{shown}, not a positive number of seconds; dropd tries again"
     )
@@ -477,9 +477,8 @@ def test_token_source_4xx_json_that_is_no_oauth_error_is_a_token_error(
 
 def test_token_source_5xx_reason_names_the_token_url(sandbox: Sandbox, tmp_path: Path) -> None:
     error = fetch_error(sandbox, tmp_path / "state", {"status": 503})
-    assert (
-        error.reason
-        == f"the token endpoint {sandbox.token_url} answered HTTP 503; dropd tries again"
+    assert said(error) == (
+        f"the token endpoint {sandbox.token_url} answered HTTP 503; dropd tries again"
     )
 
 
@@ -499,7 +498,12 @@ def test_token_source_no_token_answers_are_counted_as_failed(
     told: list[str] = []
     env = environment(token_url=sandbox.token_url)
     tokens = TokenSource(
-        env, SECRET, tmp_path / "state", TIMEOUTS, Clock(1000.0), lambda _env, r: told.append(r)
+        env,
+        SECRET,
+        tmp_path / "state",
+        TIMEOUTS,
+        ManualClock(1000.0),
+        lambda _env, r: told.append(r),
     )
     sandbox.script([{"endpoint": "token", "status": 302, "location": "/_sandbox/elsewhere"}])
     with pytest.raises(TokenError):

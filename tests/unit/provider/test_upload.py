@@ -167,8 +167,9 @@ def test_classify_200_sign_in_page_is_retried_naming_its_title() -> None:
     assert outcome.reason == (
         'the upload was answered HTTP 200 with text/html (page title "Sign in to Campus & SSO"), '
         "not the API's JSON answer: a proxy, captive portal or sign-in page answered instead "
-        "of the API; dropd tries again"
+        "of the API"
     )
+    assert outcome.retryable, "delivery adds that dropd tries again"
     assert outcome.answer == SIGN_IN  # kept as text, as any non-JSON answer is
     assert outcome.retry_after is None
 
@@ -198,7 +199,7 @@ def test_classify_2xx_that_is_not_the_apis_answer_is_retried(
     assert said in outcome.reason, outcome.reason
     assert outcome.reason.startswith(f"the upload was answered HTTP {status} with ")
     assert "not the API's JSON answer" in outcome.reason
-    assert outcome.reason.endswith("; dropd tries again")
+    assert outcome.retryable and not outcome.reason.endswith("; dropd tries again")
 
 
 def test_classify_200_json_that_is_not_the_apis_says_check_base_url() -> None:
@@ -216,8 +217,9 @@ def test_classify_redirect_is_retried_naming_where_it_points(status: int) -> Non
     assert outcome.status == status
     assert outcome.reason == (
         f'the upload was answered HTTP {status}, a redirect to "{where}", which dropd never '
-        "follows (the API never redirects); check base_url; dropd tries again"
+        "follows (the API never redirects); check base_url"
     )
+    assert outcome.retryable
 
 
 @pytest.mark.parametrize("status", [300, 304])
@@ -225,7 +227,7 @@ def test_classify_3xx_without_location_is_retried(status: int) -> None:
     outcome = classify(status, {}, "", now=NOW)
     assert outcome.kind is OutcomeKind.RETRY
     assert f"HTTP {status} with no Location header" in outcome.reason
-    assert outcome.reason.endswith("; dropd tries again")
+    assert outcome.retryable
 
 
 def test_classify_quotes_a_long_title_or_location_cut_to_the_quote_limit() -> None:
@@ -252,9 +254,9 @@ def test_classify_502_html_page_names_its_content_type_and_title() -> None:
     outcome = classify(502, {"Content-Type": "text/html"}, page, now=NOW)
     assert outcome.kind is OutcomeKind.RETRY
     assert outcome.reason == (
-        'the server answered HTTP 502 with text/html (page title "502 Bad Gateway"); '
-        "dropd tries again"
+        'the server answered HTTP 502 with text/html (page title "502 Bad Gateway")'
     )
+    assert outcome.retryable
 
 
 def test_classify_4xx_html_page_fails_naming_its_title() -> None:
@@ -265,6 +267,7 @@ def test_classify_4xx_html_page_fails_naming_its_title() -> None:
         "the server refused the upload, answering HTTP 403 with text/html "
         '(page title "Forbidden by the campus firewall")'
     )
+    assert not outcome.retryable
 
 
 # -- what answers and reasons keep of a token -------------------------------------------------

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from daemon.base.durable import write_json_atomic
-from daemon.base.errors import FolderError, SpoolError
+from daemon.base.errors import Finding, FolderError, SpoolError
 from daemon.intake.readiness import FileKind, ReadyFile
-from daemon.spool.manifest import BatchState, FileRecord, Manifest
+from daemon.spool.manifest import BatchState, FileRecord, Manifest, Part, Release, ZipSummary
 from daemon.spool.store import Spool, new_batch_id
+from unit.child import run_child, start_child
 
 MOMENT = datetime(2026, 11, 23, 8, 58, 10, 123456, tzinfo=UTC)
 USERS = b"user_id,login_id,first_name,last_name,email,status\n"
@@ -110,7 +110,12 @@ def test_spool_save_load_round_trip(spool: Spool) -> None:
         FileRecord("users.csv", 51, "ab" * 32, "csv", ["users.csv.done"]),
         FileRecord("message.properties", 9, "cd" * 32, "properties"),
     ]
-    manifest.zip = {"bytes": 300, "sha256": "ef" * 32}
+    manifest.zip = ZipSummary(300, "ef" * 32, 1)
+    manifest.parts = [
+        Part(1, "upload.zip", ("users.csv",), {}, 300, "ef" * 32, False, sent=True, status=200)
+    ]
+    manifest.warnings = (Finding("users.csv", 2, "line 2: odd"),)
+    manifest.released = Release("alice", "2026-11-23T08:59:00.000Z")
     manifest.attempts = 3
     manifest.first_attempt = "2026-11-23T09:00:00.000Z"
     spool.save(manifest)
@@ -293,12 +298,7 @@ _HOLDER = textwrap.dedent(
 @pytest.fixture
 def holder(folder: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process that takes the folder's lock and keeps it until its stdin closes."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(folder)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    process = start_child(_HOLDER, str(folder))
     try:
         yield process
     finally:
@@ -332,25 +332,11 @@ def test_spool_try_lock_held_here_refuses_another_process(folder: Path) -> None:
     assert spool.try_lock()
     assert spool.try_lock()  # taking it again is a no-op
     try:
-        result = subprocess.run(
-            [sys.executable, "-c", _HOLDER, str(folder)],
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
+        result = run_child(_HOLDER, str(folder), timeout=30, check=True)
         assert result.stdout.strip() == "refused"
     finally:
         spool.unlock()
-    result = subprocess.run(
-        [sys.executable, "-c", _HOLDER, str(folder)],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    result = run_child(_HOLDER, str(folder), timeout=30, check=True)
     assert result.stdout.strip() == "locked"
 
 

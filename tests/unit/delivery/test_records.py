@@ -1,0 +1,140 @@
+"""The records a batch leaves (daemon/delivery/records.py): their JSON keeps its fields, in
+their order, whatever the types behind them."""
+
+from __future__ import annotations
+
+import json
+
+from daemon.base.errors import Finding, Offence
+from daemon.base.steps import Step
+from daemon.delivery.records import BatchRecord, Failure, HeldRecord
+from daemon.spool.manifest import FileRecord, Part, PartAnswer, Release, ZipSummary
+
+RECEIPT_KEYS = [
+    "batch",
+    "group",
+    "group_name",
+    "environment",
+    "url",
+    "files",
+    "zip",
+    "status",
+    "answer",
+    "parts",
+    "resent_after_restart",
+    "bom_removed",
+    "attempts",
+    "created",
+    "first_attempt",
+    "finished",
+    "earlier_errors",
+    "warnings",
+    "released",
+    "released_by",
+    "released_at",
+]
+PART = Part(
+    1,
+    "upload.zip",
+    ("users.csv", "message.properties"),
+    {},
+    300,
+    "ab" * 32,
+    True,
+    bom_removed=("users.csv",),
+)
+
+
+def record(**changes: object) -> BatchRecord:
+    fields: dict[str, object] = {
+        "batch": "B1",
+        "group": "music",
+        "group_name": "Music",
+        "environment": "test",
+        "url": "https://api.example/rest/upload/Music/zip",
+        "files": (FileRecord("users.csv", 51, "cd" * 32, "csv"),),
+        "zip": ZipSummary(300, "ab" * 32, 1),
+        "status": 200,
+        "answer": {"message": "ok"},
+        "parts": (PART.answered(PartAnswer(200, {"message": "ok"}, False)),),
+        "attempts": 2,
+        "created": "2026-11-23T08:00:00.000Z",
+        "first_attempt": "2026-11-23T08:00:01.000Z",
+        "finished": "2026-11-23T08:00:02.000Z",
+        "earlier_errors": ({"step": "upload", "reason": "HTTP 503"},),
+        "warnings": (Finding("users.csv", 2, "line 2: odd"),),
+        "released": None,
+    }
+    fields.update(changes)
+    return BatchRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_receipt_json_keeps_its_fields_in_order() -> None:
+    data = record().to_json()
+    assert list(data) == RECEIPT_KEYS
+    assert data["files"] == [{"name": "users.csv", "bytes": 51, "sha256": "cd" * 32, "kind": "csv"}]
+    assert data["zip"] == {"bytes": 300, "sha256": "ab" * 32, "parts": 1}
+    assert data["parts"] == [
+        {
+            "number": 1,
+            "files": ["users.csv", "message.properties"],
+            "bytes": 300,
+            "sha256": "ab" * 32,
+            "custom_notification": True,
+            "sent": True,
+            "status": 200,
+            "answer": {"message": "ok"},
+            "resent_after_restart": False,
+        }
+    ]
+    assert data["bom_removed"] == ["users.csv"] and data["resent_after_restart"] is False
+    assert data["warnings"] == [{"file": "users.csv", "line": 2, "message": "line 2: odd"}]
+    assert (data["released"], data["released_by"], data["released_at"]) == (False, None, None)
+
+
+def test_error_json_adds_step_reason_and_problems_at_its_end() -> None:
+    problems = (Finding("users.csv", 1, "bad header"),)
+    failed = record(
+        parts=(PART,),
+        status=None,
+        answer=None,
+        released=Release("alice", "2026-11-23T07:00:00.000Z"),
+        failure=Failure(Step.VALIDATE, "1 problem(s)", problems),
+    )
+    data = json.loads(json.dumps(failed.to_json()))
+    assert list(data) == [*RECEIPT_KEYS, "step", "reason", "problems"]
+    assert data["step"] == "validate" and data["reason"] == "1 problem(s)"
+    assert data["problems"] == [{"file": "users.csv", "line": 1, "message": "bad header"}]
+    assert data["parts"][0]["sent"] is False and data["parts"][0]["status"] is None
+    assert data["parts"][0]["resent_after_restart"] is None, "no answer yet"
+    assert data["released"] is True and data["released_by"] == "alice"
+    without = record(failure=Failure(Step.UPLOAD, "HTTP 400")).to_json()
+    assert list(without)[-2:] == ["step", "reason"], "problems only where the checks failed"
+
+
+def test_held_record_keeps_what_release_needs() -> None:
+    found = (Offence("users.csv", 200, 150, 50),)
+    held = HeldRecord(record(status=None), found, 100, "2026-11-23T08:00:01.000Z")
+    data = held.to_json()
+    assert list(data) == [
+        "batch",
+        "group",
+        "group_name",
+        "environment",
+        "files",
+        "attempts",
+        "created",
+        "earlier_errors",
+        "warnings",
+        "step",
+        "reason",
+        "guard",
+        "min_rows_for_guard",
+        "held",
+    ]
+    assert data["batch"] == "B1" and data["attempts"] == 2
+    assert data["earlier_errors"] == [{"step": "upload", "reason": "HTTP 503"}]
+    assert data["step"] == "guard" and data["guard"] == [o.to_json() for o in found]
+    assert data["min_rows_for_guard"] == 100 and data["held"] == "2026-11-23T08:00:01.000Z"
+    assert "status" not in data and '"users.csv" has 150' in data["reason"]
+    assert held.reason == data["reason"]
