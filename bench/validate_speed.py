@@ -33,7 +33,7 @@ from sis_data import write_enrollments
 
 from daemon.checks.csv.fast import ROWSCAN
 from daemon.checks.csv.formats import ValueRule, value_rules
-from daemon.checks.csv.scanhelper import HELPERS, SPLITTER
+from daemon.checks.csv.scanhelper import HelperPool, scan_splitter
 from daemon.checks.validate import Report, validate_batch
 from daemon.config.model import Validation
 
@@ -66,9 +66,9 @@ def timed(run: Callable[[], Report], repeats: int) -> tuple[float, Report]:
     return best, report
 
 
-def helper_peak_mib() -> float | None:
+def helper_peak_mib(helpers: HelperPool) -> float | None:
     """The scan helper's VmHWM (MiB), where it was started."""
-    child = getattr(HELPERS, "_child", None)
+    child = getattr(helpers, "_child", None)
     if child is None:
         return None
     kib = proc_field(child.process.pid, "VmHWM")
@@ -79,13 +79,13 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
     """Every way's seconds and findings on the CSV at `path`, and the peak RSS."""
     size = path.stat().st_size
     figures: dict[str, Any] = {"bytes": size, "start_peak_mib": peak_mib(), "ways": {}}
+    helpers, splitter = scan_splitter()
     for label, validation, values, helper, scanner in WAYS:
         with (
             mock.patch("daemon.checks.csv.rows.value_rules", value_rules if values else no_rules),
-            mock.patch("daemon.checks.validate.SPLITTER", SPLITTER if helper else None),
             mock.patch("daemon.checks.csv.fast.ROWSCAN", ROWSCAN if scanner else None),
         ):
-            run = partial(validate_batch, [path], validation)
+            run = partial(validate_batch, [path], validation, splitter=splitter if helper else None)
             seconds, report = timed(run, repeats if label == "strict" else 1)
         figures["ways"][label] = {
             "seconds": seconds,
@@ -96,7 +96,8 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
             "warnings": len(report.warnings),
         }
     figures["peak_mib"] = peak_mib()
-    figures["helper_peak_mib"] = helper_peak_mib()
+    figures["helper_peak_mib"] = helper_peak_mib(helpers)
+    helpers.close()
     return figures
 
 

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import structlog
@@ -34,10 +33,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from daemon import __version__
 from daemon.delivery.outcome import BatchResult, ResultKind
+from daemon.observe.snapshot import GroupSnapshot
 from daemon.observe.status import GroupState, group_status
-
-if TYPE_CHECKING:
-    from daemon.runtime.group import GroupWorker
 
 log = structlog.get_logger()
 
@@ -50,8 +47,8 @@ OUTCOMES = (ResultKind.SENT.value, ResultKind.FAILED.value, ResultKind.HELD.valu
 
 
 @dataclass(frozen=True, slots=True)
-class GroupSnapshot:
-    """One group as the scheduler last saw it: what the per-group gauges show."""
+class GroupGauges:
+    """One group as the scheduler last published it: what the per-group gauges show."""
 
     group: str
     status: str  # Valid, Processing or Error
@@ -61,23 +58,22 @@ class GroupSnapshot:
     batches_waiting: int  # closed and in line, the one in flight included
     batches_failed: int
     last_success: float | None  # unix seconds of the last sent batch, if known
-    batches_held: int = 0  # in held/, waiting for a person (rule 11)
+    batches_held: int = 0  # in held/ by the guard, waiting for a person
 
 
-def snapshot_of(worker: GroupWorker) -> GroupSnapshot:
+def gauges_of(group: GroupSnapshot) -> GroupGauges:
     """The gauges' view of one group, from the same figures as `dropd status`."""
-    status = group_status(worker)
-    in_line = len(worker.line.waiting) + (1 if worker.line.in_flight else 0)
-    return GroupSnapshot(
-        group=worker.group.key,
-        status=status["status"],
-        step=status["step"] if status["status"] == GroupState.ERROR.value else "",
-        owner=worker.owner,
-        files_waiting=status["files_waiting"],
-        batches_waiting=in_line,
-        batches_failed=status["batches_failed"],
-        last_success=_unix_seconds(status["last_upload"]),
-        batches_held=status["batches_held"],
+    status = group_status(group)
+    return GroupGauges(
+        group=group.group,
+        status=status.status,
+        step=status.step if status.status == GroupState.ERROR else "",
+        owner=group.owner,
+        files_waiting=group.files_waiting,
+        batches_waiting=group.batches_in_line,
+        batches_failed=group.failed_batches,
+        last_success=_unix_seconds(group.last_upload),
+        batches_held=group.batches_held,
     )
 
 
@@ -92,7 +88,7 @@ def _unix_seconds(moment: str | None) -> float | None:
 class GroupCollector:
     """The per-group gauges, read at scrape time from the published snapshot."""
 
-    def __init__(self, snapshot: Callable[[], tuple[GroupSnapshot, ...]]) -> None:
+    def __init__(self, snapshot: Callable[[], tuple[GroupGauges, ...]]) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
@@ -107,11 +103,11 @@ class GroupCollector:
         yield _gauge(known, "dropd_last_success_timestamp_seconds", doc, _last_success)
 
 
-def _last_success(group: GroupSnapshot) -> float:
+def _last_success(group: GroupGauges) -> float:
     return group.last_success or 0.0
 
 
-GAUGES: tuple[tuple[str, str, Callable[[GroupSnapshot], float]], ...] = (
+GAUGES: tuple[tuple[str, str, Callable[[GroupGauges], float]], ...] = (
     (
         "dropd_group_owner",
         "1 while this dropd holds the group's folder lock, 0 while it stands by",
@@ -137,7 +133,7 @@ GAUGES: tuple[tuple[str, str, Callable[[GroupSnapshot], float]], ...] = (
 
 
 def _gauge(
-    groups: Iterable[GroupSnapshot], name: str, doc: str, value: Callable[[GroupSnapshot], float]
+    groups: Iterable[GroupGauges], name: str, doc: str, value: Callable[[GroupGauges], float]
 ) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=["group"])
     for group in groups:
@@ -145,7 +141,7 @@ def _gauge(
     return family
 
 
-def _state_set(groups: Iterable[GroupSnapshot]) -> GaugeMetricFamily:
+def _state_set(groups: Iterable[GroupGauges]) -> GaugeMetricFamily:
     doc = "1 for the group's current status (Valid, Processing, Error), 0 for the others"
     family = GaugeMetricFamily("dropd_group_status", doc, labels=["group", "status"])
     for group in groups:
@@ -154,7 +150,7 @@ def _state_set(groups: Iterable[GroupSnapshot]) -> GaugeMetricFamily:
     return family
 
 
-def _error_steps(groups: Iterable[GroupSnapshot]) -> GaugeMetricFamily:
+def _error_steps(groups: Iterable[GroupGauges]) -> GaugeMetricFamily:
     doc = "1 with the step that failed while the group is in Error; absent otherwise"
     family = GaugeMetricFamily("dropd_group_error_step", doc, labels=["group", "step"])
     for group in groups:
@@ -212,7 +208,7 @@ class Metrics:
             "environment",
             "result",
         )
-        self._groups: tuple[GroupSnapshot, ...] = ()
+        self._groups: tuple[GroupGauges, ...] = ()
         self._known: set[str] = set()
         r.register(GroupCollector(lambda: self._groups))
         self._server: tuple[WSGIServer, threading.Thread] | None = None
@@ -221,7 +217,7 @@ class Metrics:
     # -- fed by the daemon ------------------------------------------------------------------
 
     def batch_finished(self, group: str, result: BatchResult) -> None:
-        """Count one delivery attempt's result (scheduler thread, from `GroupWorker.record`)."""
+        """Count one delivery attempt's result (scheduler thread, as each result is recorded)."""
         if result.upload_seconds is not None:
             self.upload_seconds.labels(group).observe(result.upload_seconds)
         if result.kind in (ResultKind.RETRY, ResultKind.WAIT):
@@ -237,12 +233,12 @@ class Metrics:
         """Count one token fetch: ok, rejected or failed (any thread)."""
         self.token_fetches.labels(environment, result).inc()
 
-    def publish(self, workers: Iterable[GroupWorker]) -> None:
+    def publish(self, snapshots: Iterable[GroupSnapshot]) -> None:
         """Take the groups' state for the next scrapes (scheduler thread only)."""
-        groups = tuple(snapshot_of(w) for w in workers)
-        for snapshot in groups:
-            if snapshot.group not in self._known:
-                self._start_series(snapshot.group)
+        groups = tuple(gauges_of(s) for s in snapshots)
+        for gauges in groups:
+            if gauges.group not in self._known:
+                self._start_series(gauges.group)
         self._groups = groups  # one reference swap: a scrape sees the old tuple or the new
 
     def _start_series(self, group: str) -> None:

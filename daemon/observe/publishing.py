@@ -8,12 +8,9 @@ quiet one).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from daemon.observe.status import REFRESH_SECONDS, group_status
-
-if TYPE_CHECKING:
-    from daemon.runtime.group import GroupWorker
+from daemon.observe.snapshot import GroupSnapshot
+from daemon.observe.status import REFRESH_SECONDS, GroupState, group_status
 
 PUBLISH_SECONDS = 0.5
 QUIET_PUBLISH_SECONDS = REFRESH_SECONDS / 3
@@ -30,29 +27,28 @@ def publish_due(
     )
 
 
-def outline(worker: GroupWorker) -> tuple[object, ...]:
+def outline(group: GroupSnapshot) -> tuple[object, ...]:
     """What a visit may change of what status shows, to compare before and after it."""
     # A batch failed at intake, a file seen, a batch closed or started; a change it misses
     # goes out with the next quiet publish.
-    line = worker.line
     return (
-        worker.failed_batches,
-        worker.owner,
-        worker.error,
-        worker.tracker.watched(),  # a file seen, or claimed
-        line.open.batch_id if line.open else None,
-        len(line.waiting),
-        line.in_flight,
+        group.failed_batches,
+        group.owner,
+        group.error,
+        group.files_seen,  # a file seen, or claimed
+        group.open_batch,
+        group.batches_in_line,
+        group.in_flight,
     )
 
 
-def status_line(workers: Iterable[GroupWorker]) -> str:
+def status_line(groups: Iterable[GroupSnapshot]) -> str:
     """The one-line STATUS= summary (ASCII: sdnotify drops anything else)."""
-    states = [group_status(w) for w in workers]
-    waiting = sum(state["files_waiting"] for state in states)
-    uploads = [state["last_upload"] for state in states if state["last_upload"]]
+    states = [group_status(g) for g in groups]
+    waiting = sum(state.files_waiting or 0 for state in states)
+    uploads = [state.last_upload for state in states if state.last_upload]
     last = f"last upload {max(uploads)}" if uploads else "no upload yet"
     # As `dropd status` sees it: a held batch (step guard) counts too.
-    errors = [f"{s['group']}: {s['step']}" for s in states if s["status"] == "Error"]
+    errors = [f"{s.group}: {s.step}" for s in states if s.status == GroupState.ERROR]
     problems = f"{len(errors)} in error ({', '.join(errors)})" if errors else "0 in error"
     return f"{len(states)} groups, {waiting} files waiting, {last}, {problems}"

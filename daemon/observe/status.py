@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -15,47 +16,103 @@ from daemon.base.durable import write_json_atomic
 from daemon.base.log import REDACTOR
 from daemon.base.names import shown
 from daemon.base.records import TEXT_LIMIT, cut_text
-from daemon.base.timestamps import iso, utc_now
+from daemon.base.steps import Step
+from daemon.base.timestamps import iso
 from daemon.observe.liveness import start_ticks
-
-if TYPE_CHECKING:
-    from daemon.runtime.group import GroupWorker
+from daemon.observe.snapshot import GroupSnapshot
 
 log = structlog.get_logger()
 STATUS_FILE = "status.json"
 # Rewritten at least this often, so `dropd status` can tell a stuck daemon from a quiet one.
 REFRESH_SECONDS = 30.0
-# The daemon's start (this module is imported as it starts; a reload keeps it).
-PROCESS_STARTED = utc_now()
 
 
-class GroupState(enum.Enum):
+class GroupState(enum.StrEnum):
     VALID = "Valid"
     PROCESSING = "Processing"
     ERROR = "Error"
 
 
-def group_status(worker: GroupWorker) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class GroupStatus:
+    """One group's entry in status.json, as `dropd status` shows it."""
+
+    group: str
+    friendly_name: str
+    status: str  # a GroupState's value (`dropd status` adds Unknown)
+    step: str  # the step that failed while in Error, else ""
+    reason: str
+    role: str | None  # owner or standby; None where not known
+    last_upload: str | None
+    files_waiting: int | None
+    batches_failed: int | None
+    batches_held: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as status.json holds it."""
+        return {
+            "group": self.group,
+            "friendly_name": self.friendly_name,
+            "status": self.status,
+            "step": self.step,
+            "reason": self.reason,
+            "role": self.role,
+            "last_upload": self.last_upload,
+            "files_waiting": self.files_waiting,
+            "batches_failed": self.batches_failed,
+            "batches_held": self.batches_held,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GroupStatus:
+        """An entry read from status.json; a value of the wrong type reads as unknown."""
+        return cls(
+            group=str(data.get("group")),
+            friendly_name=_text(data.get("friendly_name")),
+            status=_text(data.get("status")),
+            step=_text(data.get("step")),
+            reason=_text(data.get("reason")),
+            role=_text_or_none(data.get("role")),
+            last_upload=_text_or_none(data.get("last_upload")),
+            files_waiting=_int_or_none(data.get("files_waiting")),
+            batches_failed=_int_or_none(data.get("batches_failed")),
+            # A status file written before held/ was counted has none.
+            batches_held=_int_or_none(data.get("batches_held", 0)),
+        )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def group_status(group: GroupSnapshot) -> GroupStatus:
     """One group's status as the status file and `dropd status` show it."""
-    if worker.error is not None:
-        state, (step, reason) = GroupState.ERROR, worker.error
-    elif worker.held:
-        state, step, reason = GroupState.ERROR, "guard", held_summary(worker.held)
+    if group.error is not None:
+        state, (step, reason) = GroupState.ERROR, group.error
+    elif group.held:
+        state, step, reason = GroupState.ERROR, Step.GUARD, held_summary(dict(group.held))
     else:
-        busy = worker.line.in_flight or worker.line.waiting or worker.line.open
-        state, step, reason = (GroupState.PROCESSING if busy else GroupState.VALID), "", ""
-    return {
-        "group": worker.group.key,
-        "friendly_name": worker.group.friendly_name,
-        "status": state.value,
-        "step": step,
-        "reason": reason,
-        "role": "owner" if worker.owner else "standby",
-        "last_upload": worker.last_upload,
-        "files_waiting": worker.files_waiting(),
-        "batches_failed": worker.failed_batches,
-        "batches_held": len(worker.held),
-    }
+        state, step, reason = (GroupState.PROCESSING if group.busy else GroupState.VALID), "", ""
+    return GroupStatus(
+        group=group.group,
+        friendly_name=group.friendly_name,
+        status=state.value,
+        step=str(step),
+        reason=reason,
+        role="owner" if group.owner else "standby",
+        last_upload=group.last_upload,
+        files_waiting=group.files_waiting,
+        batches_failed=group.failed_batches,
+        batches_held=group.batches_held,
+    )
 
 
 def held_summary(held: dict[str, str]) -> str:
@@ -67,40 +124,41 @@ def held_summary(held: dict[str, str]) -> str:
     return f"{held[newest]} ({more} more held batch{'es' if more > 1 else ''} in held/)"
 
 
-def _readable(entry: dict[str, Any]) -> dict[str, Any]:
+def _readable(entry: GroupStatus) -> GroupStatus:
     # The reason is the one text that comes from outside (a server's message, a file's
     # name): redacted and cut as in every record.
-    if entry["reason"]:
-        entry["reason"] = cut_text(shown(REDACTOR.redact_text(entry["reason"])), TEXT_LIMIT)
-    return entry
+    if not entry.reason:
+        return entry
+    return replace(entry, reason=cut_text(shown(REDACTOR.redact_text(entry.reason)), TEXT_LIMIT))
 
 
 class StatusWriter:
     """Writes `state_dir/status.json` atomically, when something changed or every
     `REFRESH_SECONDS`, with the process that wrote it (`pid`, its start) for `dropd status`."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, started: datetime) -> None:
+        """`started`: when this dropd started (a reload keeps it)."""
         self.path = state_dir / STATUS_FILE
-        self._last: list[dict[str, Any]] | None = None
+        self._last: list[GroupStatus] | None = None
         self._written: datetime | None = None
         pid = os.getpid()
-        self._process = {
-            "pid": pid,
-            "pid_start_ticks": start_ticks(pid),
-            "started": iso(PROCESS_STARTED),
-        }
+        self._process = {"pid": pid, "pid_start_ticks": start_ticks(pid), "started": iso(started)}
 
-    def write(self, workers: Iterable[GroupWorker], moment: datetime) -> None:
-        groups = [_readable(group_status(w)) for w in workers]
-        if groups == self._last and not self._refresh_due(moment):
+    def write(self, groups: Iterable[GroupSnapshot], moment: datetime) -> None:
+        entries = [_readable(group_status(g)) for g in groups]
+        if entries == self._last and not self._refresh_due(moment):
             return
-        data = {"updated": iso(moment), **self._process, "groups": groups}
+        data = {
+            "updated": iso(moment),
+            **self._process,
+            "groups": [entry.to_json() for entry in entries],
+        }
         try:
             write_json_atomic(self.path, data)
         except OSError as exc:
             log.warning("status_not_written", path=str(self.path), reason=exc.strerror)
             return
-        self._last, self._written = groups, moment
+        self._last, self._written = entries, moment
 
     def _refresh_due(self, moment: datetime) -> bool:
         if self._written is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import sdnotify
 import structlog
@@ -17,7 +17,11 @@ log = structlog.get_logger()
 class Notifier:
     """Talks to systemd through `$NOTIFY_SOCKET`, read once here as sdnotify does."""
 
-    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] = os.environ, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`clock`: the scheduler's, which the watchdog's pings are timed by."""
+        self.clock = clock
         self.address = environ.get("NOTIFY_SOCKET", "")
         self._notifier: sdnotify.SystemdNotifier | None = None
         if self.address:
@@ -52,7 +56,7 @@ class Notifier:
         """Tell systemd the spool is recovered and every folder scanned (or a reload is done)."""
         self._last_status = _ascii(status)
         self._send("READY=1", f"STATUS={self._last_status}")
-        self._last_ping = time.monotonic()
+        self._last_ping = self.clock()
 
     def heartbeat(self, healthy: bool, status: str) -> None:
         """Ping the watchdog (only while healthy) and send STATUS when it changed."""
@@ -60,7 +64,7 @@ class Notifier:
         if status != self._last_status:
             self._last_status = status
             self._send(f"STATUS={status}")
-        now = time.monotonic()
+        now = self.clock()
         if self.watchdog_interval and now - self._last_ping >= self.watchdog_interval:
             if healthy:
                 self._send("WATCHDOG=1")
@@ -68,14 +72,16 @@ class Notifier:
             else:
                 log.error("watchdog_withheld", reason="the file-event observer has died")
 
-    def next_heartbeat(self, now: float) -> float | None:
-        """When the watchdog wants its next ping, on the caller's clock, if it is on."""
+    def next_heartbeat(self) -> float | None:
+        """When the watchdog wants its next ping, on the clock given, if it is on."""
         if not self.watchdog_interval:
             return None
-        return self._last_ping + self.watchdog_interval - (time.monotonic() - now)
+        return self._last_ping + self.watchdog_interval
 
     def reloading(self) -> None:
         """Tell systemd a reload has begun (READY=1 follows when it is done)."""
+        # systemd compares this with its own CLOCK_MONOTONIC: the system's, whatever the
+        # scheduler's clock.
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self._send("RELOADING=1", f"MONOTONIC_USEC={usec}")
 

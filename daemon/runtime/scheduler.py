@@ -19,11 +19,14 @@ import structlog
 from daemon.base import crashpoints
 from daemon.base.errors import ConfigError, SecretError
 from daemon.base.timestamps import utc_now
-from daemon.config.model import Config, DaemonSettings, load_config
+from daemon.checks.csv.check import Splitter
+from daemon.config.load import load_config
+from daemon.config.model import Config, DaemonSettings
 from daemon.delivery.setup import token_sources
 from daemon.intake.watch import FolderChanged, FolderWatcher
 from daemon.observe.metrics import Metrics
 from daemon.observe.publishing import PUBLISH_SECONDS, outline, publish_due, status_line
+from daemon.observe.snapshot import GroupSnapshot
 from daemon.observe.status import StatusWriter
 from daemon.provider.tokens import TokenSource
 from daemon.runtime.agenda import NOW, Agenda
@@ -39,6 +42,7 @@ log = structlog.get_logger()
 STOP_GRACE_SECONDS = 30.0  # how long SIGTERM waits for uploads in flight
 LOOP_CEILING_SECONDS = 5.0  # the loop wakes at least this often (watchdog, standby)
 INTERNAL_RETRY_SECONDS = 30.0  # a group whose visit met a bug is looked at again after this
+STOP_POLL_SECONDS = 0.2  # while stopping, how long one wait for an upload's end lasts at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +58,20 @@ class Scheduler:
         config: Config,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
+        splitter: Splitter | None = None,
     ) -> None:
+        """`splitter`: reads a large CSV on two cores (the service's scan helper)."""
         self.config = config
+        self.splitter = splitter
         self.clock = clock
         self.wall = wall
         self.inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.timing = BatchTiming(config.daemon.quiet_seconds, config.daemon.max_wait_seconds)
         backoff = Backoff(config.daemon.retry_initial_seconds, config.daemon.retry_max_seconds)
         self.pool = UploadPool(self.inbox, backoff)
-        self.notifier = Notifier()
+        self.notifier = Notifier(clock=clock)
         self.watcher: FolderWatcher | None = None
-        self.status = StatusWriter(config.daemon.state_dir)
+        self.status = StatusWriter(config.daemon.state_dir, started=wall())
         self.pruner = Pruner(wall)
         self.metrics = Metrics()
         self.groups: dict[str, GroupWorker] = {}
@@ -87,9 +94,10 @@ class Scheduler:
         for worker in self.groups.values():
             if worker.owner:
                 self._visit_contained(worker, now, self.config.daemon, scan_only=True)
-        self.status.write(self.groups.values(), self.wall())
-        self.metrics.publish(self.groups.values())
-        self.notifier.ready(self.summary())
+        snapshots = self.snapshots()
+        self.status.write(snapshots, self.wall())
+        self.metrics.publish(snapshots)
+        self.notifier.ready(status_line(snapshots))
         log.info(
             "daemon_ready",
             groups=len(self.groups),
@@ -100,8 +108,10 @@ class Scheduler:
         self, key: str, tokens: dict[str, TokenSource | SecretError], now: float
     ) -> None:
         group = self.config.groups[key]
-        worker = build_group(self.config, group, tokens[group.environment], self.wall)
-        worker.on_result = self.metrics.batch_finished
+        worker = build_group(
+            self.config, group, tokens[group.environment], self.wall, self.splitter
+        )
+        worker.report_results_to(self.metrics.batch_finished)
         self.groups[key] = worker
         worker.take_ownership(now, self.watcher)
 
@@ -149,7 +159,7 @@ class Scheduler:
         self.config = new
         daemon = new.daemon
         self.timing = BatchTiming(daemon.quiet_seconds, daemon.max_wait_seconds)
-        self.pool.backoff = Backoff(daemon.retry_initial_seconds, daemon.retry_max_seconds)
+        self.pool.use_backoff(Backoff(daemon.retry_initial_seconds, daemon.retry_max_seconds))
         self.metrics.serve(daemon.metrics_port)  # a changed port is served at once
         if daemon.poll_seconds == 0 and self.watcher is None:
             self.watcher = FolderWatcher(self.inbox)
@@ -157,7 +167,7 @@ class Scheduler:
             self.watcher.stop()
             self.watcher = None
         for worker in self.groups.values():
-            worker.watcher = self.watcher
+            worker.watch_with(self.watcher)
 
     def run(self) -> None:
         """Handle messages and timers until SIGTERM; then stop cleanly."""
@@ -176,7 +186,7 @@ class Scheduler:
     def _handle(self, message: object | None) -> None:
         while message is not None:
             if isinstance(message, FolderChanged) and message.group in self.groups:
-                self.groups[message.group].dirty = True
+                self.groups[message.group].changed()
                 self.agenda.schedule(message.group, NOW)
             elif isinstance(message, Finished):
                 self.pool.finished(message, self.clock(), self.wall())
@@ -196,7 +206,7 @@ class Scheduler:
         crashpoints.hang_if_asked()
         now = self.clock()
         daemon = self.config.daemon
-        for worker in [w for w in self.retiring if not w.line.in_flight]:
+        for worker in [w for w in self.retiring if not w.in_flight()]:
             worker.release()
             self.retiring.remove(worker)
         # Only the groups that are due: a file event, a timer, an upload's end.
@@ -207,11 +217,13 @@ class Scheduler:
             if due is None:
                 self.agenda.forget(key)
                 continue
-            before = outline(due)
+            before = outline(due.snapshot())
             self._visit_contained(due, now, daemon)
-            self.unpublished = self.unpublished or outline(due) != before
+            self.unpublished = self.unpublished or outline(due.snapshot()) != before
             self.agenda.schedule(key, due.next_deadline(self.timing))
-        self.pruner.run(self.groups.values(), now, daemon.sent_retention_days)
+        # Not where the folder needs a person: nothing is pruned there then.
+        folders = ((k, w.spool.root) for k, w in self.groups.items() if w.may_send())
+        self.pruner.run(folders, now, daemon.sent_retention_days)
         if self._publish_due(now):
             self._publish(now)
 
@@ -227,40 +239,39 @@ class Scheduler:
                 self._visit(worker, now, daemon)
         except Exception as exc:
             log.exception("group_visit_failed", group=worker.group.key)
-            worker.set_error(
-                "internal", f"dropd met an error of its own: {type(exc).__name__}: {exc}"
-            )
-            worker.next_scan = now + INTERNAL_RETRY_SECONDS
-            worker.dirty = False
+            worker.visit_failed(exc, now + INTERNAL_RETRY_SECONDS)
 
     def _visit(self, worker: GroupWorker, now: float, daemon: DaemonSettings) -> None:
         if not worker.owner:
             worker.take_ownership(now, self.watcher)
             if not worker.owner:
                 return
-            worker.dirty = True  # a folder just taken (or taken again) is looked at at once
-        if worker.dirty or now >= worker.next_scan:
+            worker.changed()  # a folder just taken (or taken again) is looked at at once
+        if worker.scan_due(now):
             worker.scan(now, daemon)
         worker.close_due(now, self.timing)
         if not self.stopping:
             self.pool.start_next(worker, now)
 
     def _publish_due(self, now: float) -> bool:
-        heartbeat = self.notifier.next_heartbeat(now)
+        heartbeat = self.notifier.next_heartbeat()
         return publish_due(now, self.published_at, self.unpublished, heartbeat)
 
     def _publish(self, now: float) -> None:
         """Heartbeat and STATUS=, the status file, the metrics: each a pass over every group."""
-        self.notifier.heartbeat(self.watcher is None or self.watcher.alive(), self.summary())
-        self.status.write(self.groups.values(), self.wall())
-        self.metrics.publish(self.groups.values())
+        snapshots = self.snapshots()
+        self.notifier.heartbeat(
+            self.watcher is None or self.watcher.alive(), status_line(snapshots)
+        )
+        self.status.write(snapshots, self.wall())
+        self.metrics.publish(snapshots)
         self.published_at, self.unpublished = now, False
 
     def _next_deadline(self) -> float:
         now = self.clock()
         if self.visit_all:
             return now
-        deadlines = [self.agenda.next_at(), self.notifier.next_heartbeat(now)]
+        deadlines = [self.agenda.next_at(), self.notifier.next_heartbeat()]
         if self.unpublished:
             deadlines.append(self.published_at + PUBLISH_SECONDS)
         return min((d for d in deadlines if d is not None), default=now + LOOP_CEILING_SECONDS)
@@ -276,26 +287,30 @@ class Scheduler:
         self.notifier.stopping()
         if self.watcher is not None:
             self.watcher.stop()
-        deadline = time.monotonic() + crashpoints.stop_grace_seconds(STOP_GRACE_SECONDS)
-        while self.in_flight() and time.monotonic() < deadline:
+        deadline = self.clock() + crashpoints.stop_grace_seconds(STOP_GRACE_SECONDS)
+        while self.in_flight() and (left := deadline - self.clock()) > 0:
             try:
-                message = self.inbox.get(timeout=0.2)
+                message = self.inbox.get(timeout=min(left, STOP_POLL_SECONDS))
             except queue.Empty:
                 continue
             if isinstance(message, Finished):
                 self.pool.finished(message, self.clock(), self.wall())
         self.pool.stop()
         for worker in [*self.groups.values(), *self.retiring]:
-            worker.spool.unlock()
-        self.status.write(self.groups.values(), self.wall())
+            worker.unlock()
+        self.status.write(self.snapshots(), self.wall())
         self.metrics.stop()
         log.info("daemon_stopped")
 
     def in_flight(self) -> list[str]:
         """The batches whose upload is under way."""
         workers = [*self.groups.values(), *self.retiring]
-        return [w.line.in_flight for w in workers if w.line.in_flight]
+        return [batch for w in workers if (batch := w.in_flight())]
 
     def summary(self) -> str:
         """The one-line STATUS= summary (ASCII: sdnotify drops anything else)."""
-        return status_line(self.groups.values())
+        return status_line(self.snapshots())
+
+    def snapshots(self) -> list[GroupSnapshot]:
+        """Every group as status, metrics and STATUS= show it now."""
+        return [worker.snapshot() for worker in self.groups.values()]

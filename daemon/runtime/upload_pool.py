@@ -10,17 +10,15 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import structlog
 
 from daemon.base.errors import DropdError
+from daemon.base.steps import Step
 from daemon.delivery.deliver import deliver
 from daemon.delivery.outcome import BatchResult, ResultKind
+from daemon.runtime.group import GroupWorker
 from daemon.runtime.line import Backoff
-
-if TYPE_CHECKING:
-    from daemon.runtime.group import GroupWorker
 
 log = structlog.get_logger()
 
@@ -46,10 +44,9 @@ class UploadPool:
 
     def start_next(self, worker: GroupWorker, now: float) -> None:
         """Start the upload of the group's next batch, if one may go now."""
-        batch_id = worker.line.next_to_send(now)
-        if batch_id is None or not worker.may_send():
+        batch_id = worker.next_upload(now)
+        if batch_id is None:
             return
-        worker.line.start(batch_id)
         future = self.threads.submit(deliver, worker.delivery, batch_id)
         future.add_done_callback(lambda f: self.inbox.put(Finished(worker, batch_id, _result(f))))
 
@@ -58,12 +55,11 @@ class UploadPool:
         worker, result = message.worker, message.result
         worker.record(result, moment)
         if result.kind in (ResultKind.SENT, ResultKind.FAILED, ResultKind.HELD, ResultKind.GONE):
-            worker.line.finish(message.batch_id)
-            worker.failures = 0
+            worker.upload_ended(message.batch_id)
             return
-        worker.failures += 1
-        delay = self.backoff.delay(worker.failures, self.rng, result.retry_after)
-        worker.line.retry_later(now + delay)
+        delay = worker.upload_waits(
+            lambda attempt: self.backoff.delay(attempt, self.rng, result.retry_after), now
+        )
         log.warning(
             "batch_waits",
             group=worker.group.key,
@@ -72,6 +68,10 @@ class UploadPool:
             reason=result.reason,
             retry_in_seconds=round(delay, 2),
         )
+
+    def use_backoff(self, backoff: Backoff) -> None:
+        """A reload changed the retry settings: the next waits follow them."""
+        self.backoff = backoff
 
     def stop(self) -> None:
         """Start nothing more; an upload under way is left to end, or to the next start."""
@@ -83,7 +83,7 @@ def _result(future: object) -> BatchResult:
     try:
         return future.result()  # type: ignore[attr-defined, no-any-return]
     except DropdError as exc:
-        return BatchResult(ResultKind.WAIT, "internal", str(exc))
+        return BatchResult(ResultKind.WAIT, Step.INTERNAL, str(exc))
     except Exception as exc:
         log.exception("delivery_crashed")
-        return BatchResult(ResultKind.WAIT, "internal", f"{type(exc).__name__}: {exc}")
+        return BatchResult(ResultKind.WAIT, Step.INTERNAL, f"{type(exc).__name__}: {exc}")

@@ -11,15 +11,11 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import structlog
 
 from daemon.base.errors import DropdError
 from daemon.base.folders import Folder
-
-if TYPE_CHECKING:
-    from daemon.runtime.group import GroupWorker
 
 log = structlog.get_logger()
 
@@ -94,19 +90,20 @@ def _count_batches(sent: Folder, name: str) -> int:
 
 
 class Pruner:
-    """Runs `prune_sent` for every group that owns its folder, once an hour each."""
+    """Runs `prune_sent` for each drop folder it is given, once an hour each."""
 
     def __init__(self, wall: Callable[[], datetime]) -> None:
         self.wall = wall
         self._next: dict[str, float] = {}
 
-    def run(self, workers: Iterable[GroupWorker], now: float, days: int) -> None:
-        """Prune the groups whose hour has come (nothing at all while `days` is 0)."""
+    def run(self, folders: Iterable[tuple[str, Folder]], now: float, days: int) -> None:
+        """Prune the folders (a group's key, its drop folder as held) whose hour has come;
+        nothing at all while `days` is 0. The caller leaves out a folder that needs a
+        person: nothing is pruned there then."""
         if days <= 0:
             return
-        for worker in workers:
-            key = worker.group.key
-            if not worker.may_send() or now < self._next.get(key, 0.0):
-                continue  # not while the folder needs a person: nothing is pruned then
+        for key, root in folders:
+            if now < self._next.get(key, 0.0):
+                continue
             self._next[key] = now + PRUNE_EVERY_SECONDS
-            prune_sent(key, worker.spool.root, self.wall().date(), days)
+            prune_sent(key, root, self.wall().date(), days)

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from daemon.base.errors import SecretError
-from daemon.config.model import load_config
+from daemon.config.load import load_config
 from daemon.runtime.group import GroupWorker, build_group
 
 

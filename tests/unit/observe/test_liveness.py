@@ -1,4 +1,4 @@
-"""Is the dropd that wrote a status file still running (daemon/liveness.py)?"""
+"""Is the dropd that wrote a status file still running (daemon/observe/liveness.py)?"""
 
 from __future__ import annotations
 

@@ -1,22 +1,24 @@
-"""Tests of dropd's Prometheus metrics (daemon/metrics.py), read back from its own registry."""
+"""Tests of dropd's Prometheus metrics (daemon/observe/metrics.py), read back from its registry."""
 
 from __future__ import annotations
 
 import socket
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from structlog.testing import capture_logs
-from unit.workers import music_worker
 
+from daemon.base.steps import Step
 from daemon.delivery.outcome import BatchResult, ResultKind
-from daemon.observe.metrics import GroupSnapshot, Metrics, snapshot_of
+from daemon.observe.metrics import GroupGauges, Metrics, gauges_of
 from daemon.observe.status import group_status
 from daemon.runtime.group import GroupWorker
+from unit.workers import music_worker
 
 MOMENT = datetime(2026, 11, 23, 8, 58, 10, tzinfo=UTC)
 SENT = BatchResult(ResultKind.SENT, files=2, file_bytes=300, zip_bytes=250, upload_seconds=0.4)
@@ -46,11 +48,11 @@ def scrape(port: int) -> str:
 
 def worker(tmp_path: Path) -> GroupWorker:
     made = music_worker(tmp_path, MOMENT)
-    made.owner = True
+    assert made.lease.take(0.0)
     return made
 
 
-def snapshot(**changes: object) -> GroupSnapshot:
+def gauges(**changes: object) -> GroupGauges:
     fields: dict[str, object] = {
         "group": "music",
         "status": "Valid",
@@ -62,7 +64,7 @@ def snapshot(**changes: object) -> GroupSnapshot:
         "last_success": None,
         **changes,
     }
-    return GroupSnapshot(**fields)  # type: ignore[arg-type]
+    return GroupGauges(**fields)  # type: ignore[arg-type]
 
 
 # -- counters ---------------------------------------------------------------------------------
@@ -82,7 +84,7 @@ def test_metrics_sent_batch_counts_batch_files_bytes_and_duration(metrics: Metri
 
 
 def test_metrics_failed_batch_counts_failed_and_nothing_sent(metrics: Metrics) -> None:
-    metrics.batch_finished("music", BatchResult(ResultKind.FAILED, "validate", "bad header"))
+    metrics.batch_finished("music", BatchResult(ResultKind.FAILED, Step.VALIDATE, "bad header"))
 
     assert value(metrics, "dropd_batches_total", group="music", outcome="failed") == 1
     assert value(metrics, "dropd_sent_files_total", group="music") is None
@@ -91,10 +93,10 @@ def test_metrics_failed_batch_counts_failed_and_nothing_sent(metrics: Metrics) -
 
 
 @pytest.mark.parametrize(
-    ("kind", "step"), [(ResultKind.RETRY, "upload"), (ResultKind.WAIT, "token")]
+    ("kind", "step"), [(ResultKind.RETRY, Step.UPLOAD), (ResultKind.WAIT, Step.TOKEN)]
 )
 def test_metrics_retry_and_wait_count_as_retries_by_step(
-    metrics: Metrics, kind: ResultKind, step: str
+    metrics: Metrics, kind: ResultKind, step: Step
 ) -> None:
     metrics.batch_finished("music", BatchResult(kind, step, "later", upload_seconds=1.5))
     metrics.batch_finished("music", BatchResult(kind, step, "later"))
@@ -131,7 +133,7 @@ def test_metrics_registry_is_its_own_with_process_metrics(metrics: Metrics) -> N
 def test_metrics_publish_starts_each_groups_series_at_zero(
     metrics: Metrics, tmp_path: Path
 ) -> None:
-    metrics.publish([worker(tmp_path)])
+    metrics.publish([worker(tmp_path).snapshot()])
 
     for outcome in ("sent", "failed"):
         assert value(metrics, "dropd_batches_total", group="music", outcome=outcome) == 0
@@ -140,7 +142,7 @@ def test_metrics_publish_starts_each_groups_series_at_zero(
 
 
 def test_metrics_group_gauges_of_a_valid_group(metrics: Metrics, tmp_path: Path) -> None:
-    metrics.publish([worker(tmp_path)])
+    metrics.publish([worker(tmp_path).snapshot()])
 
     assert value(metrics, "dropd_group_status", group="music", status="Valid") == 1
     assert value(metrics, "dropd_group_status", group="music", status="Processing") == 0
@@ -156,8 +158,8 @@ def test_metrics_group_gauges_of_a_valid_group(metrics: Metrics, tmp_path: Path)
 def test_metrics_group_gauges_follow_the_workers_results(metrics: Metrics, tmp_path: Path) -> None:
     music = worker(tmp_path)
     music.record(SENT, MOMENT)
-    music.record(BatchResult(ResultKind.FAILED, "upload", "HTTP 400"), MOMENT)
-    metrics.publish([music])
+    music.record(BatchResult(ResultKind.FAILED, Step.UPLOAD, "HTTP 400"), MOMENT)
+    metrics.publish([music.snapshot()])
 
     assert value(metrics, "dropd_group_status", group="music", status="Error") == 1
     assert value(metrics, "dropd_group_status", group="music", status="Valid") == 0
@@ -169,24 +171,26 @@ def test_metrics_group_gauges_follow_the_workers_results(metrics: Metrics, tmp_p
 
 def test_metrics_snapshot_counts_files_and_batches_waiting(tmp_path: Path) -> None:
     music = worker(tmp_path)
-    music.line.waiting.extend(["b1", "b2"])
-    music.batch_files.update(b1=2, b2=3)
-    music.line.in_flight = "b0"
+    music.line.enqueue("b1", 2)
+    music.line.enqueue("b2", 3)
+    music.line.start("b1")
 
-    taken = snapshot_of(music)
+    taken = gauges_of(music.snapshot())
 
-    assert (taken.status, taken.files_waiting, taken.batches_waiting) == ("Processing", 5, 3)
+    # The batch in flight heads the line: counted once, in files and in batches.
+    assert (taken.status, taken.files_waiting, taken.batches_waiting) == ("Processing", 5, 2)
 
 
 def test_metrics_snapshot_with_a_bad_last_upload_has_no_last_success(tmp_path: Path) -> None:
     music = worker(tmp_path)
-    music.last_upload = "yesterday"
-    assert snapshot_of(music).last_success is None
+    music.record(SENT, MOMENT)
+    taken = replace(music.snapshot(), last_upload="yesterday")
+    assert gauges_of(taken).last_success is None
 
 
 def test_metrics_gauges_show_the_last_published_snapshot_only(metrics: Metrics) -> None:
-    metrics._groups = (snapshot(group="art", status="Processing", files_waiting=4),)
-    metrics._groups = (snapshot(group="music", owner=False),)
+    metrics._groups = (gauges(group="art", status="Processing", files_waiting=4),)
+    metrics._groups = (gauges(group="music", owner=False),)
 
     assert value(metrics, "dropd_group_owner", group="music") == 0
     assert value(metrics, "dropd_files_waiting", group="art") is None
@@ -249,28 +253,30 @@ def test_metrics_held_batch_counts_held_and_shows_error_step_guard(
     metrics: Metrics, tmp_path: Path
 ) -> None:
     music = worker(tmp_path)
-    music.on_result = metrics.batch_finished
-    metrics.publish([music])
+    music.report_results_to(metrics.batch_finished)
+    metrics.publish([music.snapshot()])
     assert value(metrics, "dropd_batches_total", group="music", outcome="held") == 0
-    music.record(BatchResult(ResultKind.FAILED, "upload", "HTTP 400"), MOMENT)
+    music.record(BatchResult(ResultKind.FAILED, Step.UPLOAD, "HTTP 400"), MOMENT)
     held = tmp_path / "music" / "held" / "20261123T085810.123456Z-3f9a"
     reason = "users.csv has 150 of its 200 rows deleted (75%), more than ..."
-    music.record(BatchResult(ResultKind.HELD, "guard", reason, destination=held), MOMENT)
-    metrics.publish([music])
+    music.record(BatchResult(ResultKind.HELD, Step.GUARD, reason, destination=held), MOMENT)
+    metrics.publish([music.snapshot()])
 
     assert value(metrics, "dropd_batches_total", group="music", outcome="held") == 1
     assert value(metrics, "dropd_group_status", group="music", status="Error") == 1
     assert value(metrics, "dropd_group_error_step", group="music", step="guard") == 1
     assert value(metrics, "dropd_batches_held", group="music") == 1
     assert value(metrics, "dropd_batches_failed", group="music") == 1
-    status = group_status(music)
-    assert (status["step"], status["reason"], status["batches_held"]) == ("guard", reason, 1)
+    status = group_status(music.snapshot())
+    assert (status.step, status.reason, status.batches_held) == ("guard", reason, 1)
 
-    music.record(BatchResult(ResultKind.WAIT, "token", "no token"), MOMENT)
-    assert group_status(music)["step"] == "token", "a live problem shows first"
+    music.record(BatchResult(ResultKind.WAIT, Step.TOKEN, "no token"), MOMENT)
+    assert group_status(music.snapshot()).step == "token", "a live problem shows first"
     music.record(SENT, MOMENT)
-    assert group_status(music)["step"] == "guard", "until released or removed"
-    music.held["20261124T085810.123456Z-beef"] = "second"
-    assert group_status(music)["reason"] == "second (1 more held batch in held/)"
-    music.held.clear()
-    assert group_status(music)["status"] == "Valid"
+    assert group_status(music.snapshot()).step == "guard", "until released or removed"
+    second = tmp_path / "music" / "held" / "20261124T085810.123456Z-beef"
+    music.record(BatchResult(ResultKind.HELD, Step.GUARD, "second", destination=second), MOMENT)
+    music.record(SENT, MOMENT)
+    assert group_status(music.snapshot()).reason == "second (1 more held batch in held/)"
+    music.health.look_at_held(music.spool.root)  # a person removed both from held/
+    assert group_status(music.snapshot()).status == "Valid"

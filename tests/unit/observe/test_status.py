@@ -1,4 +1,4 @@
-"""The status file the daemon keeps (daemon/status.py)."""
+"""The status file the daemon keeps (daemon/observe/status.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
 
 def test_status_writer_names_its_process_and_refreshes(tmp_path: Path) -> None:
-    writer = StatusWriter(tmp_path)
+    writer = StatusWriter(tmp_path, started=NOW)
     writer.write([], NOW)
     data = json.loads((tmp_path / STATUS_FILE).read_text())
     assert data["pid"] == os.getpid()
     assert data["pid_start_ticks"] == liveness.start_ticks(os.getpid())
     assert data["updated"] == "2026-11-23T10:00:00.000Z" and data["groups"] == []
+    assert data["started"] == "2026-11-23T10:00:00.000Z"
 
     (tmp_path / STATUS_FILE).unlink()
     writer.write([], NOW + timedelta(seconds=1))

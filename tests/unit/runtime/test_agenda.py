@@ -1,4 +1,4 @@
-"""Tests of when each group next needs the scheduler (daemon/agenda.py)."""
+"""Tests of when each group next needs the scheduler (daemon/runtime/agenda.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of a group's scan and claims (daemon/groups.py, its intake part), on real folders."""
+"""Tests of a group's scan and claims (daemon/runtime/group.py and its parts), on real folders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from unit.workers import music_worker
 
 from daemon.base import durable
 from daemon.config.model import DaemonSettings
@@ -16,6 +15,7 @@ from daemon.runtime.group import GroupWorker
 from daemon.spool import store as spool_module
 from daemon.spool.manifest import BatchState, Manifest
 from daemon.spool.store import Spool
+from unit.workers import music_worker
 
 MOMENT = datetime(2026, 11, 23, 8, 58, 10, tzinfo=UTC)
 USERS = b"user_id,login_id,first_name,last_name,email,status\n"
@@ -24,8 +24,7 @@ AT_ONCE = DaemonSettings(settle_seconds=0.0)
 
 def make_worker(tmp_path: Path, markers: str = "auto") -> GroupWorker:
     made = music_worker(tmp_path, MOMENT, markers)
-    made.spool.open()
-    made.owner = True
+    assert made.lease.take(0.0)
     return made
 
 
@@ -63,7 +62,7 @@ def test_group_scan_claims_a_burst_with_one_fsync_per_folder(
     assert len(os.listdir(files)) == 200
     assert done.count(("fsync", files)) == 1
     assert done.count(("fsync", worker.spool.root.io_path)) == 1
-    assert not worker.unsynced
+    assert not worker.closer.unsynced
 
 
 def test_group_close_makes_the_claims_durable_before_the_manifest_says_claimed(
@@ -98,7 +97,7 @@ def test_group_recovery_syncs_an_open_batch_before_closing_it(
     assert before.claim(manifest.batch, ready, sync=False)
     done = record_fsyncs(monkeypatch)
 
-    worker.recover()
+    worker.recovery.recover()
 
     assert list(worker.line.waiting) == [manifest.batch]
     files = worker.spool.files_dir(manifest.batch)
@@ -115,8 +114,8 @@ def test_group_scan_a_repeated_name_closes_the_first_batch_with_its_claims_synce
     assert worker.line.open is not None
     first = worker.line.open.batch_id
     # As if this scan had claimed a file into the open batch before it came to users.csv
-    # again: rule 3 closes the batch in the middle of the scan, before the scan's own sync.
-    worker.unsynced.add(first)
+    # again: a repeated name closes the batch in the middle of the scan, before the scan's own sync.
+    worker.closer.claimed_into(first)
     (folder / "users.csv").write_bytes(USERS + b"u2,u2@example.edu,G,U,u2@example.edu,active\n")
     done = record_fsyncs(monkeypatch)
 
@@ -128,7 +127,7 @@ def test_group_scan_a_repeated_name_closes_the_first_batch_with_its_claims_synce
         ("save", BatchState.CLAIMED)
     )
     assert worker.line.open is not None and worker.line.open.batch_id != first
-    assert not worker.unsynced
+    assert not worker.closer.unsynced
 
 
 def test_group_scan_a_settled_file_waiting_for_its_marker_sets_no_past_timer(
@@ -138,10 +137,10 @@ def test_group_scan_a_settled_file_waiting_for_its_marker_sets_no_past_timer(
     (worker.group.folder / "users.csv").write_bytes(USERS)
     settings = DaemonSettings(settle_seconds=5.0)
     worker.scan(0.0, settings)
-    assert worker.next_scan == 5.0
+    assert worker.intake.next_scan == 5.0
     worker.scan(5.0, settings)
     assert worker.line.open is None
-    assert worker.next_scan > 5.0  # else the scheduler would wake at once, again and again
+    assert worker.intake.next_scan > 5.0  # else the scheduler would wake at once, again and again
 
 
 def test_group_scan_reads_the_spool_manifests_only_when_a_batch_is_new(

@@ -1,4 +1,4 @@
-"""Tests of the per-group batch decisions and the retry backoff (daemon/batch.py)."""
+"""Tests of the per-group batch decisions and the retry backoff (daemon/runtime/line.py)."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def test_backoff_delay_retry_after_beyond_maximum_is_honoured() -> None:
 
 
 def test_backoff_delay_survives_a_very_long_outage() -> None:
-    # Token and spool waits retry without end (rule 5), so the attempt count keeps growing;
+    # Token and spool waits retry without end (never failing a batch): the attempts keep growing;
     # with retry_max_seconds = 5, attempt 1025 comes after about an hour and a half.
     backoff = Backoff(initial=5.0, maximum=900.0)
     rng = random.Random(0)

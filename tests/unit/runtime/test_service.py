@@ -1,41 +1,38 @@
-"""Tests of the scheduler's loop (daemon/scheduler.py): a wake-up visits the groups that are due,
-not every group, and the pass over every group (status, metrics, STATUS=) is rate-limited.
+"""Tests of the scheduler's loop (daemon/runtime/scheduler.py): a wake-up visits the groups
+that are due, not every group, and the pass over every group (status, metrics, STATUS=) is
+rate-limited.
 
 Polling groups (no watcher thread), a clock the test moves, and no upload.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from daemon.config.model import load_config
+from daemon.config.load import load_config
 from daemon.intake.watch import FolderChanged
 from daemon.observe.publishing import PUBLISH_SECONDS, QUIET_PUBLISH_SECONDS
 from daemon.runtime.group import GroupWorker
-from daemon.runtime.scheduler import Scheduler
+from daemon.runtime.scheduler import STOP_GRACE_SECONDS, Scheduler
+from unit.clock import ManualClock
 
 POLL = 2.0
 GROUPS = ("g0", "g1", "g2", "g3")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def scheduler(tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scheduler]:
+def scheduler(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Scheduler]:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     lines = [
         f'[daemon]\nstate_dir = "{tmp_path / "state"}"\npoll_seconds = {POLL}\n',
@@ -81,7 +78,7 @@ def count_publishes(scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch) -> li
 
 
 def test_scheduler_tick_visits_only_the_groups_that_are_due(
-    scheduler: Scheduler, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    scheduler: Scheduler, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scanned = count_scans(scheduler, monkeypatch)
     scheduler._tick()  # the first tick visits every group once (start, reload)
@@ -102,7 +99,7 @@ def test_scheduler_tick_visits_only_the_groups_that_are_due(
 
 
 def test_scheduler_next_deadline_is_the_earliest_group_deadline(
-    scheduler: Scheduler, clock: Clock
+    scheduler: Scheduler, clock: ManualClock
 ) -> None:
     scheduler._tick()
     assert scheduler._next_deadline() == pytest.approx(clock.now + POLL)
@@ -111,7 +108,7 @@ def test_scheduler_next_deadline_is_the_earliest_group_deadline(
 
 
 def test_scheduler_publishes_at_most_every_publish_seconds_while_things_change(
-    scheduler: Scheduler, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    scheduler: Scheduler, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scheduler._tick()
     published = count_publishes(scheduler, monkeypatch)
@@ -132,7 +129,7 @@ def test_scheduler_publishes_at_most_every_publish_seconds_while_things_change(
 
 
 def test_scheduler_idle_visits_publish_only_every_quiet_publish_seconds(
-    scheduler: Scheduler, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    scheduler: Scheduler, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scheduler._tick()
     published = count_publishes(scheduler, monkeypatch)
@@ -141,3 +138,25 @@ def test_scheduler_idle_visits_publish_only_every_quiet_publish_seconds(
         clock.now = scheduler._next_deadline()
         scheduler._tick()  # polls that find nothing new
     assert len(published) == 2
+
+
+def test_scheduler_shutdown_waits_for_uploads_by_the_injected_clock(
+    scheduler: Scheduler, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An upload that never ends: the stop waits STOP_GRACE_SECONDS of the scheduler's clock,
+    # which here moves a minute at each look, so the wait ends at once in real time.
+    looks: list[float] = []
+
+    def minute_a_look() -> float:
+        clock.now += 60.0
+        looks.append(clock.now)
+        return clock.now
+
+    monkeypatch.setattr(scheduler, "clock", minute_a_look)
+    monkeypatch.setattr(scheduler, "in_flight", lambda: ["20261123T085810.123456Z-3f9a"])
+    started = time.monotonic()
+
+    scheduler._shutdown()
+
+    assert time.monotonic() - started < STOP_GRACE_SECONDS / 2
+    assert len(looks) >= 2, "the deadline and the check against it read the injected clock"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from daemon.base.folders import Folder
-from daemon.spool.retention import expired_folders, prune_sent
+from daemon.spool.retention import PRUNE_EVERY_SECONDS, Pruner, expired_folders, prune_sent
 
 TODAY = date(2026, 11, 23)
 
@@ -39,13 +39,19 @@ def test_retention_off_or_missing_folder_expires_nothing(tmp_path: Path) -> None
         assert prune_sent("music", root, TODAY, 1) == 0  # no sent/ at all
 
 
+def outside_folder(tmp_path: Path) -> Path:
+    """A folder outside the drop folder holding `keep.csv`, for links to point at."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.csv").write_text("keep\n")
+    return elsewhere
+
+
 def test_retention_never_follows_or_removes_a_link_or_a_file_named_like_a_date(
     tmp_path: Path,
 ) -> None:
     sent = make_sent(tmp_path, "2020-01-01")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "keep.csv").write_text("keep\n")
+    elsewhere = outside_folder(tmp_path)
     os.symlink(elsewhere, sent / "2020-01-02")
     (sent / "2020-01-03").write_text("a file\n")
     (sent / "2020-13-01").mkdir()  # not a date
@@ -72,9 +78,7 @@ def test_retention_removes_a_link_inside_a_dated_folder_never_what_it_points_to(
     tmp_path: Path,
 ) -> None:
     sent = make_sent(tmp_path, "2020-01-01")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (elsewhere / "keep.csv").write_text("keep\n")
+    elsewhere = outside_folder(tmp_path)
     os.symlink(elsewhere, sent / "2020-01-01" / "20261101T000000.000000Z-ab" / "escape")
     os.symlink(elsewhere, sent / "2020-01-01" / "escape-too")
     with Folder.at(tmp_path) as root:
@@ -105,3 +109,17 @@ def test_retention_a_folder_that_cannot_be_removed_is_logged_and_kept(tmp_path: 
         day.chmod(0o700)
     assert (day / "20261101T000000.000000Z-ab" / "users.csv").exists()
     assert [entry["event"] for entry in logs] == ["sent_prune_failed"]
+
+
+def test_pruner_prunes_each_folder_given_once_an_hour(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    (music / "sent" / "2026-01-01").mkdir(parents=True)
+    pruner = Pruner(lambda: datetime(2026, 11, 23, tzinfo=UTC))
+    with Folder.at(music) as root:
+        pruner.run([("music", root)], 0.0, 30)
+        assert not (music / "sent" / "2026-01-01").exists()
+        (music / "sent" / "2026-01-02").mkdir()
+        pruner.run([("music", root)], PRUNE_EVERY_SECONDS - 1, 30)
+        assert (music / "sent" / "2026-01-02").exists(), "not before its hour"
+        pruner.run([("music", root)], PRUNE_EVERY_SECONDS, 30)
+        assert not (music / "sent" / "2026-01-02").exists()
