@@ -1,17 +1,29 @@
-"""Reading and checking dropd's TOML into frozen settings; every problem as `key.path: why`."""
+"""dropd's settings as frozen dataclasses, one per table of the TOML, each key with its
+default and what it means (see `keys`). Reading the TOML into them is `load`'s job."""
 
 from __future__ import annotations
 
 import enum
-import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.base.errors import ConfigError
 from daemon.base.log import LogFormat
-from daemon.config.toml import Table, check_path, join_key, sections
+from daemon.config.keys import Key, Section, about
+from daemon.config.toml import Bounds
+
+__all__ = [
+    "SECTIONS",
+    "Config",
+    "DaemonSettings",
+    "DoneMarkers",
+    "Environment",
+    "Group",
+    "SecretKind",
+    "SecretSource",
+    "TokenAuth",
+    "Validation",
+]
 
 
 class DoneMarkers(enum.Enum):
@@ -33,6 +45,8 @@ class TokenAuth(enum.Enum):
 
 
 class SecretKind(enum.Enum):
+    """Where a client secret is read from; each value is the key that names the source."""
+
     FILE = "client_secret_file"
     ENV = "client_secret_env"
     CREDENTIAL = "client_secret_credential"
@@ -46,46 +60,292 @@ class SecretSource:
     value: str  # a path, an environment variable name, or a credential name
 
 
+_ABOVE_ZERO = Bounds(above=True)
+_URL = (
+    "an https:// URL (plain http:// only to a loopback host, such as the sandbox) with no "
+    "user, password, query or fragment"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonSettings:
-    state_dir: Path = Path("/var/lib/dropd")
-    settle_seconds: float = 10.0
-    quiet_seconds: float = 30.0
-    max_wait_seconds: float = 300.0
-    poll_seconds: float = 0.0
-    log_format: LogFormat = LogFormat.JSON
-    metrics_port: int = 0
-    retry_initial_seconds: float = 5.0
-    retry_max_seconds: float = 900.0
-    give_up_after_seconds: float = 86400.0
-    connect_timeout_seconds: float = 10.0
-    read_timeout_seconds: float = 300.0
-    sent_retention_days: int = 0
+    """The [daemon] table: what applies to every group."""
+
+    state_dir: Path = field(
+        default=Path("/var/lib/dropd"),
+        metadata=about(
+            "dropd's own state: the token cache (tokens/ENV.json, mode 0600), status.json and "
+            "lock; dropd creates it with mode 0700. It stands apart from every drop folder: "
+            "not a group's folder, not inside one, not holding one (checked as written and "
+            "once links are followed). One dropd runs per state_dir: a second `dropd run` on "
+            "it exits 2 at once. A reload cannot move it: restart dropd to move it."
+        ),
+    )
+    settle_seconds: float = field(
+        default=10.0,
+        metadata=about(
+            "A file is complete once its size and mtime have not changed for this long, or "
+            "as soon as its .done marker exists (see done_markers). A file already there when "
+            "dropd starts is watched this long too.",
+            unit="seconds",
+        ),
+    )
+    quiet_seconds: float = field(
+        default=30.0,
+        metadata=about(
+            "A batch closes once no file has arrived for this long, or at max_wait_seconds, "
+            "whichever comes first.",
+            unit="seconds",
+            bounds=_ABOVE_ZERO,
+        ),
+    )
+    max_wait_seconds: float = field(
+        default=300.0,
+        metadata=about(
+            "A batch closes this long after its first ready file, even while files keep "
+            "arriving, or earlier at quiet_seconds, whichever comes first.",
+            unit="seconds",
+            bounds=_ABOVE_ZERO,
+        ),
+    )
+    poll_seconds: float = field(
+        default=0.0,
+        metadata=about(
+            "0: native file events (inotify). Above 0: look in the folders every N seconds "
+            "instead; use it for NFS, SMB/CIFS or SSHFS shares, whose writes from other hosts "
+            "raise no events.",
+            unit="seconds",
+        ),
+    )
+    log_format: LogFormat = field(
+        default=LogFormat.JSON,
+        metadata=about(
+            "How dropd writes its log lines.",
+            choices={
+                LogFormat.JSON: "one JSON object a line, for journald",
+                LogFormat.CONSOLE: "a line for people at a terminal",
+            },
+        ),
+    )
+    metrics_port: int = field(
+        default=0,
+        metadata=about(
+            "Above 0: dropd serves Prometheus metrics at http://127.0.0.1:N/metrics (the "
+            "loopback address only). 0: no metrics.",
+            unit="TCP port",
+            bounds=Bounds(high=65535),
+        ),
+    )
+    retry_initial_seconds: float = field(
+        default=5.0,
+        metadata=about(
+            "The first wait after a failed upload; it doubles, with jitter, at each new "
+            "failure, up to retry_max_seconds. It may not be more than retry_max_seconds.",
+            unit="seconds",
+            bounds=_ABOVE_ZERO,
+        ),
+    )
+    retry_max_seconds: float = field(
+        default=900.0,
+        metadata=about(
+            "The longest wait between two attempts to upload a batch.",
+            unit="seconds",
+        ),
+    )
+    give_up_after_seconds: float = field(
+        default=86400.0,
+        metadata=about(
+            "This long after its first attempt, a batch whose uploads keep failing fails: it "
+            "goes to failed/ with error.json, and `dropd retry` puts it back in line.",
+            unit="seconds",
+        ),
+    )
+    connect_timeout_seconds: float = field(
+        default=10.0,
+        metadata=about(
+            "How long to wait to connect to the token and upload servers.",
+            unit="seconds",
+            bounds=_ABOVE_ZERO,
+        ),
+    )
+    read_timeout_seconds: float = field(
+        default=300.0,
+        metadata=about(
+            "How long to wait for a server's answer; large uploads need it long.",
+            unit="seconds",
+            bounds=_ABOVE_ZERO,
+        ),
+    )
+    sent_retention_days: int = field(
+        default=0,
+        metadata=about(
+            "0: keep sent/ forever. N: the dated folders sent/YYYY-MM-DD/ older than N days "
+            "are deleted (looked at hourly, each logged as sent_pruned).",
+            unit="days",
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Environment:
+    """An [environments.NAME] table: one environment of the provider's API."""
+
     name: str  # the key under [environments]
-    token_url: str
-    base_url: str  # without a trailing slash
-    client_id: str
-    secret: SecretSource
-    ca_bundle: Path | None = None
-    token_auth: TokenAuth = TokenAuth.BASIC
+    token_url: str = field(
+        metadata=about(
+            "The OAuth2 token endpoint. Test and beta: "
+            "https://apps-test.iu.edu/uaa-stg/oauth/token; production: "
+            "https://apps.iu.edu/uaa-prd/oauth/token.",
+            allowed=_URL,
+        )
+    )
+    base_url: str = field(  # without a trailing slash
+        metadata=about(
+            "The provider's API, which uploads go to as {base_url}/rest/upload/...; a trailing "
+            "slash is dropped. Beta: https://lms-lti-3rdpartyprovisioning-reg.apps-test.iu.edu; "
+            "test: https://lms-lti-3rdpartyprovisioning-stg.apps-test.iu.edu; production: "
+            "https://lms-lti-3rdpartyprovisioning.apps.iu.edu.",
+            allowed=_URL,
+        )
+    )
+    client_id: str = field(metadata=about("The client id the provider gave your unit."))
+    secret: SecretSource = field(
+        metadata=about(
+            "Where the client secret is read from; the secret itself never sits in the TOML, "
+            "and a client_secret key is an error. Secrets are read when dropd starts, not by "
+            "`dropd check-config`; one that cannot be read does not stop dropd: that "
+            "environment's groups wait at step token.",
+            one_of={
+                SecretKind.FILE: Key(
+                    "A file holding the secret, owned by dropd's user, mode 0600 (a file "
+                    "others can read is a warning). `dropd check-config` checks that it exists.",
+                    type="path",
+                ),
+                SecretKind.ENV: Key(
+                    "An environment variable of the service holding the secret (for example "
+                    "from an EnvironmentFile=).",
+                    allowed="an environment variable name: letters, digits and _, not "
+                    "starting with a digit",
+                    type="string",
+                ),
+                SecretKind.CREDENTIAL: Key(
+                    "A systemd credential, the safest choice: LoadCredential=NAME:PATH in the "
+                    "unit (see systemd/dropd.service), read from $CREDENTIALS_DIRECTORY/NAME.",
+                    allowed="the NAME of LoadCredential=NAME:PATH, without any /",
+                    type="string",
+                ),
+            },
+        )
+    )
+    ca_bundle: Path | None = field(
+        default=None,
+        metadata=about(
+            "A CA bundle to trust as well as the system's (it adds to the trust, never "
+            "replaces it): a PEM file, or a folder of hashed certificates; for a campus proxy "
+            "that re-signs TLS. `dropd check-config` checks that it exists.",
+            default="the system's CA certificates",
+        ),
+    )
+    token_auth: TokenAuth = field(
+        default=TokenAuth.BASIC,
+        metadata=about(
+            "How the client id and secret reach the token endpoint.",
+            choices={
+                TokenAuth.BASIC: "in an HTTP Basic header (the OAuth2 default)",
+                TokenAuth.BODY: "in the form body, for token servers that want them there",
+            },
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Group:
+    """A [groups.KEY] table: one drop folder and where its files go."""
+
     key: str  # the key under [groups]
-    environment: str  # a key of Config.environments
-    folder: Path  # absolute
-    group_name: str  # the API's group; default: key
-    friendly_name: str  # default: key
-    done_markers: DoneMarkers = DoneMarkers.AUTO
-    validation: Validation = Validation.STRICT
-    max_upload_bytes: int = 0
-    max_deleted_percent: float = 50.0
-    min_rows_for_guard: int = 100
+    environment: str = field(  # a key of Config.environments
+        metadata=about(
+            "Which [environments.NAME] this group uploads to.",
+            allowed="the NAME of an [environments.NAME] table",
+        )
+    )
+    folder: Path = field(  # absolute
+        metadata=about(
+            "The drop folder. Each group has its own: two groups never share one, nor sit one "
+            "inside the other (checked as written and once links are followed). "
+            "`dropd check-config` checks that it exists."
+        )
+    )
+    group_name: str = field(
+        metadata=about(
+            "The API's group, as in POST {base_url}/rest/upload/{group_name}/zip.",
+            allowed='letters, digits, ".", "_" and "-" (not "." or "..")',
+            default="the table's key",
+        )
+    )
+    friendly_name: str = field(
+        metadata=about(
+            "The name people see, in `dropd status`.",
+            default="the table's key",
+        )
+    )
+    done_markers: DoneMarkers = field(
+        default=DoneMarkers.AUTO,
+        metadata=about(
+            "Whether a file waits for its marker, NAME.done or STEM.done. A marker counts only "
+            "when it is at least as new as its file's last change: one left from an earlier "
+            "drop says nothing of a file written in place after it (a `touch` of the marker "
+            "will do). A marker goes with its file to sent/ or failed/ and is never uploaded.",
+            choices={
+                DoneMarkers.AUTO: "a file is taken at its marker if one comes, else once it "
+                "settles (settle_seconds)",
+                DoneMarkers.REQUIRED: "wait for a marker",
+                DoneMarkers.OFF: "settle time only, markers are not waited for",
+            },
+        ),
+    )
+    validation: Validation = field(
+        default=Validation.STRICT,
+        metadata=about(
+            "Whether dropd checks the files before it sends them.",
+            choices={
+                Validation.STRICT: "check the files as the server will, and fail a bad batch "
+                "before sending it",
+                Validation.OFF: "send the files as dropped, checking only UTF-8 and NUL bytes",
+            },
+        ),
+    )
+    max_upload_bytes: int = field(
+        default=0,
+        metadata=about(
+            "The largest ZIP to send, in bytes; 0: no limit. A larger batch goes up as several "
+            "ZIPs, each at most this size, in the server's order (users with message.properties, "
+            "courses, sections, enrollments, listings); one file is never cut, and one that "
+            "cannot fit alone fails the batch at step zip. Where the server keeps its "
+            "framework's defaults (1 MB a file, 10 MB a request), a ZIP over 1 MB is refused: "
+            "set 1000000 there.",
+            unit="bytes",
+        ),
+    )
+    max_deleted_percent: float = field(
+        default=50.0,
+        metadata=about(
+            "The guard against a broken export: a batch in which one CSV has more than this "
+            'share of its data rows with status "deleted" is held in held/, not sent, until '
+            "`dropd release` sends it. 0 turns the guard off; fractions such as 12.5 are "
+            "allowed.",
+            unit="percent",
+            bounds=Bounds(high=100),
+        ),
+    )
+    min_rows_for_guard: int = field(
+        default=100,
+        metadata=about(
+            "The guard looks only at a CSV with at least this many data rows.",
+            unit="rows",
+            bounds=Bounds(low=1),
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,84 +356,24 @@ class Config:
     groups: Mapping[str, Group] = field(default_factory=dict)
 
 
-def load_config(path: Path) -> Config:
-    """Read and check the TOML at `path`; relative paths in it are taken from its folder.
-
-    Raises ConfigError listing every problem if the file is missing, not TOML, or invalid.
-    """
-    # Imported here, not at the top: the table readers build the settings defined above.
-    from daemon.config.tables import (
-        check_folders_apart,
-        check_state_apart,
-        read_daemon,
-        read_environment,
-        read_group,
-        read_toml,
-    )
-
-    path = Path(os.path.abspath(path))
-    problems: list[str] = []
-    top = Table(read_toml(path), "", problems)
-    daemon_raw, environments_raw, groups_raw = (top.get(k) for k in _TOP_KEYS)
-    top.reject_unknown()
-    daemon = read_daemon(daemon_raw, path.parent, problems)
-    environment_tables = sections(environments_raw, "environments", problems)
-    environments = {
-        name: read_environment(name, table, path.parent) for name, table in environment_tables
-    }
-    defined = [name for name, _ in environment_tables]
-    groups = {
-        key: read_group(key, table, path.parent, defined)
-        for key, table in sections(groups_raw, "groups", problems)
-    }
-    check_folders_apart(list(groups.values()), problems)
-    check_state_apart(daemon.state_dir, list(groups.values()), problems)
-    if problems:
-        raise ConfigError(problems)
-    return Config(path=path, daemon=daemon, environments=environments, groups=groups)
-
-
-def check_paths(config: Config) -> list[str]:
-    """Problems with the files and folders `config` names, as `key.path: why`; [] when none.
-
-    Secrets from environment variables and credentials are not checked: they only exist
-    inside the service.
-    """
-    problems: list[str] = []
-    for name, environment in config.environments.items():
-        where = join_key("environments", name)
-        if environment.ca_bundle is not None:
-            check_path(f"{where}.ca_bundle", environment.ca_bundle, "any", problems)
-        if environment.secret.kind is SecretKind.FILE:
-            secret_file = Path(environment.secret.value)
-            check_path(f"{where}.client_secret_file", secret_file, "file", problems)
-    for key, group in config.groups.items():
-        check_path(f"{join_key('groups', key)}.folder", group.folder, "folder", problems)
-    return problems
-
-
-def check_config_command(path: Path) -> int:
-    """`dropd check-config`: 0 and one line on stdout, or 2 and every problem on stderr."""
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        return _report(exc.problems)
-    problems = check_paths(config)
-    if problems:
-        return _report(problems)
-    environments = _count(len(config.environments), "environment")
-    print(f"{path}: ok ({environments}, {_count(len(config.groups), 'group')})")
-    return 0
-
-
-def _report(problems: list[str]) -> int:
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 2
-
-
-_TOP_KEYS = ("daemon", "environments", "groups")
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+SECTIONS = (
+    Section(
+        "daemon",
+        DaemonSettings,
+        "What applies to every group: where dropd keeps its state, when a file is ready and a "
+        "batch closes, how uploads are retried, its log and metrics. The table and each of its "
+        "keys may be left out.",
+    ),
+    Section(
+        "environments.NAME",
+        Environment,
+        "One table per environment of the provider's API (such as test, beta and production); "
+        "a group names the one it uses.",
+    ),
+    Section(
+        "groups.NAME",
+        Group,
+        "One table per drop folder; NAME is the group's key, which logs, `dropd status` and the "
+        "commands use. No group at all is valid: dropd then waits for a reload.",
+    ),
+)

@@ -1,16 +1,15 @@
-"""Tests of reading and checking the TOML configuration (daemon/config.py)."""
+"""Tests of reading and checking the TOML configuration (daemon/config/load.py, and the
+tables, overlap and toml modules it reads with)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from daemon.base.errors import ConfigError
 from daemon.base.log import LogFormat
+from daemon.config.load import check_paths, load_config
 from daemon.config.model import (
     Config,
     DaemonSettings,
@@ -19,28 +18,10 @@ from daemon.config.model import (
     SecretSource,
     TokenAuth,
     Validation,
-    check_config_command,
-    check_paths,
-    load_config,
 )
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "dropd.example.toml"
-
-TEST_ENVIRONMENT = """
-[environments.test]
-token_url = "https://apps-test.iu.edu/uaa-stg/oauth/token"
-base_url = "https://lms-lti-3rdpartyprovisioning-stg.apps-test.iu.edu"
-client_id = "my-unit"
-client_secret_env = "DROPD_TEST_SECRET"
-"""
+from unit.config.tomls import TEST_ENVIRONMENT, group, state_dir, write
 
 SECRET_KEYS = "client_secret_file, client_secret_env or client_secret_credential"
-
-
-def write(tmp_path: Path, text: str, name: str = "dropd.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def load(tmp_path: Path, text: str) -> Config:
@@ -65,16 +46,6 @@ def environment(body: str, name: str = "test") -> str:
     if "client_secret" not in body:
         lines.append('client_secret_env = "DROPD_TEST_SECRET"')
     return "\n".join(lines) + "\n"
-
-
-def group(body: str, key: str = "music") -> str:
-    """A [groups.KEY] table on the test environment, with `body` added."""
-    lines = [f"[groups.{key}]", body]
-    if "environment =" not in body:
-        lines.append('environment = "test"')
-    if "folder =" not in body:
-        lines.append(f'folder = "/srv/drop/{key}"')
-    return TEST_ENVIRONMENT + "\n".join(lines) + "\n"
 
 
 # --- the file itself -------------------------------------------------------------------
@@ -749,49 +720,52 @@ def test_load_config_max_deleted_percent_range_edges(tmp_path: Path, percent: st
     assert music.max_deleted_percent == float(percent)
 
 
-def test_load_config_two_groups_may_not_share_a_folder(tmp_path: Path) -> None:
-    text = group('folder = "drop/x"') + group('folder = "drop/x/"', key="art").replace(
+def two_groups(music: str, art: str) -> str:
+    """Groups `music` and `art` on one environment, in the folders given."""
+    return group(f'folder = "{music}"') + group(f'folder = "{art}"', key="art").replace(
         TEST_ENVIRONMENT, ""
     )
-    assert problems(tmp_path, text) == [
-        f"groups.art.folder: {tmp_path / 'drop' / 'x'} is also the folder of groups.music; "
-        "give each group a folder of its own"
-    ]
 
 
-def test_load_config_group_folder_inside_another(tmp_path: Path) -> None:
-    text = group('folder = "/srv/drop"') + group('folder = "/srv/drop/art"', key="art").replace(
-        TEST_ENVIRONMENT, ""
-    )
-    assert problems(tmp_path, text) == [
-        "groups.art.folder: /srv/drop/art is inside groups.music's folder /srv/drop; "
-        "move it beside, not inside"
-    ]
-
-
-def test_load_config_group_folder_holding_another(tmp_path: Path) -> None:
-    text = group('folder = "/srv/drop/music"') + group('folder = "/srv"', key="art").replace(
-        TEST_ENVIRONMENT, ""
-    )
-    assert problems(tmp_path, text) == [
-        "groups.art.folder: /srv holds groups.music's folder /srv/drop/music; "
-        "move that beside, not inside"
-    ]
+@pytest.mark.parametrize(
+    ("music", "art", "expected"),
+    [
+        (
+            "drop/x",
+            "drop/x/",
+            "groups.art.folder: {root}/drop/x is also the folder of groups.music; "
+            "give each group a folder of its own",
+        ),
+        (
+            "/srv/drop",
+            "/srv/drop/art",
+            "groups.art.folder: /srv/drop/art is inside groups.music's folder /srv/drop; "
+            "move it beside, not inside",
+        ),
+        (
+            "/srv/drop/music",
+            "/srv",
+            "groups.art.folder: /srv holds groups.music's folder /srv/drop/music; "
+            "move that beside, not inside",
+        ),
+    ],
+    ids=["shared", "inside_another", "holding_another"],
+)
+def test_load_config_group_folders_may_not_overlap(
+    tmp_path: Path, music: str, art: str, expected: str
+) -> None:
+    assert problems(tmp_path, two_groups(music, art)) == [expected.format(root=tmp_path)]
 
 
 def test_load_config_sibling_folders_with_a_common_prefix_are_fine(tmp_path: Path) -> None:
-    text = group('folder = "/srv/drop/music"') + group(
-        'folder = "/srv/drop/music2"', key="art"
-    ).replace(TEST_ENVIRONMENT, "")
+    text = two_groups("/srv/drop/music", "/srv/drop/music2")
     assert set(load(tmp_path, text).groups) == {"music", "art"}
 
 
 def test_load_config_group_folder_that_links_to_another_groups_folder(tmp_path: Path) -> None:
     (tmp_path / "drop" / "music").mkdir(parents=True)
     (tmp_path / "art").symlink_to(tmp_path / "drop" / "music")
-    text = group('folder = "drop/music"') + group('folder = "art"', key="art").replace(
-        TEST_ENVIRONMENT, ""
-    )
+    text = two_groups("drop/music", "art")
     music = tmp_path / "drop" / "music"
     assert problems(tmp_path, text) == [
         f"groups.art.folder: {tmp_path / 'art'} ({music} once links are followed) is also the "
@@ -831,10 +805,6 @@ def test_load_config_a_thousand_groups_side_by_side_pass(tmp_path: Path) -> None
 
 
 KEEP_STATE = "keep dropd's state outside the drop folders (e.g. /var/lib/dropd)"
-
-
-def state_dir(path: str) -> str:
-    return f'[daemon]\nstate_dir = "{path}"\n'
 
 
 def test_load_config_state_dir_may_not_be_a_groups_folder(tmp_path: Path) -> None:
@@ -930,32 +900,6 @@ def test_load_config_drop_folder_that_links_into_the_state_dir(tmp_path: Path) -
     ]
 
 
-def test_load_config_example_loads() -> None:
-    config = load_config(EXAMPLE)
-    assert set(config.environments) == {"production", "test", "beta"}
-    kinds = {environment.secret.kind for environment in config.environments.values()}
-    assert kinds == set(SecretKind)
-    assert config.environments["production"].secret.kind is SecretKind.CREDENTIAL
-    assert len(config.groups) == 2
-    assert config.daemon == DaemonSettings()
-
-
-def test_load_config_example_uses_the_provider_urls() -> None:
-    environments = load_config(EXAMPLE).environments
-    test_token = "https://apps-test.iu.edu/uaa-stg/oauth/token"
-    assert environments["production"].token_url == "https://apps.iu.edu/uaa-prd/oauth/token"
-    assert environments["test"].token_url == environments["beta"].token_url == test_token
-    assert environments["production"].base_url == (
-        "https://lms-lti-3rdpartyprovisioning.apps.iu.edu"
-    )
-    assert environments["test"].base_url == (
-        "https://lms-lti-3rdpartyprovisioning-stg.apps-test.iu.edu"
-    )
-    assert environments["beta"].base_url == (
-        "https://lms-lti-3rdpartyprovisioning-reg.apps-test.iu.edu"
-    )
-
-
 # --- check_paths -----------------------------------------------------------------------------
 
 
@@ -1022,96 +966,3 @@ def test_check_paths_ca_bundle_may_be_a_folder_of_certificates(tmp_path: Path) -
 def test_check_paths_leaves_env_and_credential_secrets_alone(tmp_path: Path, secret: str) -> None:
     (tmp_path / "drop").mkdir()
     assert check_paths(paths_config(tmp_path, secret)) == []
-
-
-# --- check_config_command and `dropd check-config` ---------------------------------------------
-
-
-def test_check_config_command_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "drop").mkdir()
-    path = write(tmp_path, group('folder = "drop"'))
-    assert check_config_command(path) == 0
-    out, err = capsys.readouterr()
-    assert out == f"{path}: ok (1 environment, 1 group)\n"
-    assert err == ""
-
-
-def test_check_config_command_counts_in_plural(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = write(tmp_path, "")
-    assert check_config_command(path) == 0
-    assert capsys.readouterr().out == f"{path}: ok (0 environments, 0 groups)\n"
-
-
-def test_check_config_command_prints_every_problem(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = write(tmp_path, '[daemon]\nsettle_seconds = "ten"\nquiet_seconds = 0\ncolour = 1\n')
-    assert check_config_command(path) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    lines = err.splitlines()
-    assert len(lines) == 3
-    assert lines[:2] == [
-        f'daemon.settle_seconds: "ten" is not a number; {SECONDS_HINT}',
-        "daemon.quiet_seconds: 0 is too small; give a number above 0",
-    ]
-    assert lines[2].startswith("daemon.colour: unknown key; remove it (known keys: state_dir")
-
-
-def test_check_config_command_reports_path_problems(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = write(tmp_path, group('folder = "drop"'))
-    assert check_config_command(path) == 2
-    assert capsys.readouterr().err == (
-        f"groups.music.folder: {tmp_path / 'drop'} does not exist; create it or fix the path\n"
-    )
-
-
-def dropd() -> str:
-    beside = Path(sys.executable).parent / "dropd"
-    found = str(beside) if beside.exists() else shutil.which("dropd")
-    assert found is not None, "the dropd console script is not installed"
-    return found
-
-
-def run_check_config(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [dropd(), "check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_dropd_check_config_exits_2_with_problems_on_stderr(tmp_path: Path) -> None:
-    path = write(tmp_path, group('environment = "prod"\nfolder = "drop"\nmax_upload_bytes = -1'))
-    result = run_check_config(path)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.splitlines() == [
-        'groups.music.environment: "prod" is not defined under [environments]; '
-        "add [environments.prod] or use one of: test",
-        "groups.music.max_upload_bytes: -1 is too small; give a whole number of 0 or more",
-    ]
-
-
-def test_dropd_check_config_refuses_a_state_dir_that_is_a_groups_folder(tmp_path: Path) -> None:
-    (tmp_path / "drop").mkdir()
-    path = write(tmp_path, state_dir("drop") + group('folder = "drop"'))
-    result = run_check_config(path)
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == (
-        f"daemon.state_dir: {tmp_path / 'drop'} is also groups.music's folder; {KEEP_STATE}\n"
-    )
-
-
-def test_dropd_check_config_exits_0_on_a_good_config(tmp_path: Path) -> None:
-    (tmp_path / "drop").mkdir()
-    path = write(tmp_path, group('folder = "drop"'))
-    result = run_check_config(path)
-    assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"{path}: ok (1 environment, 1 group)\n"
