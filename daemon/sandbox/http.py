@@ -4,9 +4,9 @@ Its routes:
 
     GET  /_sandbox/health              {"status": "UP"}
     GET  /_sandbox/uploads             the request.json of every kept upload
-    POST /oauth/token                  a token (`sandbox_tokens`)
-    POST /rest/upload/GROUP[/zip]      an upload, judged (`sandbox_checks`) and kept
-    POST /_sandbox/script              queue scripted answers (`sandbox_script`)
+    POST /oauth/token                  a token (`daemon.sandbox.tokens`)
+    POST /rest/upload/GROUP[/zip]      an upload, judged (`daemon.sandbox.checks`) and kept
+    POST /_sandbox/script              queue scripted answers (`daemon.sandbox.script`)
     POST /_sandbox/revoke              revoke every token
     GET|POST /_sandbox/elsewhere       an HTML page titled "Elsewhere", where scripted
                                        redirects may point; each request is counted
@@ -28,15 +28,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from daemon.sandbox import checks as sandbox_checks
 from daemon.sandbox.form import RequestError, read_form
+from daemon.sandbox.provider import Provider
+from daemon.sandbox.script import AnswerKind, Endpoint, ScriptedAnswer
+from daemon.sandbox.store import UploadRequest
 from daemon.sandbox.tokens import JsonAnswer, unauthorized
-
-if TYPE_CHECKING:
-    from daemon.sandbox.server import Sandbox
 
 _UPLOAD_ROUTE = re.compile(r"/rest/upload/(?P<group>[^/]+)(?P<zip>/zip)?")
 _PROXY_PAGE = (
@@ -58,25 +58,6 @@ def _phrase(status: int) -> str:
         return "Unknown"
 
 
-class HitCounter:
-    """How many requests a route has had, counted across the server's threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hits = 0
-
-    def hit(self) -> None:
-        """Count one request."""
-        with self._lock:
-            self._hits += 1
-
-    @property
-    def hits(self) -> int:
-        """The requests counted so far."""
-        with self._lock:
-            return self._hits
-
-
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
 
@@ -86,12 +67,17 @@ class SandboxServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
+    def __init__(self, provider: Provider, port: int = 0) -> None:
+        self.provider = provider
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         self.stopping = threading.Event()  # ends scripted hangs
-        super().__init__(("127.0.0.1", sandbox.port), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    @property
+    def url(self) -> str:
+        """The base URL, `http://127.0.0.1:PORT`."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, which stalls on a bad resolver.
@@ -121,8 +107,8 @@ class _Handler(BaseHTTPRequestHandler):
     note = ""
 
     @property
-    def sandbox(self) -> Sandbox:
-        return self.server.sandbox
+    def provider(self) -> Provider:
+        return self.server.provider
 
     def version_string(self) -> str:
         return self.server_version
@@ -155,12 +141,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/_sandbox/health":
             self._send_json(200, {"status": "UP"})
         elif path == "/_sandbox/uploads":
-            records = [(folder / "request.json").read_text() for folder in self.sandbox.uploads()]
+            folders = self.provider.uploads.folders()
+            records = [(folder / "request.json").read_text() for folder in folders]
             self._send_json(200, [json.loads(record) for record in records])
         elif path == "/_sandbox/elsewhere":
             self._elsewhere()
         elif path == "/_sandbox/elsewhere/hits":
-            self._send_json(200, {"hits": self.sandbox.elsewhere.hits})
+            self._send_json(200, {"hits": self.provider.elsewhere.hits})
         elif _UPLOAD_ROUTE.fullmatch(path):
             self._upload_route_get()
         else:
@@ -168,13 +155,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _elsewhere(self) -> None:
         # Where scripted redirects point: a page that is not the API, counting who came.
-        self.sandbox.elsewhere.hit()
+        self.provider.elsewhere.hit()
         self._send(200, _PROXY_PAGE.format("Elsewhere").encode(), "text/html")
 
     def _upload_route_get(self) -> None:
         # As the real API: its security filter checks the token on /rest/upload/** first, and
         # the controller takes only POST.
-        client_id, problem = self.sandbox.tokens.bearer_client(
+        client_id, problem = self.provider.tokens.bearer_client(
             self.headers.get("Authorization", "")
         )
         if client_id is None:
@@ -198,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sandbox/script":
             self._script(body)
         elif path == "/_sandbox/revoke":
-            self.sandbox.revoke_tokens()
+            self.provider.tokens.revoke_all()
             self._send_json(200, {"revoked": True})
         elif path == "/_sandbox/elsewhere":
             self._elsewhere()
@@ -239,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _spring_error(self, status: int) -> dict[str, Any]:
         """The body Spring Boot sends for an error no controller answered."""
         return {
-            "timestamp": _iso(self.sandbox.clock()),
+            "timestamp": _iso(self.provider.clock()),
             "status": status,
             "error": _phrase(status),
             "path": urlsplit(self.path).path,
@@ -249,43 +236,44 @@ class _Handler(BaseHTTPRequestHandler):
         self.note = note
         self._send_json(status, self._spring_error(status))
 
-    def _play(self, answer: dict[str, Any]) -> bool:
+    def _play(self, answer: ScriptedAnswer) -> bool:
         """Answer as scripted: a status and body, a hang, or a reset connection; or pause, then
         return True for the request to be served as usual."""
         path = urlsplit(self.path).path
-        if "pause" in answer:
-            log_line(f"{self.command} {path} pause {answer['pause']}s (scripted)")
-            self.server.stopping.wait(float(answer["pause"]))
+        if answer.kind is AnswerKind.PAUSE:
+            log_line(f"{self.command} {path} pause {answer.seconds}s (scripted)")
+            self.server.stopping.wait(float(answer.seconds))
             return True
-        self.close_connection = "status" not in answer
-        if answer.get("reset"):
+        self.close_connection = answer.kind is not AnswerKind.STATUS
+        if answer.kind is AnswerKind.RESET:
             log_line(f"{self.command} {path} reset (scripted)")
             # With linger 0, close() sends a TCP reset instead of an orderly end.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.rfile.close()  # the file holds a reference that would keep the socket open
             self.connection.close()
-        elif "hang" in answer:
-            log_line(f"{self.command} {path} hang {answer['hang']}s (scripted)")
-            self.server.stopping.wait(float(answer["hang"]))
+        elif answer.kind is AnswerKind.HANG:
+            log_line(f"{self.command} {path} hang {answer.seconds}s (scripted)")
+            self.server.stopping.wait(float(answer.seconds))
         else:
-            self._send_scripted(int(answer["status"]), answer)
+            self._send_scripted(answer.status, answer)
         return False
 
-    def _send_scripted(self, status: int, answer: dict[str, Any]) -> None:
-        headers = {str(name): str(value) for name, value in answer.get("headers", {}).items()}
-        if "retry_after" in answer:
-            headers["Retry-After"] = str(answer["retry_after"])
-        if "location" in answer:
+    def _send_scripted(self, status: int, answer: ScriptedAnswer) -> None:
+        headers = dict(answer.headers)
+        if answer.retry_after is not None:
+            headers["Retry-After"] = answer.retry_after
+        if answer.location is not None:
             # A relative location points into the sandbox itself, as a proxy's would.
-            headers["Location"] = urljoin(self.sandbox.url + "/", answer["location"])
-        body = answer.get("body")
-        if answer.get("echo_authorization"):
+            headers["Location"] = urljoin(self.server.url + "/", answer.location)
+        body = answer.body
+        if answer.echo_authorization:
             # A server that echoes the request's credentials in its answer.
             echoed = f"{_phrase(status).lower()} from {self.headers.get('Authorization', '')}"
-            body = {"fileErrors": None, **(body or {}), "message": echoed}
+            given = body if isinstance(body, dict) else {}
+            body = {"fileErrors": None, **given, "message": echoed}
         self.note = "scripted"
-        if answer.get("html"):
-            title = answer.get("title") or f"{status} {_phrase(status)}"
+        if answer.html:
+            title = answer.title or f"{status} {_phrase(status)}"
             page = _PROXY_PAGE.format(html.escape(title))
             self._send(status, page.encode(), "text/html", headers)
         elif isinstance(body, str):
@@ -298,19 +286,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, b"", "text/plain", headers)
 
     def _token(self, body: bytes) -> None:
-        if (answer := self.sandbox.answers.next("token")) and not self._play(answer):
+        if (answer := self.provider.answers.next(Endpoint.TOKEN)) and not self._play(answer):
             return
-        self._send_answer(self.sandbox.tokens.answer(self.headers.get("Authorization", ""), body))
+        self._send_answer(self.provider.tokens.answer(self.headers.get("Authorization", ""), body))
 
     def _upload(self, group: str, endpoint: str, body: bytes) -> None:
-        if (answer := self.sandbox.answers.next("upload")) and not self._play(answer):
+        if (answer := self.provider.answers.next(Endpoint.UPLOAD)) and not self._play(answer):
             return
         authorization = self.headers.get("Authorization", "")
-        client_id, problem = self.sandbox.tokens.bearer_client(authorization)
+        client_id, problem = self.provider.tokens.bearer_client(authorization)
         if client_id is None:
             self._send_answer(unauthorized(problem))
             return
-        allowed, content_type = self.sandbox.allowed_groups, self.headers.get("Content-Type", "")
+        allowed, content_type = self.provider.allowed_groups, self.headers.get("Content-Type", "")
         refused = client_id if allowed is not None and group not in allowed else None
         try:
             form = read_form(endpoint, content_type, body, urlsplit(self.path).query)
@@ -320,11 +308,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.note = verdict.note or (verdict.message if verdict.status != 200 else "")
         if verdict.status == 200:
-            request = {"group": group, "endpoint": endpoint, "path": urlsplit(self.path).path}
-            request |= {"received_at": _iso(self.sandbox.clock()), "client_id": client_id}
-            request |= {"content_type": content_type}
+            path, received_at = urlsplit(self.path).path, _iso(self.provider.clock())
+            request = UploadRequest(group, endpoint, path, received_at, client_id, content_type)
             try:
-                self.note = self.sandbox.upload_store.keep(request, form, files, verdict).name
+                self.note = self.provider.uploads.keep(request, form, files, verdict).name
             except OSError as exc:
                 self._send_spring_error(500, f"cannot keep the upload in the store: {exc}")
                 return
@@ -333,8 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _script(self, body: bytes) -> None:
         try:
             answers = json.loads(body or b"[]")
-            self.sandbox.script(answers if isinstance(answers, list) else [answers])
+            self.provider.answers.add(answers if isinstance(answers, list) else [answers])
         except ValueError as exc:  # a json.JSONDecodeError is a ValueError too
             self._send_json(400, {"error": str(exc)})
             return
-        self._send_json(200, {"queued": self.sandbox.answers.queued()})
+        self._send_json(200, {"queued": self.provider.answers.queued()})

@@ -1,55 +1,114 @@
-"""The sandbox's scripted answers: checked when queued, each played once, in order.
+"""The sandbox's scripted answers: checked and typed when queued, each played once, in order.
 
 The forms an answer takes are drawn in `daemon.sandbox.server`'s docstring.
 """
 
 from __future__ import annotations
 
+import enum
 import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+__all__ = ["AnswerKind", "Endpoint", "ScriptedAnswer", "ScriptedAnswers", "checked_answer"]
 
 _ANSWER_KEYS = {
     *("status", "body", "headers", "retry_after", "html", "hang", "reset", "pause", "endpoint"),
     *("title", "location", "echo_authorization"),
 }
-_KINDS = ("status", "hang", "reset", "pause")
 
 
-def checked_answer(answer: object) -> dict[str, Any]:
-    """Return a scripted answer once it is known to be playable; raises ValueError if not."""
+class Endpoint(enum.StrEnum):
+    """Which requests a scripted answer stands in for."""
+
+    UPLOAD = "upload"
+    TOKEN = "token"
+
+
+class AnswerKind(enum.StrEnum):
+    """What a scripted answer does: answer, hang, reset the connection, or pause then serve."""
+
+    STATUS = "status"
+    HANG = "hang"
+    RESET = "reset"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedAnswer:
+    """One scripted answer, known to be playable. `seconds` is the hang's or the pause's;
+    `body` is sent as given (JSON, or text when a string); `retry_after` and `location`
+    become headers."""
+
+    kind: AnswerKind
+    endpoint: Endpoint = Endpoint.UPLOAD
+    status: int = 200
+    seconds: float = 0
+    body: object = None
+    headers: dict[str, str] = field(default_factory=dict)
+    retry_after: str | None = None
+    html: bool = False
+    title: str | None = None
+    location: str | None = None
+    echo_authorization: bool = False
+
+
+def checked_answer(answer: object) -> ScriptedAnswer:
+    """A scripted answer read from its JSON; raises ValueError if it is not playable."""
     if not isinstance(answer, dict):
         raise ValueError(f"a scripted answer must be a JSON object, got {answer!r}")
-    problem = ""
+    if problem := _problem(answer):
+        raise ValueError(f"scripted answer {answer!r}: {problem}")
+    [kind] = [kind for kind in AnswerKind if kind in answer]
+    headers = answer.get("headers", {})
+    return ScriptedAnswer(
+        kind=kind,
+        endpoint=Endpoint(answer.get("endpoint", Endpoint.UPLOAD)),
+        status=answer.get("status", 200),
+        seconds=answer[kind] if kind in (AnswerKind.HANG, AnswerKind.PAUSE) else 0,
+        body=answer.get("body"),
+        headers={str(name): str(value) for name, value in headers.items()},
+        retry_after=str(answer["retry_after"]) if "retry_after" in answer else None,
+        html=bool(answer.get("html")),
+        title=answer.get("title"),
+        location=answer.get("location"),
+        echo_authorization=answer.get("echo_authorization", False),
+    )
+
+
+def _problem(answer: Mapping[str, Any]) -> str:
+    """Why `answer` cannot be played; "" when it can."""
     status = answer.get("status", 200)
     wait = answer.get("hang", answer.get("pause", 0))
     if unknown := sorted(set(answer) - _ANSWER_KEYS):
-        problem = f"unknown keys {unknown}"
-    elif sum(key in answer for key in _KINDS) != 1:
-        problem = "give exactly one of " + ", ".join(_KINDS)
-    elif isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        problem = "status must be an HTTP code, 100 to 599"
-    elif isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
-        problem = "hang and pause take a number of seconds, 0 or more"
-    elif answer.get("reset", True) is not True:
-        problem = "reset must be true"
-    elif answer.get("endpoint", "upload") not in ("upload", "token"):
-        problem = "endpoint must be 'upload' or 'token'"
-    elif not all(isinstance(answer.get(key, ""), str) for key in ("title", "location")):
-        problem = "title and location must be strings"
-    elif not isinstance(answer.get("echo_authorization", False), bool):
-        problem = "echo_authorization must be true or false"
-    elif "title" in answer and not answer.get("html"):
-        problem = "title goes with html: true"
-    elif "location" in answer and "status" not in answer:
-        problem = "location goes with a status"
-    elif answer.get("echo_authorization") and not _echoable(answer):
-        problem = "echo_authorization goes with a status and a JSON body (or none), not html"
-    if problem:
-        raise ValueError(f"scripted answer {answer!r}: {problem}")
-    return answer
+        return f"unknown keys {unknown}"
+    if sum(kind in answer for kind in AnswerKind) != 1:
+        return "give exactly one of " + ", ".join(AnswerKind)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        return "status must be an HTTP code, 100 to 599"
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        return "hang and pause take a number of seconds, 0 or more"
+    if answer.get("reset", True) is not True:
+        return "reset must be true"
+    if answer.get("endpoint", "upload") not in tuple(Endpoint):
+        return "endpoint must be 'upload' or 'token'"
+    if not all(isinstance(answer.get(key, ""), str) for key in ("title", "location")):
+        return "title and location must be strings"
+    if not isinstance(answer.get("echo_authorization", False), bool):
+        return "echo_authorization must be true or false"
+    if not isinstance(answer.get("headers", {}), dict):
+        return "headers must be a JSON object"
+    if "title" in answer and not answer.get("html"):
+        return "title goes with html: true"
+    if "location" in answer and "status" not in answer:
+        return "location goes with a status"
+    if answer.get("echo_authorization") and not _echoable(answer):
+        return "echo_authorization goes with a status and a JSON body (or none), not html"
+    return ""
 
 
-def _echoable(answer: dict[str, Any]) -> bool:
+def _echoable(answer: Mapping[str, Any]) -> bool:
     # The echo is put in a JSON body: there must be one to put it in.
     body = answer.get("body")
     return (
@@ -58,20 +117,21 @@ def _echoable(answer: dict[str, Any]) -> bool:
 
 
 class ScriptedAnswers:
-    """The answers waiting to be played, one queue per endpoint ("upload" and "token")."""
+    """The answers waiting to be played, one queue per endpoint."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queues: dict[str, list[dict[str, Any]]] = {"upload": [], "token": []}
+        self._queues: dict[Endpoint, list[ScriptedAnswer]] = {e: [] for e in Endpoint}
 
-    def add(self, answers: list[dict[str, Any]]) -> None:
-        """Queue answers, each to its endpoint; raises ValueError, queuing none, if one is bad."""
+    def add(self, answers: Sequence[object]) -> None:
+        """Queue answers read from JSON, each to its endpoint; raises ValueError, queuing none,
+        if one is not playable."""
         checked = [checked_answer(answer) for answer in answers]
         with self._lock:
             for answer in checked:
-                self._queues[answer.get("endpoint", "upload")].append(answer)
+                self._queues[answer.endpoint].append(answer)
 
-    def next(self, endpoint: str) -> dict[str, Any] | None:
+    def next(self, endpoint: Endpoint) -> ScriptedAnswer | None:
         """The next answer for `endpoint`, taken off its queue; None when none waits."""
         with self._lock:
             queue = self._queues[endpoint]
@@ -80,4 +140,4 @@ class ScriptedAnswers:
     def queued(self) -> dict[str, int]:
         """How many answers wait, by endpoint."""
         with self._lock:
-            return {name: len(queue) for name, queue in self._queues.items()}
+            return {str(name): len(queue) for name, queue in self._queues.items()}

@@ -1,7 +1,7 @@
 """`dropd sandbox`: a local stand-in of the provider's token and upload API on 127.0.0.1.
 
-Uploads are judged as the real server judges them (`sandbox_checks`); each accepted one is
-kept in the store, in arrival order (`sandbox_store`):
+Uploads are judged as the real server judges them (`daemon.sandbox.checks`); each accepted
+one is kept in the store, in arrival order (`daemon.sandbox.store`):
 
     STORE/000001-GROUP/request.json   group, endpoint, path, client, time, form, parts, files
     STORE/000001-GROUP/upload.zip     the ZIP part, byte for byte (zip endpoint only)
@@ -29,7 +29,8 @@ point at `/_sandbox/elsewhere`, a page that counts its visitors (`/_sandbox/else
 so a test can prove that no client followed it. `echo_authorization` merges the message into
 a JSON `body` if one is given.
 
-The requests are served and routed in `sandbox_http`, tokens issued in `sandbox_tokens`.
+The requests are served and routed in `daemon.sandbox.http`, from the state kept in
+`daemon.sandbox.provider`; tokens are issued in `daemon.sandbox.tokens`.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from daemon.sandbox.http import HitCounter, SandboxServer, log_line
+from daemon.sandbox.http import SandboxServer, log_line
+from daemon.sandbox.provider import HitCounter, Provider
 from daemon.sandbox.script import ScriptedAnswers
 from daemon.sandbox.store import UploadStore
 from daemon.sandbox.tokens import TokenIssuer
@@ -56,9 +57,7 @@ DEFAULT_CLIENTS = {"dropd-demo": "demo-secret"}
 class Sandbox:
     """The provider's API on 127.0.0.1, serving from a background thread.
 
-    Its parts, which the request handler uses: `tokens` (the clients and the tokens issued
-    to them), `answers` (the scripted answers waiting), `upload_store` (the kept uploads)
-    and `elsewhere` (the requests to `/_sandbox/elsewhere`, where redirects may point).
+    Its state, which the request handler uses, is `provider` (see `Provider`).
     """
 
     def __init__(
@@ -76,10 +75,14 @@ class Sandbox:
         self.token_lifetime = token_lifetime
         self.clock = clock
         self.allowed_groups = allowed_groups
-        self.tokens = TokenIssuer(self.clients, token_lifetime, clock)
-        self.answers = ScriptedAnswers()
-        self.upload_store = UploadStore(self.store)
-        self.elsewhere = HitCounter()
+        self.provider = Provider(
+            tokens=TokenIssuer(self.clients, token_lifetime, clock),
+            answers=ScriptedAnswers(),
+            uploads=UploadStore(self.store),
+            elsewhere=HitCounter(),
+            clock=clock,
+            allowed_groups=None if allowed_groups is None else frozenset(allowed_groups),
+        )
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -88,7 +91,12 @@ class Sandbox:
         """The base URL, `http://127.0.0.1:PORT`; raises RuntimeError before start()."""
         if self._server is None:
             raise RuntimeError("the sandbox has no URL until start() is called")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
+
+    @property
+    def elsewhere(self) -> HitCounter:
+        """The requests to `/_sandbox/elsewhere`, where scripted redirects may point."""
+        return self.provider.elsewhere
 
     @property
     def token_url(self) -> str:
@@ -103,8 +111,8 @@ class Sandbox:
         """
         if self._server is not None:
             raise RuntimeError("the sandbox is already serving; stop() it first")
-        self.upload_store.open()
-        self._server = SandboxServer(self)
+        self.provider.uploads.open()
+        self._server = SandboxServer(self.provider, self.port)
         # A short poll interval: shutdown() waits for it, and tests stop many sandboxes.
         serve = functools.partial(self._server.serve_forever, poll_interval=0.05)
         self._thread = threading.Thread(target=serve, daemon=True)
@@ -131,20 +139,21 @@ class Sandbox:
     ) -> None:
         self.stop()
 
-    def script(self, answers: list[dict[str, Any]]) -> None:
-        """Queue scripted answers (see the module's docstring), each used once, in order.
+    def script(self, answers: Sequence[object]) -> None:
+        """Queue scripted answers as JSON gives them (see the module's docstring), each used
+        once, in order.
 
         Raises ValueError if any answer is malformed; then none is queued.
         """
-        self.answers.add(answers)
+        self.provider.answers.add(answers)
 
     def revoke_tokens(self) -> None:
         """Revoke every token issued so far; requests that use one get a 401."""
-        self.tokens.revoke_all()
+        self.provider.tokens.revoke_all()
 
     def uploads(self) -> list[Path]:
         """The folders of the accepted uploads in the store, in arrival order."""
-        return self.upload_store.folders()
+        return self.provider.uploads.folders()
 
 
 def _parse_clients(pairs: list[str] | None) -> dict[str, str] | None:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,19 @@ from daemon.sandbox.checks import ReceivedFile, Verdict
 from daemon.sandbox.form import UploadForm
 
 _UPLOAD_FOLDER = re.compile(r"(?P<number>\d{6,})-.+")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    """How an accepted upload came: its group, its endpoint ("zip" or "files"), the path,
+    when, from which client and with what Content-Type, as `request.json` records them."""
+
+    group: str
+    endpoint: str
+    path: str
+    received_at: str
+    client_id: str
+    content_type: str
 
 
 def _digest(data: bytes) -> dict[str, Any]:
@@ -42,14 +56,14 @@ def _stored_names(files: list[ReceivedFile]) -> list[str]:
 
 def _upload_record(
     folder: str,
-    request: dict[str, Any],
+    request: UploadRequest,
     form: UploadForm,
     files: list[ReceivedFile],
     verdict: Verdict,
     names: list[str],
 ) -> dict[str, Any]:
     """The content of `request.json`: what came, where it is kept, and the answer."""
-    part_names = ["upload.zip"] if request["endpoint"] == "zip" else names
+    part_names = ["upload.zip"] if request.endpoint == "zip" else names
     parts = [
         {"filename": part.filename, "content_type": part.content_type, **_digest(part.data)}
         for part in form.parts
@@ -60,8 +74,8 @@ def _upload_record(
     ]
     for entry, name in zip([*parts, *kept], [*part_names, *names], strict=True):
         entry["stored_as"] = name
-    record = {"upload": folder, **request, "form": form.fields, "parts": parts, "files": kept}
-    return record | {"answer": verdict.body()}
+    record = {"upload": folder, **asdict(request), "form": form.fields}
+    return record | {"parts": parts, "files": kept, "answer": verdict.body()}
 
 
 class UploadStore:
@@ -90,7 +104,7 @@ class UploadStore:
         return [path for _, path in sorted(found)]
 
     def keep(
-        self, request: dict[str, Any], form: UploadForm, files: list[ReceivedFile], verdict: Verdict
+        self, request: UploadRequest, form: UploadForm, files: list[ReceivedFile], verdict: Verdict
     ) -> Path:
         """Write an accepted upload to its numbered folder; a rename makes it appear whole.
 
@@ -98,14 +112,14 @@ class UploadStore:
         """
         with self._lock:
             self._count += 1
-            group = re.sub(r"[^A-Za-z0-9._-]", "_", request["group"])[:64]
+            group = re.sub(r"[^A-Za-z0-9._-]", "_", request.group)[:64]
             folder = self.root / f"{self._count:06d}-{group}"
             staging = self.root / f".incoming-{folder.name}"
             (staging / "files").mkdir(parents=True)
             names = _stored_names(files)
             for file, name in zip(files, names, strict=True):
                 (staging / name).write_bytes(file.data)
-            if request["endpoint"] == "zip":
+            if request.endpoint == "zip":
                 (staging / "upload.zip").write_bytes(form.parts[0].data)
             record = _upload_record(folder.name, request, form, files, verdict, names)
             (staging / "request.json").write_text(json.dumps(record, indent=2) + "\n")

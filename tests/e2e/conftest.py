@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from harness import DaemonProcess, SandboxProcess, start_sandbox
+from proxy import HttpProxy
 
 
 @pytest.fixture
@@ -24,3 +25,12 @@ def sandbox(tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]) -> 
     box = start_sandbox(tmp_path / "store-a", ["unit-a:secret-a-1234"])
     processes.append(box)
     return box
+
+
+@pytest.fixture
+def proxies() -> Iterator[list[HttpProxy]]:
+    """Proxies a test starts, stopped at its end (request it before `processes`)."""
+    started: list[HttpProxy] = []
+    yield started
+    for proxy in started:
+        proxy.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -11,12 +12,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
 
 DEADLINE = 60.0  # generous: tests never fail because the machine was slow
 T = TypeVar("T")
@@ -98,15 +104,40 @@ class DaemonProcess:
         lines = [line for line in self.text().splitlines() if line.strip()]
         return [json.loads(line) for line in lines]
 
+    def named(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """The log events called `event` whose fields match."""
+        return [
+            line
+            for line in self.events()
+            if line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+        ]
+
     def wait_event(self, event: str, **fields: Any) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
-            for line in self.events():
-                if line.get("event") == event and all(line.get(k) == v for k, v in fields.items()):
-                    return line
+            if lines := self.named(event, **fields):
+                return lines[0]
             assert self.process.poll() is None, f"dropd exited:\n{self.text()}"
             return None
 
         return wait_for(found, f"log event {event} {fields}")
+
+    def wait_status(self, group: str = "music", **fields: Any) -> dict[str, Any]:
+        """Wait until the status file written by this very daemon (its state_dir beside its
+        config) shows `group` with `fields`; fails if the daemon exits meanwhile."""
+        state_dir = self.config.parent / "state"
+
+        def shown() -> dict[str, Any] | None:
+            assert self.process.poll() is None, f"dropd exited:\n{self.text()}"
+            try:
+                data = json.loads((state_dir / "status.json").read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                return None
+            entry = group_status(state_dir, group)
+            if data.get("pid") != self.process.pid or entry is None:
+                return None
+            return entry if all(entry.get(k) == v for k, v in fields.items()) else None
+
+        return wait_for(shown, f"status of {group} with {fields}")
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -131,6 +162,19 @@ def start_daemon(config: Path, log_path: Path, env: dict[str, str] | None = None
     )
     out.close()
     return DaemonProcess(config, log_path, process, env or {})
+
+
+def start_ready(
+    processes: list[SandboxProcess | DaemonProcess],
+    config: Path,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+) -> DaemonProcess:
+    """`dropd run` (see `start_daemon`), stopped with the test, once it says it is ready."""
+    daemon = start_daemon(config, log_path, env)
+    processes.append(daemon)
+    daemon.wait_event("daemon_ready")
+    return daemon
 
 
 def toml_config(
@@ -175,6 +219,16 @@ def sandbox_environment(
     }
 
 
+def second_sandbox(
+    root: Path, processes: list[SandboxProcess | DaemonProcess]
+) -> tuple[SandboxProcess, dict[str, Any]]:
+    """A sandbox beside the `sandbox` fixture's: client `unit-b`, store `root/store-b`,
+    stopped with the test; and an environment of it, its secret in `root/b`."""
+    box = start_sandbox(root / "store-b", ["unit-b:secret-b-5678"])
+    processes.append(box)
+    return box, sandbox_environment(box, "unit-b", write_secret(root / "b", "secret-b-5678"))
+
+
 def write_secret(path: Path, secret: str) -> Path:
     path.write_text(secret + "\n", encoding="utf-8")
     path.chmod(0o600)
@@ -187,6 +241,26 @@ def drop(folder: Path, name: str, content: bytes) -> Path:
     temporary.write_bytes(content)
     os.rename(temporary, folder / name)
     return folder / name
+
+
+def drop_folders(root: Path, *names: str) -> dict[str, Path]:
+    """A drop folder for each name under `root/drop/`, created."""
+    made = {name: root / "drop" / name for name in names}
+    for folder in made.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def zipped(entries: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> bytes:
+    """A deflated ZIP of `entries` in order (name, bytes); a list may name a file twice."""
+    pairs = entries.items() if isinstance(entries, Mapping) else entries
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of a duplicate name
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in pairs:
+                archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 def receipts(folder: Path) -> list[Path]:
@@ -218,6 +292,71 @@ def run_dropd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*dropd_command(), *args], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def failed_and_sent(folder: Path, name: str, content: bytes) -> tuple[Path, Path]:
+    """Drop a file intake refuses, then `name`; wait for the first's error.json and the
+    second's receipt.json, and return both."""
+    drop(folder, "notes.txt", b"not for upload")
+    [error] = wait_for(lambda: errors(folder), "the intake failure")
+    drop(folder, name, content)
+    [receipt] = wait_for(lambda: receipts(folder), "a sent batch")
+    return error, receipt
+
+
+def assert_refused(command: str, config: Path, group: str, cases: dict[str, str]) -> None:
+    """`dropd COMMAND --config CONFIG GROUP BATCH` exits 1 for each batch of `cases`, its
+    stderr a `dropd COMMAND: ` line that says why (the case's value)."""
+    for batch, why in cases.items():
+        done = run_dropd(command, "--config", str(config), group, batch)
+        assert done.returncode == 1, (batch, done.stdout)
+        assert done.stderr.startswith(f"dropd {command}: ") and why in done.stderr, done.stderr
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on just now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(port: int) -> Samples:
+    """Every sample at http://127.0.0.1:PORT/metrics, by name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """The value of sample `name` with exactly `labels`, None if the scrape lacks it."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+class Sampling:
+    """Calls `sample` every `interval` seconds in a thread, from now until `stop`, and once
+    more then: what dropd writes may last only a moment, and a look at the end would miss it."""
+
+    def __init__(self, sample: Callable[[], None], interval: float) -> None:
+        self._sample, self._interval = sample, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._sample()
 
 
 def uploads_by_batch(sandbox: SandboxProcess) -> dict[str, list[Path]]:

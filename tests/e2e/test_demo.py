@@ -18,7 +18,9 @@ def test_demo_files_travel_to_sent_and_the_sandbox(tmp_path: Path) -> None:
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    samples = {s.name: s.read_bytes() for s in (resources.files("daemon.commands") / "samples").iterdir()}
+    samples = {
+        s.name: s.read_bytes() for s in (resources.files("daemon.commands") / "samples").iterdir()
+    }
     [receipt] = sorted((tmp_path / "drop" / "music" / "sent").glob("*/*/receipt.json"))
     for name, content in samples.items():
         assert (receipt.parent / name).read_bytes() == content

@@ -1,4 +1,4 @@
-"""Rule 11 against the real daemon and sandbox: a batch that deletes too much is held in
+"""The guard against the real daemon and sandbox: a batch that deletes too much is held in
 held/, nothing of it sent, while the group's later batches and the other groups go on."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from guardfiles import enrollments_csv, held_ids, held_records, status_of, users_csv
+from guardfiles import enrollments_csv, held_ids, held_records, users_csv
 from harness import (
     USERS,
     DaemonProcess,
@@ -17,7 +17,7 @@ from harness import (
     read,
     receipts,
     sandbox_environment,
-    start_daemon,
+    start_ready,
     toml_config,
     uploads_by_batch,
     wait_for,
@@ -74,9 +74,7 @@ def test_guard_holds_each_file_over_the_share_and_sends_the_rest(
 ) -> None:
     config = groups_config(tmp_path, sandbox, music={}, art={"max_deleted_percent": 0})
     music, art = tmp_path / "drop" / "music", tmp_path / "drop" / "art"
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     outcomes = [drop_one(music, name, content) for name, content, _ in CASES]
     assert outcomes == ["held" if held else "sent" for _, _, held in CASES]
@@ -101,7 +99,7 @@ def test_guard_holds_each_file_over_the_share_and_sends_the_rest(
     assert event["group"] == "music" and event["guard"] == first["guard"]
 
     # Held batches keep the group in Error, step guard, while its later batches go up.
-    shown = status_of(daemon, "music", status="Error", step="guard", batches_held=3)
+    shown = daemon.wait_status("music", status="Error", step="guard", batches_held=3)
     assert '"enrollments.csv" has 51 of its 100 rows deleted (51%)' in shown["reason"]
     assert "2 more held batches" in shown["reason"]
 
@@ -110,7 +108,7 @@ def test_guard_holds_each_file_over_the_share_and_sends_the_rest(
     [receipt] = wait_for(lambda: receipts(art), "art's batch sent")
     assert read(receipt)["released"] is False
     assert held_records(art) == []
-    status_of(daemon, "art", status="Valid")
+    daemon.wait_status("art", status="Valid")
     assert daemon.stop() == 0
 
 
@@ -119,9 +117,7 @@ def test_guard_with_validation_off_and_in_a_dropped_zip(
 ) -> None:
     config = groups_config(tmp_path, sandbox, music={"validation": "off"})
     music = tmp_path / "drop" / "music"
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     assert drop_one(music, "enrollments.csv", enrollments_csv(200, 150)) == "held"
     packed = io.BytesIO()

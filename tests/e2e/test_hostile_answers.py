@@ -21,6 +21,7 @@ import pytest
 from harness import (
     USERS,
     DaemonProcess,
+    Sampling,
     SandboxProcess,
     drop,
     errors,
@@ -29,7 +30,7 @@ from harness import (
     read,
     receipts,
     script_sandbox,
-    start_daemon,
+    start_ready,
     wait_for,
 )
 
@@ -81,13 +82,7 @@ class StatusSampler:
         self.path = state_dir / "status.json"
         self.texts: list[str] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            self.sample()
+        self._sampling = Sampling(self.sample, 0.01)
 
     def sample(self) -> None:
         with contextlib.suppress(OSError):  # not written yet
@@ -114,9 +109,7 @@ class StatusSampler:
         return None
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.sample()
+        self._sampling.stop()
 
 
 @pytest.fixture
@@ -149,9 +142,7 @@ def start(
         )
         sampler = StatusSampler(root / "state")
         samplers.append(sampler)
-        daemon = start_daemon(config, root / "daemon.log")
-        processes.append(daemon)
-        daemon.wait_event("daemon_ready")
+        daemon = start_ready(processes, config, root / "daemon.log")
         return daemon, folder, sampler
 
     return started

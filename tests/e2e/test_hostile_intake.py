@@ -26,8 +26,8 @@ from harness import (
     read,
     receipts,
     sandbox_environment,
-    start_daemon,
     start_daemon_as,
+    start_ready,
     toml_config,
     unprivileged_problem,
     wait_for,
@@ -143,9 +143,7 @@ def test_an_old_marker_does_not_make_a_file_written_in_place_ready(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, folder = music_group(tmp_path, sandbox, settle_seconds=1.0)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log")
     stale_marker(folder, "users.csv.done")
     writer = write_slowly(folder / "users.csv", ROWS, 0.25)  # never 1 s unchanged until done
     [receipt] = wait_for(lambda: receipts(folder), "the file, whole, sent")
@@ -161,9 +159,7 @@ def test_required_markers_wait_for_a_marker_newer_than_the_file(
 ) -> None:
     config, folder = music_group(tmp_path, sandbox, {"done_markers": "required"})
     state = tmp_path / "state"
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log")
     marker = stale_marker(folder, "users.csv.done")
     drop(folder, "users.csv", USERS)
 
@@ -192,9 +188,7 @@ def test_a_file_written_on_after_its_claim_is_not_sent_until_it_is_still(
         retry_initial_seconds=0.5,
         retry_max_seconds=1,
     )
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     with open(folder / "users.csv", "wb") as out:
         out.write(H_USERS + ROWS[0])
         out.flush()

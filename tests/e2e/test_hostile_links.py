@@ -22,7 +22,7 @@ from harness import (
     read,
     receipts,
     sandbox_environment,
-    start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
@@ -256,9 +256,7 @@ def start(
         retry_max_seconds=1,
         **daemon,
     )
-    started = start_daemon(config, tmp_path / "daemon.log", env)
-    processes.append(started)
-    started.wait_event("daemon_ready")
+    started = start_ready(processes, config, tmp_path / "daemon.log", env)
     return started
 
 

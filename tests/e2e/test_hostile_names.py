@@ -12,7 +12,6 @@ import io
 import json
 import os
 import subprocess
-import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,10 +29,11 @@ from harness import (
     read,
     receipts,
     sandbox_environment,
-    start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
+    zipped,
 )
 
 H_USERS = b"user_id,login_id,first_name,last_name,email,status\n"
@@ -44,17 +44,6 @@ MANY = 1_000  # files in the one big batch
 def users(user: str) -> bytes:
     """A valid users CSV with one user of its own."""
     return H_USERS + f"{user},{user}@example.edu,A,L,{user}@example.edu,active\n".encode()
-
-
-def zipped(entries: list[tuple[str, bytes]]) -> bytes:
-    """A ZIP of `entries` in order; a name may come twice."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of a duplicate name
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in entries:
-                archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def zip_with_raw_name(raw: bytes, data: bytes) -> bytes:
@@ -282,9 +271,7 @@ def test_hostile_names_every_case_ends_where_it_should(
         if case.preload:
             for file_name, content in case.files.items():
                 put(staging, folders[name], file_name, content, serial)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     for name, case in CASES.items():
         if not case.preload:
             for file_name, content in case.files.items():

@@ -19,12 +19,12 @@ from harness import (
     DaemonProcess,
     SandboxProcess,
     drop,
-    group_status,
     music_group,
     read,
     receipts,
     script_sandbox,
     start_daemon,
+    start_ready,
     wait_for,
 )
 
@@ -35,21 +35,7 @@ def start(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> tuple[DaemonProcess, Path, Path]:
     config, folder = music_group(tmp_path, sandbox, retry_initial_seconds=0.2, retry_max_seconds=1)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
-    return daemon, config, folder
-
-
-def status(daemon: DaemonProcess, state: Path, **wanted: Any) -> dict[str, Any]:
-    """Wait until the group's status has every field in `wanted`; the daemon stays up."""
-
-    def shown() -> dict[str, Any] | None:
-        assert daemon.process.poll() is None, f"dropd exited:\n{daemon.text()}"
-        entry = group_status(state, "music")
-        return entry if entry and all(entry.get(k) == v for k, v in wanted.items()) else None
-
-    return wait_for(shown, f"status {wanted}")
+    return start_ready(processes, config, tmp_path / "daemon.log"), config, folder
 
 
 def count(daemon: DaemonProcess, event: str) -> int:
@@ -83,14 +69,14 @@ def standby_status(tmp_path: Path, config: Path, processes: Processes) -> dict[s
     other = start_daemon(second / "dropd.toml", second / "daemon.log")
     processes.append(other)
     other.wait_event("group_standby", group="music")
-    return status(other, second / "state", role="standby")
+    return other.wait_status(role="standby")
 
 
 def test_folder_moved_away_and_made_again_during_an_upload(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     daemon, config, folder = start(tmp_path, sandbox, processes)
-    state, old = tmp_path / "state", tmp_path / "drop" / "music.old"
+    old = tmp_path / "drop" / "music.old"
     script_sandbox(sandbox, [{"pause": 3}])
     drop(folder, "users.csv", USERS)
     daemon.wait_event("upload_started")
@@ -108,7 +94,7 @@ def test_folder_moved_away_and_made_again_during_an_upload(
     drop(folder, "courses.csv", COURSES)
     [sent] = wait_for(lambda: receipts(folder), "a batch sent from the new folder")
     assert {p.name for p in sent.parent.iterdir()} == {"courses.csv", "receipt.json"}
-    assert status(daemon, state, status="Valid")["role"] == "owner"
+    assert daemon.wait_status(status="Valid")["role"] == "owner"
     assert len(sandbox.uploads()) == 2
     assert not list((old / ".dropd" / "work").iterdir())
     assert daemon.process.poll() is None
@@ -118,13 +104,12 @@ def test_folder_removed_during_an_upload_is_said_then_taken_again_when_back(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     daemon, _config, folder = start(tmp_path, sandbox, processes)
-    state = tmp_path / "state"
     script_sandbox(sandbox, [{"pause": 3}])
     drop(folder, "users.csv", USERS)
     daemon.wait_event("upload_started")
     shutil.rmtree(folder)  # the batch's files go with it: a person deleted them
 
-    entry = status(daemon, state, status="Error", step="folder")
+    entry = daemon.wait_status(status="Error", step="folder")
     assert str(folder) in entry["reason"]
     daemon.wait_event("group_folder_lost", group="music")
     wait_for(lambda: len(sandbox.uploads()) == 1, "the upload in flight answered")
@@ -134,7 +119,7 @@ def test_folder_removed_during_an_upload_is_said_then_taken_again_when_back(
     drop(folder, "users.csv", USERS)
     [receipt] = wait_for(lambda: receipts(folder), "a batch sent from the folder made again")
     assert read(receipt)["status"] == 200
-    status(daemon, state, status="Valid")
+    daemon.wait_status(status="Valid")
     assert count(daemon, "batch_stuck") == stuck, "nothing is retried for the lost batch"
     assert not list((folder / ".dropd" / "work").iterdir())
     assert daemon.process.poll() is None
@@ -144,16 +129,15 @@ def test_folder_gone_for_good_keeps_the_group_in_error_and_the_daemon_up(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     daemon, _config, folder = start(tmp_path, sandbox, processes)
-    state = tmp_path / "state"
     os.rename(folder, tmp_path / "elsewhere")
-    entry = status(daemon, state, status="Error", step="folder")
+    entry = daemon.wait_status(status="Error", step="folder")
     assert str(folder) in entry["reason"]
     # Still in Error a few looks later (the standby's try every 2 s), never a crash.
-    status(daemon, state, status="Error", step="folder", role="standby")
+    daemon.wait_status(status="Error", step="folder", role="standby")
     assert (tmp_path / "elsewhere" / ".dropd" / "lock").exists(), "the old lock is left"
     assert not locked_by_another(tmp_path / "elsewhere" / ".dropd" / "lock"), "and let go"
     os.rename(tmp_path / "elsewhere", folder)
-    status(daemon, state, status="Valid", role="owner")
+    daemon.wait_status(status="Valid", role="owner")
     drop(folder, "users.csv", USERS)
     wait_for(lambda: receipts(folder), "the batch sent once the folder is back")
     assert daemon.process.poll() is None
@@ -182,10 +166,10 @@ def test_folder_replaced_while_a_batch_waits_leaves_it_in_the_old_folder(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     daemon, _config, folder = start(tmp_path, sandbox, processes)
-    state, old = tmp_path / "state", tmp_path / "drop" / "music.old"
+    old = tmp_path / "drop" / "music.old"
     script_sandbox(sandbox, [{"status": 503}] * 6)
     drop(folder, "users.csv", USERS)
-    status(daemon, state, status="Error", step="upload")  # it waits to be tried again
+    daemon.wait_status(status="Error", step="upload")  # it waits to be tried again
     os.rename(folder, old)
     folder.mkdir()
     lost = daemon.wait_event("group_folder_lost", group="music", batches_left=1)

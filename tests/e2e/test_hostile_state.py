@@ -23,6 +23,7 @@ from harness import (
     run_dropd,
     sandbox_environment,
     start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
@@ -70,9 +71,7 @@ def test_second_run_on_one_state_dir_exits_2_and_names_the_first(
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
     state_dir = tmp_path / "state"
-    first = start_daemon(config, tmp_path / "first.log")
-    processes.append(first)
-    first.wait_event("daemon_ready")
+    first = start_ready(processes, config, tmp_path / "first.log")
     wait_for(lambda: status_pid(state_dir) == first.process.pid, "the first's status.json")
 
     second = start_daemon(second_config(tmp_path, sandbox, state_dir), tmp_path / "second.log")
@@ -97,16 +96,12 @@ def test_run_after_a_dropd_killed_with_sigkill_is_not_blocked_by_its_lock(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, _ = music_group(tmp_path, sandbox)
-    first = start_daemon(config, tmp_path / "first.log")
-    processes.append(first)
-    first.wait_event("daemon_ready")
+    first = start_ready(processes, config, tmp_path / "first.log")
     first.process.kill()
     first.process.wait(timeout=60)
     assert (tmp_path / "state" / "lock").read_text() == f"{first.process.pid}\n"
 
-    again = start_daemon(config, tmp_path / "again.log")
-    processes.append(again)
-    again.wait_event("daemon_ready")
+    again = start_ready(processes, config, tmp_path / "again.log")
     assert (tmp_path / "state" / "lock").read_text() == f"{again.process.pid}\n"
     assert again.stop() == 0
 
@@ -233,9 +228,7 @@ def test_status_piped_to_head_ends_quietly(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, _ = music_group(tmp_path, sandbox)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log")
     wait_for(lambda: (tmp_path / "state" / "status.json").exists(), "status.json")
     status = shlex.join([*dropd_command(), "status", "--config", str(config)])
     done = subprocess.run(

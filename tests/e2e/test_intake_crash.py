@@ -6,10 +6,8 @@ ZIP still goes up as it came, a CSV still goes up; each is filed exactly once.""
 
 from __future__ import annotations
 
-import io
 import signal
 import time
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,20 +26,14 @@ from harness import (
     read,
     receipts,
     start_daemon,
+    start_ready,
     wait_for,
+    zipped,
 )
 
 from daemon.base import crashpoints
 
 Processes = list[SandboxProcess | DaemonProcess]
-
-
-def zipped(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -209,9 +201,7 @@ def test_intake_crash_cannot_change_what_becomes_of_a_file(
 ) -> None:
     kind = KINDS[name]
     config, folder = music_group(tmp_path, sandbox)
-    crashed = start_daemon(config, tmp_path / "crashed.log", {crashpoints.ENV: point})
-    processes.append(crashed)
-    crashed.wait_event("daemon_ready")
+    crashed = start_ready(processes, config, tmp_path / "crashed.log", {crashpoints.ENV: point})
     drop(folder, kind.name, kind.content)
     wait_killed(crashed, point, folder, sandbox)
 

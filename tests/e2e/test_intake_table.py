@@ -3,11 +3,9 @@ ends up, at which step, and what the reason says."""
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +21,11 @@ from harness import (
     read,
     receipts,
     sandbox_environment,
-    start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
+    zipped,
 )
 
 from daemon.base.crashpoints import LOSE_EVENTS_ENV, RESCAN_ENV
@@ -34,14 +33,6 @@ from daemon.base.crashpoints import LOSE_EVENTS_ENV, RESCAN_ENV
 H_USERS = b"user_id,login_id,first_name,last_name,email,status\n"
 H_ENROLL = b"course_id,user_id,role,section_id,status\n"
 MESSAGE = b"sender=a@example.edu\nsubject=Welcome\nbody=Hello\n"
-
-
-def zipped(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -231,9 +222,7 @@ def test_intake_table_every_case_ends_where_it_should(
         quiet_seconds=0.5,
         max_wait_seconds=3,
     )
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     for name, case in CASES.items():
         if case.setup:
             case.setup(folders[name])
@@ -304,9 +293,7 @@ def test_intake_a_slow_writer_is_never_taken_early(
         settle_seconds=1.0,
         quiet_seconds=0.5,
     )
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log")
     rows = [b"g%d,u%d@example.edu,A,L,u%d@example.edu,active\n" % (i, i, i) for i in range(12)]
     done = threading.Event()
 
@@ -336,9 +323,7 @@ def test_intake_a_file_whose_events_were_lost_still_goes_up(
     # only the periodic full rescan can find the file.
     config, folder = music_group(tmp_path, sandbox)
     hooks = {LOSE_EVENTS_ENV: "1", RESCAN_ENV: "2"}
-    daemon = start_daemon(config, tmp_path / "daemon.log", env=hooks)
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log", env=hooks)
     drop(folder, "users.csv", USERS)
     [receipt] = wait_for(lambda: receipts(folder), "the rescan to find the file")
     assert (receipt.parent / "users.csv").read_bytes() == USERS

@@ -13,7 +13,7 @@ from harness import (
     music_group,
     read,
     receipts,
-    start_daemon,
+    start_ready,
     wait_for,
 )
 
@@ -39,9 +39,7 @@ def test_large_csv_checked_with_the_helper_keeps_its_line_numbers(
     data = HEADER + b"".join(rows)
     assert len(data) > 32 << 20  # csvsplit.SPLIT_MIN_BYTES
     config, folder = music_group(tmp_path, sandbox)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     drop(folder, "enrollments.csv", data)
     started = daemon.wait_event("scan_helper_started")

@@ -13,47 +13,25 @@ import pytest
 from harness import (
     USERS,
     DaemonProcess,
+    Samples,
     SandboxProcess,
     drop,
     errors,
+    free_port,
     music_group,
     read,
     receipts,
+    sample,
     sandbox_environment,
+    scrape,
     script_sandbox,
-    start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 FAST: dict[str, Any] = {"retry_initial_seconds": 0.2, "retry_max_seconds": 1}
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def scrape(port: int) -> Samples:
-    """Every sample at http://127.0.0.1:PORT/metrics, by name and labels."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        text = answer.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def sample(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
-
-
 SUCCEEDED = ("dropd_last_success_timestamp_seconds", -1.0)
 
 
@@ -90,21 +68,12 @@ def listeners(port: int) -> list[str]:
     return found
 
 
-def started(
-    tmp_path: Path, config: Path, processes: list[SandboxProcess | DaemonProcess]
-) -> DaemonProcess:
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
-    return daemon
-
-
 def test_metrics_scrape_after_a_sent_batch(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     port = free_port()
     config, folder = music_group(tmp_path, sandbox, metrics_port=port)
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     assert daemon.wait_event("metrics_serving")["url"] == f"http://127.0.0.1:{port}/metrics"
     assert listeners(port) == ["0100007F"], "the metrics listen on 127.0.0.1 only"
     with pytest.raises(OSError), socket.create_connection(("127.0.0.2", port), timeout=2):
@@ -140,7 +109,7 @@ def test_metrics_count_retries_and_failed_batches(
 ) -> None:
     port = free_port()
     config, folder = music_group(tmp_path, sandbox, metrics_port=port, **FAST)
-    started(tmp_path, config, processes)
+    start_ready(processes, config, tmp_path / "daemon.log")
     music = {"group": "music"}
 
     script_sandbox(sandbox, [{"status": 503}])
@@ -178,7 +147,7 @@ def test_metrics_port_in_use_is_logged_and_files_still_flow(
         taken.listen()
         port = taken.getsockname()[1]
         config, folder = music_group(tmp_path, sandbox, metrics_port=port)
-        daemon = started(tmp_path, config, processes)
+        daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
         problem = daemon.wait_event("metrics_unavailable")
         assert problem["level"] == "error"
@@ -201,7 +170,7 @@ def test_metrics_reload_moves_to_the_new_port(
         "groups": {"music": {"environment": "test", "folder": str(folder)}},
     }
     config = toml_config(tmp_path, **tables, metrics_port=first)
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     scraped_once(first, "dropd_group_owner", 1, group="music")
 
     toml_config(tmp_path, **tables, metrics_port=second)

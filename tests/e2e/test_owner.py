@@ -1,4 +1,4 @@
-"""Rule 7, one owner: two `dropd run` on one folder; one works it, the other stands by."""
+"""One owner: two `dropd run` on one folder; one works it, the other stands by."""
 
 from __future__ import annotations
 

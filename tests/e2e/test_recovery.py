@@ -1,4 +1,4 @@
-"""Rule 6 and rule 10 against the real daemon: `kill -9` at every recorded state, half-built
+"""Recovery against the real daemon: `kill -9` at every recorded state, half-built
 ZIPs, a folder that goes away or turns read-only, a disk that fills up. Nothing is lost, and
 dropd finds its way back without a restart wherever it can."""
 
@@ -31,6 +31,7 @@ from harness import (
     receipts,
     sandbox_environment,
     start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
@@ -311,9 +312,7 @@ def test_recovery_folder_renamed_away_and_back(
     folder, aside = tmp_path / "drop" / GROUP, tmp_path / "drop" / "music-aside"
     config = group_config(tmp_path, sandbox, folder, poll_seconds=0.5)
     state_dir = tmp_path / "state"
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     wait_status(daemon, state_dir, "Valid")
 
     os.rename(folder, aside)
@@ -396,9 +395,7 @@ def test_recovery_read_only_folder_holds_files_until_writable(
     config = group_config(tmp_path, sandbox, folder, poll_seconds=0.5)
     state_dir = tmp_path / "state"
     mounts.mount("--bind", str(folder), target=writer)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     mounts.mount("--bind", str(folder), target=folder)
     mounts.remount("bind,ro", folder)
 
@@ -481,9 +478,7 @@ def test_recovery_disk_full_while_zipping_waits_then_sends(
     big = incompressible_users(500_000)
     zipped = len(zlib.compress(big, 6))  # the ZIP is larger still: headers
     assert len(big) < DISK - 64 * 1024 < DISK + 64 * 1024 < len(big) + zipped, "fits, ZIP not"
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     drop(folder, "users.csv", big)
     stuck = wait_status(daemon, state_dir, "Error")
@@ -506,9 +501,7 @@ def test_recovery_disk_full_while_closing_a_batch_waits_then_sends(
     # A long quiet window: the disk is filled between the claim and the close's manifest.
     config = disk_group(tmp_path, sandbox, mounts, quiet_seconds=3)
     folder, state_dir = tmp_path / "disk" / GROUP, tmp_path / "state"
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     drop(folder, "users.csv", USERS)
     daemon.wait_event("file_claimed", file="users.csv")

@@ -10,29 +10,27 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from guardfiles import (
-    SECTIONS,
-    free_port,
-    held_ids,
-    held_records,
-    scrape,
-    status_of,
-    users_csv,
-)
+from guardfiles import SECTIONS, held_ids, held_records, users_csv
 from harness import (
     COURSES,
     DEADLINE,
     USERS,
     DaemonProcess,
+    Samples,
     SandboxProcess,
+    assert_refused,
     drop,
-    errors,
+    failed_and_sent,
+    free_port,
     music_group,
     read,
     receipts,
     run_dropd,
+    sample,
+    scrape,
     script_sandbox,
     start_daemon,
+    start_ready,
     uploads_by_batch,
     wait_for,
 )
@@ -44,10 +42,8 @@ GUARDED = users_csv(200, 150)
 
 
 def started(tmp_path: Path, config: Path, processes: Processes, **env: str) -> DaemonProcess:
-    daemon = start_daemon(config, tmp_path / f"daemon-{len(processes)}.log", env)
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
-    return daemon
+    """`dropd run`, ready, with a log of its own: a test may start more than one."""
+    return start_ready(processes, config, tmp_path / f"daemon-{len(processes)}.log", env)
 
 
 def test_release_sends_a_held_batch_at_the_back_of_the_line(
@@ -57,7 +53,7 @@ def test_release_sends_a_held_batch_at_the_back_of_the_line(
     daemon = started(tmp_path, config, processes)
     drop(folder, "users.csv", GUARDED)
     held = wait_for(lambda: held_ids(folder), "the batch held")[0]
-    status_of(daemon, status="Error", step="guard")
+    daemon.wait_status(status="Error", step="guard")
 
     # A later batch is in flight (the sandbox pauses) and another waits behind it.
     script_sandbox(sandbox, [{"pause": 3}])
@@ -86,7 +82,7 @@ def test_release_sends_a_held_batch_at_the_back_of_the_line(
         len(GUARDED),
     )
     assert (folder / "sent" / _day(folder, held) / held / "users.csv").read_bytes() == GUARDED
-    status_of(daemon, status="Valid", batches_held=0)
+    daemon.wait_status(status="Valid", batches_held=0)
     assert daemon.stop() == 0
 
 
@@ -102,20 +98,14 @@ def test_release_refuses_what_is_not_held(
     started(tmp_path, config, processes)
     drop(folder, "users.csv", GUARDED)
     held = wait_for(lambda: held_ids(folder), "the batch held")[0]
-    drop(folder, "notes.txt", b"not for upload")
-    [error] = wait_for(lambda: errors(folder), "the intake failure")
-    drop(folder, "courses.csv", COURSES)
-    [receipt] = wait_for(lambda: receipts(folder), "a sent batch")
+    error, receipt = failed_and_sent(folder, "courses.csv", COURSES)
 
     cases = {
         "20990101T000000.000000Z-beef": "there is no held batch",
         receipt.parent.name: "it was sent",
         error.parent.name: "it failed",
     }
-    for batch, why in cases.items():
-        done = run_dropd("release", "--config", str(config), "music", batch)
-        assert done.returncode == 1, (batch, done.stdout)
-        assert done.stderr.startswith("dropd release: ") and why in done.stderr, done.stderr
+    assert_refused("release", config, "music", cases)
     refused = run_dropd("release", "-c", str(config), "music", error.parent.name)
     assert "`dropd retry`" in refused.stderr
 
@@ -139,7 +129,7 @@ def test_release_a_held_batch_removed_by_hand_clears_the_error(
     held = wait_for(lambda: held_ids(folder), "the batch held")[0]
     drop(folder, "courses.csv", COURSES)
     wait_for(lambda: receipts(folder), "the later batch sent")
-    shown = status_of(daemon, status="Error", step="guard", batches_held=1)
+    shown = daemon.wait_status(status="Error", step="guard", batches_held=1)
     assert f"held/{held}" in shown["reason"]
 
     text = run_dropd("status", "--config", str(config))
@@ -149,7 +139,7 @@ def test_release_a_held_batch_removed_by_hand_clears_the_error(
     assert "held batches:   1" in text.stdout
 
     shutil.rmtree(folder / "held" / held)
-    status_of(daemon, status="Valid", step="", batches_held=0)
+    daemon.wait_status(status="Valid", step="", batches_held=0)
     assert run_dropd("status", "--config", str(config)).returncode == 0
     assert daemon.stop() == 0
 
@@ -164,44 +154,37 @@ def test_release_status_and_metrics_show_a_held_batch_across_a_restart(
     wait_for(lambda: receipts(folder), "a sent batch")
     drop(folder, "users.csv", GUARDED)
     held = wait_for(lambda: held_ids(folder), "the batch held")[0]
-    status_of(daemon, status="Error", step="guard")
+    daemon.wait_status(status="Error", step="guard")
 
     music = {"group": "music"}
     got = wait_for(lambda: _scraped(port, "dropd_batches_total", outcome="held", **music), "held")
     assert got[("dropd_batches_total", frozenset({"outcome": "sent", **music}.items()))] == 1
-    assert _sample(got, "dropd_group_status", status="Error", **music) == 1
-    assert _sample(got, "dropd_group_error_step", step="guard", **music) == 1
-    assert _sample(got, "dropd_batches_held", **music) == 1
-    assert _sample(got, "dropd_batches_failed", **music) == 0
+    assert sample(got, "dropd_group_status", status="Error", **music) == 1
+    assert sample(got, "dropd_group_error_step", step="guard", **music) == 1
+    assert sample(got, "dropd_batches_held", **music) == 1
+    assert sample(got, "dropd_batches_failed", **music) == 0
     assert daemon.stop() == 0
 
     again = started(tmp_path, config, processes)
-    shown = status_of(again, status="Error", step="guard", batches_held=1)
+    shown = again.wait_status(status="Error", step="guard", batches_held=1)
     assert held in shown["reason"] and "75%" in shown["reason"]
     got = wait_for(lambda: _scraped(port, "dropd_batches_held", **music), "the gauge")
-    assert _sample(got, "dropd_group_error_step", step="guard", **music) == 1
-    assert _sample(got, "dropd_batches_total", outcome="held", **music) == 0, "a new process"
+    assert sample(got, "dropd_group_error_step", step="guard", **music) == 1
+    assert sample(got, "dropd_batches_total", outcome="held", **music) == 0, "a new process"
 
     assert run_dropd("release", "--config", str(config), "music", held).returncode == 0
     wait_for(lambda: len(receipts(folder)) == 2, "the released batch sent")
-    status_of(again, status="Valid", batches_held=0)
+    again.wait_status(status="Valid", batches_held=0)
     got = wait_for(lambda: _scraped(port, "dropd_batches_total", outcome="sent", **music), "sent")
-    assert _sample(got, "dropd_batches_held", **music) == 0
+    assert sample(got, "dropd_batches_held", **music) == 0
     assert "dropd_group_error_step" not in {name for name, _ in got}
     assert again.stop() == 0
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _sample(got: Samples, name: str, **labels: str) -> float | None:
-    return got.get((name, frozenset(labels.items())))
 
 
 def _scraped(port: int, name: str, **labels: str) -> Samples | None:
     """A scrape once sample `name` is there and not 0."""
     got = scrape(port)
-    return got if _sample(got, name, **labels) else None
+    return got if sample(got, name, **labels) else None
 
 
 @pytest.mark.parametrize("point", ["closed", "recorded", "moved"])
@@ -224,7 +207,7 @@ def test_release_crash_during_the_hold_loses_nothing(
     assert held_ids(folder) == ([batch.name] if point == "moved" else [])
 
     daemon = started(tmp_path, config, processes, **{crashpoints.ENV: ""})
-    shown = status_of(daemon, status="Error", step="guard", batches_held=1)
+    shown = daemon.wait_status(status="Error", step="guard", batches_held=1)
     assert batch.name in shown["reason"]
     wait_for(lambda: not any((folder / ".dropd" / "work").iterdir()), "the spool emptied")
     assert held_ids(folder) == [batch.name]

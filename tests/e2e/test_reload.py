@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from harness import (
     USERS,
@@ -13,6 +14,7 @@ from harness import (
     SandboxProcess,
     drained,
     drop,
+    drop_folders,
     group_status,
     music_group,
     read,
@@ -20,34 +22,28 @@ from harness import (
     sandbox_environment,
     sent_files,
     start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
 )
 
 
-def folders(tmp_path: Path, *names: str) -> dict[str, Path]:
-    made = {name: tmp_path / "drop" / name for name in names}
-    for folder in made.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    return made
+def environments(tmp_path: Path, sandbox: SandboxProcess) -> dict[str, dict[str, Any]]:
+    """Environment `test`: the sandbox, client `unit-a` with its secret in a file."""
+    secret = write_secret(tmp_path / "s", "secret-a-1234")
+    return {"test": sandbox_environment(sandbox, "unit-a", secret)}
 
 
 def test_reload_adds_and_removes_groups(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    drops = folders(tmp_path, "music", "art")
-    env = {
-        "test": sandbox_environment(
-            sandbox, "unit-a", write_secret(tmp_path / "s", "secret-a-1234")
-        )
-    }
+    drops = drop_folders(tmp_path, "music", "art")
+    env = environments(tmp_path, sandbox)
     config = toml_config(
         tmp_path, env, {"music": {"environment": "test", "folder": str(drops["music"])}}
     )
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     toml_config(tmp_path, env, {"art": {"environment": "test", "folder": str(drops["art"])}})
     daemon.process.send_signal(signal.SIGHUP)
@@ -65,18 +61,12 @@ def test_reload_adds_and_removes_groups(
 def test_reload_refuses_a_bad_config_and_keeps_running(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    drops = folders(tmp_path, "music")
-    env = {
-        "test": sandbox_environment(
-            sandbox, "unit-a", write_secret(tmp_path / "s", "secret-a-1234")
-        )
-    }
+    drops = drop_folders(tmp_path, "music")
+    env = environments(tmp_path, sandbox)
     config = toml_config(
         tmp_path, env, {"music": {"environment": "test", "folder": str(drops["music"])}}
     )
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     good = config.read_text(encoding="utf-8")
     config.write_text(good + '\n[groups.art]\nenvironment = "nowhere"\n', encoding="utf-8")
@@ -91,7 +81,7 @@ def test_reload_refuses_a_bad_config_and_keeps_running(
 def test_reload_with_a_fixed_secret_sends_the_waiting_batch(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    drops = folders(tmp_path, "music")
+    drops = drop_folders(tmp_path, "music")
     secret = write_secret(tmp_path / "s", "wrong-secret-0000")
     env = {"test": sandbox_environment(sandbox, "unit-a", secret)}
     # Long backoff: only the reload can explain a prompt send.
@@ -107,10 +97,7 @@ def test_reload_with_a_fixed_secret_sends_the_waiting_batch(
     drop(drops["music"], "users.csv", USERS)
     waiting = daemon.wait_event("batch_waits", step="token")
     assert "rejected client 'unit-a'" in waiting["reason"]
-    status = wait_for(
-        lambda: (s := group_status(tmp_path / "state", "music")) and s["status"] == "Error" and s,
-        "status Error at step token",
-    )
+    status = daemon.wait_status("music", status="Error")
     assert status["step"] == "token"
     assert not receipts(drops["music"]) and not list((drops["music"] / "failed").glob("*"))
 
@@ -156,20 +143,14 @@ def uploaded_groups(sandbox: SandboxProcess) -> list[str]:
 def test_reload_while_files_flow_adds_changes_and_removes_groups_losing_nothing(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    drops = folders(tmp_path, "music", "art", "drama")
-    env = {
-        "test": sandbox_environment(
-            sandbox, "unit-a", write_secret(tmp_path / "s", "secret-a-1234")
-        )
-    }
+    drops = drop_folders(tmp_path, "music", "art", "drama")
+    env = environments(tmp_path, sandbox)
     music = {"environment": "test", "folder": str(drops["music"])}
     art = {"environment": "test", "folder": str(drops["art"])}
     config = toml_config(
         tmp_path, env, {"music": music, "art": art}, quiet_seconds=0.3, max_wait_seconds=1
     )
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     with Writer([drops["music"], drops["art"]]) as writer:
         wait_for(lambda: len(receipts(drops["art"])) >= 2, "art's batches going up")
@@ -210,9 +191,7 @@ def test_reload_refuses_to_move_the_state_dir_and_keeps_its_lock(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     moved = tmp_path / "moved-state"
     text = config.read_text(encoding="utf-8")

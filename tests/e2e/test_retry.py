@@ -8,8 +8,10 @@ from harness import (
     USERS,
     DaemonProcess,
     SandboxProcess,
+    assert_refused,
     drop,
     errors,
+    failed_and_sent,
     music_group,
     read,
     receipts,
@@ -59,20 +61,14 @@ def test_retry_refuses_what_is_not_a_failed_batch(
     config, folder = music_group(tmp_path, sandbox)
     daemon = start_daemon(config, tmp_path / "daemon.log")
     processes.append(daemon)
-    drop(folder, "notes.txt", b"not for upload")
-    [error] = wait_for(lambda: errors(folder), "the intake failure")
-    drop(folder, "users.csv", USERS)
-    [receipt] = wait_for(lambda: receipts(folder), "a sent batch")
+    error, receipt = failed_and_sent(folder, "users.csv", USERS)
 
     cases = {
         "20990101T000000.000000Z-beef": "there is no failed batch",
         receipt.parent.name: "was sent",
         error.parent.name: "step intake",
     }
-    for batch, why in cases.items():
-        done = run_dropd("retry", "--config", str(config), "music", batch)
-        assert done.returncode == 1, (batch, done.stdout)
-        assert why in done.stderr, done.stderr
+    assert_refused("retry", config, "music", cases)
     assert (folder / "failed" / error.parent.name / "notes.txt").exists(), "nothing moved"
 
     done = run_dropd("retry", "--config", str(config), "nosuch", "x")

@@ -14,14 +14,16 @@ from harness import (
     DaemonProcess,
     SandboxProcess,
     drop,
+    drop_folders,
     errors,
     group_status,
     music_group,
     read,
     receipts,
     sandbox_environment,
+    second_sandbox,
     start_daemon,
-    start_sandbox,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
@@ -37,17 +39,13 @@ def zip_entries(path: Path) -> dict[str, bytes]:
 
 
 def test_run_two_groups_on_two_environments_each_get_one_zip(
-    tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    box_a = start_sandbox(tmp_path / "store-a", ["unit-a:secret-a-1234"])
-    box_b = start_sandbox(tmp_path / "store-b", ["unit-b:secret-b-5678"])
-    processes += [box_a, box_b]
-    music, art = tmp_path / "drop" / "music", tmp_path / "drop" / "art"
-    music.mkdir(parents=True)
-    art.mkdir(parents=True)
+    box_a, (box_b, beta) = sandbox, second_sandbox(tmp_path, processes)
+    music, art = drop_folders(tmp_path, "music", "art").values()
     environments = {
         "test": sandbox_environment(box_a, "unit-a", write_secret(tmp_path / "a", "secret-a-1234")),
-        "beta": sandbox_environment(box_b, "unit-b", write_secret(tmp_path / "b", "secret-b-5678")),
+        "beta": beta,
     }
     groups = {
         "music": {"environment": "test", "folder": str(music)},
@@ -55,9 +53,7 @@ def test_run_two_groups_on_two_environments_each_get_one_zip(
     }
     settle, quiet = 1.0, 1.0
     config = toml_config(tmp_path, environments, groups, settle_seconds=settle, quiet_seconds=quiet)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
 
     dropped = time.monotonic()
     sent_music = {"users.csv": USERS, "enrollments.csv": ENROLLMENTS, "message.properties": MESSAGE}
@@ -163,10 +159,7 @@ def test_run_group_stays_in_error_after_an_intake_failure_until_a_batch_is_sent(
 
     os.rename(folder / "users.csv.part", folder / "users.csv")
     wait_for(lambda: receipts(folder), "the receipt")
-    valid = wait_for(
-        lambda: (now := group_status(state, "music")) and now["status"] == "Valid" and now,
-        "music Valid again",
-    )
+    valid = daemon.wait_status("music", status="Valid")
     assert valid["batches_failed"] == 1, "failed batches stay counted whatever the status"
 
 
@@ -174,9 +167,7 @@ def test_run_done_marker_travels_and_is_not_uploaded(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = music_group(tmp_path, sandbox, settle_seconds=3600)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log")
     drop(folder, "users.csv", USERS)
     drop(folder, "users.csv.done", b"")
     [receipt] = wait_for(lambda: receipts(folder), "a receipt (the marker, not settle)")
@@ -188,9 +179,7 @@ def test_run_polling_mode_picks_up_files(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = music_group(tmp_path, sandbox, poll_seconds=0.5)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log")
     drop(folder, "courses.csv", COURSES)
     wait_for(lambda: receipts(folder), "a receipt in polling mode")
 

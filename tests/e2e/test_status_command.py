@@ -1,4 +1,4 @@
-"""`dropd status` against a real daemon and sandbox, in every state of rule 10."""
+"""`dropd status` against a real daemon and sandbox, in every state a group can show."""
 
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from harness import (
     SandboxProcess,
     drop,
     errors,
-    group_status,
     music_group,
     read,
     receipts,
     run_dropd,
     sandbox_environment,
     script_sandbox,
-    start_daemon,
+    start_ready,
     toml_config,
     wait_for,
     write_secret,
@@ -48,28 +47,6 @@ def only_group(report: dict[str, Any]) -> dict[str, Any]:
     return dict(group)
 
 
-def settled(daemon: DaemonProcess, group: str = "music", **fields: Any) -> dict[str, Any]:
-    """Wait until this daemon's status file shows the group with `fields`."""
-    state_dir = daemon.config.parent / "state"
-
-    def shown() -> dict[str, Any] | None:
-        assert daemon.process.poll() is None, f"dropd exited:\n{daemon.text()}"
-        data = _status_file(state_dir)
-        entry = group_status(state_dir, group)
-        if data.get("pid") != daemon.process.pid or entry is None:
-            return None
-        return entry if all(entry.get(k) == v for k, v in fields.items()) else None
-
-    return wait_for(shown, f"status of {group} with {fields}")
-
-
-def _status_file(state_dir: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads((state_dir / "status.json").read_text(encoding="utf-8")))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
 def test_status_valid_before_and_after_a_sent_batch(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
@@ -77,9 +54,8 @@ def test_status_valid_before_and_after_a_sent_batch(
     code, text = status_text(config)
     assert code == 1 and text.startswith("no status yet:") and "has not run" in text
 
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    settled(daemon, status="Valid")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
+    daemon.wait_status(status="Valid")
     code, report = status(config)
     assert code == 0, report
     assert report["running"] is True and report["pid"] == daemon.process.pid
@@ -94,7 +70,7 @@ def test_status_valid_before_and_after_a_sent_batch(
 
     drop(folder, "users.csv", USERS)
     wait_for(lambda: receipts(folder), "the receipt")
-    settled(daemon, status="Valid", files_waiting=0)
+    daemon.wait_status(status="Valid", files_waiting=0)
     code, report = status(config)
     group = only_group(report)
     assert code == 0 and group["status"] == "Valid"
@@ -105,13 +81,12 @@ def test_status_processing_while_a_batch_is_under_way(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    settled(daemon, status="Valid")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
+    daemon.wait_status(status="Valid")
     script_sandbox(sandbox, [{"hang": 8}])  # the upload is answered by nothing for 8 s
     drop(folder, "users.csv", USERS)
     daemon.wait_event("upload_started")
-    settled(daemon, status="Processing")
+    daemon.wait_status(status="Processing")
     code, report = status(config)
     group = only_group(report)
     assert code == 0, "Processing is not an error"
@@ -123,10 +98,9 @@ def test_status_error_at_step_token_when_the_client_is_refused(
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
     write_secret(tmp_path / "test.secret", "not-the-secret")
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     drop(folder, "users.csv", USERS)
-    settled(daemon, status="Error")
+    daemon.wait_status(status="Error")
     code, report = status(config)
     group = only_group(report)
     assert code == 1
@@ -142,11 +116,10 @@ def test_status_error_at_step_folder_when_the_folder_is_removed(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, folder = music_group(tmp_path, sandbox, poll_seconds=0.3)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    settled(daemon, status="Valid")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
+    daemon.wait_status(status="Valid")
     shutil.rmtree(folder)
-    settled(daemon, status="Error", step="folder")
+    daemon.wait_status(status="Error", step="folder")
     code, report = status(config)
     group = only_group(report)
     assert code == 1
@@ -157,11 +130,10 @@ def test_status_error_when_the_last_batch_failed_validation(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     drop(folder, "users.csv", BAD_HEADER)
     wait_for(lambda: errors(folder), "the failed batch")
-    settled(daemon, status="Error", batches_failed=1)
+    daemon.wait_status(status="Error", batches_failed=1)
     code, report = status(config)
     group = only_group(report)
     assert code == 1 and group["step"] == "validate"
@@ -169,7 +141,7 @@ def test_status_error_when_the_last_batch_failed_validation(
 
     drop(folder, "users.csv", USERS)  # a batch that goes up makes the group Valid again
     wait_for(lambda: receipts(folder), "the receipt")
-    settled(daemon, status="Valid", batches_failed=1)
+    daemon.wait_status(status="Valid", batches_failed=1)
     assert status(config)[0] == 0
 
 
@@ -177,14 +149,13 @@ def test_status_after_stop_and_restart_keeps_the_history(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
-    first = start_daemon(config, tmp_path / "first.log")
-    processes.append(first)
+    first = start_ready(processes, config, tmp_path / "first.log")
     drop(folder, "users.csv", USERS)
     [receipt] = wait_for(lambda: receipts(folder), "the receipt")
     script_sandbox(sandbox, [NO_FILES])
     drop(folder, "users.csv", USERS)
     wait_for(lambda: errors(folder), "the batch the sandbox refused")
-    settled(first, status="Error", step="upload", batches_failed=1)
+    first.wait_status(status="Error", step="upload", batches_failed=1)
     assert first.stop() == 0
 
     code, report = status(config)
@@ -195,9 +166,8 @@ def test_status_after_stop_and_restart_keeps_the_history(
     assert header.startswith(f"dropd is not running (pid {first.process.pid} is gone); ")
     assert "last known status from " in header and " ago)" in header
 
-    second = start_daemon(config, tmp_path / "second.log")
-    processes.append(second)
-    settled(second)
+    second = start_ready(processes, config, tmp_path / "second.log")
+    second.wait_status()
     code, report = status(config)
     group = only_group(report)
     assert code == 1 and report["running"] is True and report["pid"] == second.process.pid
@@ -219,13 +189,11 @@ def test_status_standby_of_a_second_daemon_on_the_same_folder(
         (tmp_path / name).mkdir()
         group = {"environment": "test", "folder": str(folder)}
         configs.append(toml_config(tmp_path / name, env, {"music": group}))
-    owner = start_daemon(configs[0], tmp_path / "a.log")
-    processes.append(owner)
+    owner = start_ready(processes, configs[0], tmp_path / "a.log")
     owner.wait_event("group_owned", group="music")
-    standby = start_daemon(configs[1], tmp_path / "b.log")
-    processes.append(standby)
-    settled(standby, role="standby")
-    settled(owner, role="owner")
+    standby = start_ready(processes, configs[1], tmp_path / "b.log")
+    standby.wait_status(role="standby")
+    owner.wait_status(role="owner")
 
     code, report = status(configs[1])
     group = only_group(report)
@@ -239,9 +207,8 @@ def test_status_a_group_the_daemon_has_not_loaded_and_a_bad_config(
     tmp_path: Path, sandbox: SandboxProcess, processes: Processes
 ) -> None:
     config, _ = music_group(tmp_path, sandbox)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    settled(daemon, status="Valid")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
+    daemon.wait_status(status="Valid")
     (tmp_path / "drop" / "art").mkdir()
     text = config.read_text(encoding="utf-8")
     config.write_text(

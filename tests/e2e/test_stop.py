@@ -17,6 +17,7 @@ from harness import (
     receipts,
     script_sandbox,
     start_daemon,
+    start_ready,
     uploads_by_batch,
     wait_for,
 )
@@ -27,9 +28,7 @@ def test_stop_waits_for_the_upload_in_flight_to_finish(
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
     script_sandbox(sandbox, [{"pause": 3}])
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     drop(folder, "users.csv", USERS)
     daemon.wait_event("upload_started")
 
@@ -47,9 +46,7 @@ def test_stop_leaves_an_upload_too_slow_for_the_grace_to_recovery(
     config, folder = music_group(tmp_path, sandbox, read_timeout_seconds=120)
     script_sandbox(sandbox, [{"hang": 120}])
     grace = {"DROPD_TEST_STOP_GRACE_SECONDS": "1"}
-    daemon = start_daemon(config, tmp_path / "daemon.log", grace)
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    daemon = start_ready(processes, config, tmp_path / "daemon.log", grace)
     drop(folder, "users.csv", USERS)
     started = daemon.wait_event("upload_started")
 

@@ -39,6 +39,7 @@ from harness import (
     receipts,
     sandbox_environment,
     start_daemon,
+    start_ready,
     toml_config,
     uploads_by_batch,
     wait_for,
@@ -421,9 +422,7 @@ def test_torture_kill_9_loses_nothing_and_sends_twice_only_when_the_receipt_says
     finally:
         dropped = writer.finish()
 
-    last = start_daemon(config, tmp_path / "logs" / "last.log")
-    processes.append(last)
-    last.wait_event("daemon_ready")
+    last = start_ready(processes, config, tmp_path / "logs" / "last.log")
     try:
         wait_for(lambda: all_drained(last, folders), "every group drained", DRAIN_DEADLINE)
     except AssertionError as exc:  # the figures below say what is left, and where
@@ -466,9 +465,7 @@ def test_torture_kill_between_a_files_rename_and_its_markers_strands_no_marker(
     # marker. A crash point after both, and the marker put back, is the state between them.
     config, folders = setup_groups(tmp_path, sandbox)
     folder = folders[GROUPS[0]]
-    crashed = start_daemon(config, tmp_path / "crashed.log", {crashpoints.ENV: "claimed"})
-    processes.append(crashed)
-    crashed.wait_event("daemon_ready")
+    crashed = start_ready(processes, config, tmp_path / "crashed.log", {crashpoints.ENV: "claimed"})
     name, content = csv_file(Random(SEED), 1)
     drop(folder, name + ".done", b"")
     drop(folder, name, content)

@@ -1,6 +1,6 @@
-"""Rule 5 against a misbehaving provider: `dropd run` and `dropd sandbox` as real processes.
+"""Uploads against a misbehaving provider: `dropd run` and `dropd sandbox` as real processes.
 
-Every answer of DESIGN.md's table, tokens that expire, are revoked or cannot be had, a
+Every answer of the answer-to-outcome table, tokens that expire, are revoked or cannot be had, a
 restart that reuses the cached token, groups that do not wait for each other, TLS with a
 campus CA, and a grep of everything dropd wrote for the secret and every token.
 """
@@ -12,17 +12,13 @@ import email.utils
 import json
 import os
 import shutil
-import socketserver
 import ssl
 import stat
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +27,23 @@ from harness import (
     COURSES,
     USERS,
     DaemonProcess,
+    Sampling,
     SandboxProcess,
     drop,
+    drop_folders,
     errors,
-    group_status,
     read,
     receipts,
     sandbox_environment,
     script_sandbox,
-    start_daemon,
+    second_sandbox,
+    start_ready,
     start_sandbox,
     toml_config,
     wait_for,
     write_secret,
 )
+from proxy import HttpProxy
 
 SECRET = "secret-a-1234"
 # Retries come promptly; backoff alone never waits longer than retry_max_seconds.
@@ -52,15 +51,6 @@ FAST = {"retry_initial_seconds": 0.2, "retry_max_seconds": 1}
 FILE_ERRORS = [
     {"title": "people.csv", "description": "Unknown file type: header 'id,name' is not known"}
 ]
-_HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "host",
-    "server",
-    "date",
-}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -83,112 +73,8 @@ def sandbox_env(tmp_path: Path, sandbox: SandboxProcess) -> dict[str, Any]:
     return sandbox_environment(sandbox, "unit-a", write_secret(tmp_path / "test.secret", SECRET))
 
 
-def named(daemon: DaemonProcess, event: str, **fields: Any) -> list[dict[str, Any]]:
-    """The daemon's log events called `event` whose fields match."""
-    return [
-        e
-        for e in daemon.events()
-        if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
-    ]
-
-
 def moment(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00"))
-
-
-def started(
-    tmp_path: Path,
-    config: Path,
-    processes: list[SandboxProcess | DaemonProcess],
-    log: str = "daemon.log",
-    env: dict[str, str] | None = None,
-) -> DaemonProcess:
-    daemon = start_daemon(config, tmp_path / log, env)
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
-    return daemon
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, which stalls on a bad resolver.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
-
-
-class ReverseProxy:
-    """A reverse proxy on 127.0.0.1 (HTTP, or HTTPS with `tls`) in front of a sandbox.
-
-    It forwards POSTs with urllib, copies status, headers and body back, and keeps every
-    path it forwarded and every access token the token endpoint handed out through it.
-    """
-
-    def __init__(self, target: str, tls: ssl.SSLContext | None = None) -> None:
-        self.target = target
-        self.forwarded: list[str] = []
-        self.tokens: list[str] = []
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def do_POST(self) -> None:
-                proxy.forward(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        if tls is not None:
-            # The handshake runs in accept(): a client that refuses the certificate never
-            # reaches the handler, and socketserver drops the failed accept silently.
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        scheme = "https" if tls is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def forward(self, handler: BaseHTTPRequestHandler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
-        request = urllib.request.Request(
-            self.target + handler.path, data=body, headers=headers, method="POST"
-        )
-        self.forwarded.append(handler.path)
-        try:
-            answer = self._opener.open(request, timeout=60)
-        except urllib.error.HTTPError as error:
-            answer = error
-        with answer:
-            status, reply_headers, reply = answer.status, answer.headers, answer.read()
-        if handler.path == "/oauth/token" and status == 200:
-            self.tokens.append(str(json.loads(reply)["access_token"]))
-        handler.send_response(status)
-        for name, value in reply_headers.items():
-            if name.lower() not in _HOP_BY_HOP:
-                handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(reply)))
-        handler.end_headers()
-        handler.wfile.write(reply)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=10)
-
-
-@pytest.fixture
-def proxies() -> Iterator[list[ReverseProxy]]:
-    """Reverse proxies a test starts, stopped at its end (request it before `processes`)."""
-    started_proxies: list[ReverseProxy] = []
-    yield started_proxies
-    for proxy in started_proxies:
-        proxy.stop()
 
 
 # -- 1. every retried answer of the table -----------------------------------------------------
@@ -197,7 +83,7 @@ RETRIED = ["408", "429-seconds", "429-date", "500", "502-html", "503", "reset", 
 
 
 def fault(name: str) -> dict[str, Any]:
-    """The scripted sandbox answer for one retried row of DESIGN.md's table."""
+    """The scripted sandbox answer for one retried row of the answer-to-outcome table."""
     if name == "429-seconds":
         return {"status": 429, "retry_after": "2"}
     if name == "429-date":
@@ -223,7 +109,7 @@ def test_upload_fault_is_retried_then_sent(
     processes: list[SandboxProcess | DaemonProcess],
 ) -> None:
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox), read_timeout_seconds=1)
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     answer = fault(name)
     script_sandbox(sandbox, [answer])
     drop(folder, "users.csv", USERS)
@@ -235,17 +121,17 @@ def test_upload_fault_is_retried_then_sent(
     assert (receipt.parent / "users.csv").read_bytes() == USERS
     assert not errors(folder)
     sent = daemon.wait_event("batch_sent")
-    waits = named(daemon, "batch_waits", step="upload")
+    waits = daemon.named("batch_waits", step="upload")
     assert waits, f"no batch_waits at step upload after {name}"
     first = waits[0]
     assert moment(first) <= moment(sent)
-    answered = [e["status"] for e in named(daemon, "upload_answered")]
+    answered = [e["status"] for e in daemon.named("upload_answered")]
     assert answered[0] == answer.get("status"), answered  # None: no HTTP answer at all
     assert answered[-1] == 200
     assert len(sandbox.uploads()) == 1
     if name == "429-seconds":
         assert first["retry_in_seconds"] >= 2, first
-        retried = [e for e in named(daemon, "upload_started") if moment(e) > moment(first)]
+        retried = [e for e in daemon.named("upload_started") if moment(e) > moment(first)]
         waited = (moment(retried[0]) - moment(first)).total_seconds()
         assert waited >= 1.9, f"Retry-After: 2 honoured only {waited:.2f} s"
     if name == "read-timeout":
@@ -263,7 +149,7 @@ def test_upload_gives_up_after_give_up_after_seconds(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox), give_up_after_seconds=1)
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     script_sandbox(sandbox, [{"status": 503}] * 100)
     drop(folder, "users.csv", USERS)
 
@@ -275,7 +161,7 @@ def test_upload_gives_up_after_give_up_after_seconds(
     assert record["attempts"] >= 2
     assert (error.parent / "users.csv").read_bytes() == USERS
     assert not receipts(folder) and sandbox.uploads() == []
-    assert named(daemon, "batch_waits", step="upload")
+    assert daemon.named("batch_waits", step="upload")
     daemon.wait_event("batch_failed", step="upload")
 
 
@@ -300,7 +186,7 @@ def test_upload_other_4xx_fails_at_once_with_the_servers_message(
 ) -> None:
     status, body = REFUSALS[name]
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox))
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     script_sandbox(sandbox, [{"status": status, "body": body}])
     drop(folder, "users.csv", USERS)
 
@@ -313,7 +199,7 @@ def test_upload_other_4xx_fails_at_once_with_the_servers_message(
     assert record["attempts"] == 1
     assert (error.parent / "users.csv").read_bytes() == USERS
     daemon.wait_event("batch_failed", step="upload")
-    assert not named(daemon, "batch_waits")
+    assert not daemon.named("batch_waits")
     assert not receipts(folder) and sandbox.uploads() == []
 
 
@@ -322,7 +208,7 @@ def test_upload_non_json_refusal_is_kept_cut_to_2000_characters(
 ) -> None:
     page = "<html><body><h1>400 Bad Request</h1>" + "proxy says no. " * 400 + "</body></html>"
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox))
-    started(tmp_path, config, processes)
+    start_ready(processes, config, tmp_path / "daemon.log")
     script_sandbox(sandbox, [{"status": 400, "body": page}])
     drop(folder, "users.csv", USERS)
 
@@ -343,10 +229,10 @@ def test_upload_revoked_token_is_renewed_once_on_401(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox))
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     drop(folder, "users.csv", USERS)
     wait_for(lambda: receipts(folder), "the first batch's receipt")
-    assert len(named(daemon, "token_fetched")) == 1
+    assert len(daemon.named("token_fetched")) == 1
 
     revoke_tokens(sandbox)
     drop(folder, "courses.csv", COURSES)
@@ -354,8 +240,8 @@ def test_upload_revoked_token_is_renewed_once_on_401(
 
     second = next(read(r) for r in receipts(folder) if read(r)["files"][0]["name"] == "courses.csv")
     assert second["status"] == 200
-    assert len(named(daemon, "token_fetched")) == 2, "a new token after the 401"
-    refused = named(daemon, "upload_answered", status=401)
+    assert len(daemon.named("token_fetched")) == 2, "a new token after the 401"
+    refused = daemon.named("upload_answered", status=401)
     assert [e["outcome"] for e in refused] == ["unauthorized"]
     assert not errors(folder)
     assert len(sandbox.uploads()) == 2
@@ -367,7 +253,7 @@ def test_upload_token_expired_between_batches_is_fetched_again_without_a_401(
     sandbox = start_sandbox(tmp_path / "store", [f"unit-a:{SECRET}"], "--token-lifetime", "2")
     processes.append(sandbox)
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox))
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     drop(folder, "users.csv", USERS)
     wait_for(lambda: receipts(folder), "the first batch's receipt")
     cache = tmp_path / "state" / "tokens" / "test.json"
@@ -379,8 +265,8 @@ def test_upload_token_expired_between_batches_is_fetched_again_without_a_401(
 
     drop(folder, "courses.csv", COURSES)
     wait_for(lambda: len(receipts(folder)) == 2, "the second batch's receipt")
-    assert len(named(daemon, "token_fetched")) == 2
-    assert not named(daemon, "upload_answered", status=401), "renewed ahead, not after a 401"
+    assert len(daemon.named("token_fetched")) == 2
+    assert not daemon.named("upload_answered", status=401), "renewed ahead, not after a 401"
     assert read(cache)["access_token"] != first["access_token"]
     assert all(read(r)["status"] == 200 for r in receipts(folder))
 
@@ -392,29 +278,22 @@ def test_upload_token_endpoint_down_then_up_waits_then_sends(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox))
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     script_sandbox(sandbox, [{"endpoint": "token", "status": 503}] * 4)
     drop(folder, "users.csv", USERS)
 
-    state = tmp_path / "state"
-    status = wait_for(
-        lambda: (s := group_status(state, "music")) and s["status"] == "Error" and s,
-        "status Error while the token endpoint is down",
-    )
+    status = daemon.wait_status("music", status="Error")
     assert status["step"] == "token", status
     assert "503" in status["reason"], status
     assert not errors(folder), "a token problem never fails a batch"
-    waits = named(daemon, "batch_waits")
+    waits = daemon.named("batch_waits")
     assert waits and {w["step"] for w in waits} == {"token"}
 
     [receipt] = wait_for(lambda: receipts(folder), "the receipt once tokens come again")
     assert read(receipt)["status"] == 200
-    assert len(named(daemon, "batch_waits", step="token")) >= 2
-    assert len(named(daemon, "token_fetched")) == 1
-    wait_for(
-        lambda: (s := group_status(state, "music")) and s["status"] == "Valid",
-        "status Valid after the send",
-    )
+    assert len(daemon.named("batch_waits", step="token")) >= 2
+    assert len(daemon.named("token_fetched")) == 1
+    daemon.wait_status("music", status="Valid")
     assert not errors(folder) and not (folder / "failed").exists()
 
 
@@ -425,7 +304,7 @@ def test_upload_token_is_reused_across_a_restart(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = one_group(tmp_path, sandbox_env(tmp_path, sandbox))
-    first = started(tmp_path, config, processes, "first.log")
+    first = start_ready(processes, config, tmp_path / "first.log")
     drop(folder, "users.csv", USERS)
     wait_for(lambda: receipts(folder), "the first run's receipt")
     assert first.stop() == 0
@@ -434,11 +313,11 @@ def test_upload_token_is_reused_across_a_restart(
     assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
     token = read(cache)["access_token"]
 
-    second = started(tmp_path, config, processes, "second.log")
+    second = start_ready(processes, config, tmp_path / "second.log")
     drop(folder, "courses.csv", COURSES)
     wait_for(lambda: len(receipts(folder)) == 2, "the second run's receipt")
     assert second.stop() == 0
-    fetches = (len(named(first, "token_fetched")), len(named(second, "token_fetched")))
+    fetches = (len(first.named("token_fetched")), len(second.named("token_fetched")))
     print(f"token fetches over a restart: first run {fetches[0]}, second run {fetches[1]}")
     assert fetches == (1, 0)
     assert read(cache)["access_token"] == token
@@ -450,17 +329,13 @@ def test_upload_token_is_reused_across_a_restart(
 
 
 def test_upload_one_group_retrying_does_not_hold_up_another(
-    tmp_path: Path, processes: list[SandboxProcess | DaemonProcess]
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
-    box_a = start_sandbox(tmp_path / "store-a", [f"unit-a:{SECRET}"])
-    box_b = start_sandbox(tmp_path / "store-b", ["unit-b:secret-b-5678"])
-    processes += [box_a, box_b]
-    music, art = tmp_path / "drop" / "music", tmp_path / "drop" / "art"
-    music.mkdir(parents=True)
-    art.mkdir(parents=True)
+    box_a, (box_b, environment_b) = sandbox, second_sandbox(tmp_path, processes)
+    music, art = drop_folders(tmp_path, "music", "art").values()
     environments = {
         "a": sandbox_environment(box_a, "unit-a", write_secret(tmp_path / "a", SECRET)),
-        "b": sandbox_environment(box_b, "unit-b", write_secret(tmp_path / "b", "secret-b-5678")),
+        "b": environment_b,
     }
     groups = {
         "music": {"environment": "a", "folder": str(music)},
@@ -471,7 +346,7 @@ def test_upload_one_group_retrying_does_not_hold_up_another(
     config = toml_config(
         tmp_path, environments, groups, retry_initial_seconds=20, retry_max_seconds=30
     )
-    daemon = started(tmp_path, config, processes)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
     script_sandbox(box_a, [{"status": 503}] * 5)
     drop(music, "users.csv", USERS)
     waiting = daemon.wait_event("batch_waits", group="music", step="upload")
@@ -480,11 +355,11 @@ def test_upload_one_group_retrying_does_not_hold_up_another(
     drop(art, "users.csv", USERS)
     [receipt] = wait_for(lambda: receipts(art), "art's receipt while music waits")
     assert read(receipt)["status"] == 200
-    assert len(named(daemon, "upload_started", group="music")) == 1, "art went up first"
+    assert len(daemon.named("upload_started", group="music")) == 1, "art went up first"
     assert not receipts(music) and not errors(music), "music is still waiting"
     assert box_a.uploads() == [] and len(box_b.uploads()) == 1
     assert (music / ".dropd" / "work" / waiting["batch"]).is_dir()
-    assert not named(daemon, "batch_waits", group="art")
+    assert not daemon.named("batch_waits", group="art")
 
 
 # -- 9. TLS with a campus CA ------------------------------------------------------------------
@@ -509,10 +384,10 @@ def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def https_proxy(sandbox: SandboxProcess, cert: Path, key: Path) -> ReverseProxy:
+def https_proxy(sandbox: SandboxProcess, cert: Path, key: Path) -> HttpProxy:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    return ReverseProxy(sandbox.url, context)
+    return HttpProxy(sandbox.url, context)
 
 
 # requests trusts $REQUESTS_CA_BUNDLE (else $CURL_CA_BUNDLE, else certifi) unless told
@@ -524,7 +399,7 @@ CA_ENVIRONMENTS = ["no-ca-variables", "requests-ca-bundle-set"]
 def test_upload_tls_trusts_the_ca_bundle_and_nothing_else(
     ca_variables: str,
     tmp_path: Path,
-    proxies: list[ReverseProxy],
+    proxies: list[HttpProxy],
     sandbox: SandboxProcess,
     processes: list[SandboxProcess | DaemonProcess],
 ) -> None:
@@ -558,24 +433,21 @@ def test_upload_tls_trusts_the_ca_bundle_and_nothing_else(
         "art": {"environment": "plain", "folder": str(art)},
     }
     config = toml_config(tmp_path, environments, groups, **FAST)
-    daemon = started(tmp_path, config, processes, env=env)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log", env)
     drop(music, "users.csv", USERS)
     drop(art, "users.csv", USERS)
 
     waiting = daemon.wait_event("batch_waits", group="art")
     assert waiting["step"] == "token", waiting
-    status = wait_for(
-        lambda: (s := group_status(tmp_path / "state", "art")) and s["status"] == "Error" and s,
-        "art in Error",
-    )
+    status = daemon.wait_status("art", status="Error")
     assert status["step"] == "token"
     assert untrusted.forwarded == [], "nothing goes to an untrusted server"
 
     wait_for(
-        lambda: receipts(music) or named(daemon, "batch_waits", group="music"),
+        lambda: receipts(music) or daemon.named("batch_waits", group="music"),
         "music's receipt over TLS with ca_bundle (or its first failure)",
     )
-    refused = [w["reason"] for w in named(daemon, "batch_waits", group="music")]
+    refused = [w["reason"] for w in daemon.named("batch_waits", group="music")]
     assert not refused, f"with ca_bundle the server is trusted, yet: {refused[0]}"
     [receipt] = receipts(music)
     assert read(receipt)["status"] == 200
@@ -602,13 +474,7 @@ class WrittenFiles:
     def __init__(self, roots: list[Path], skip: Path) -> None:
         self.roots, self.skip = roots, skip
         self.versions: dict[Path, set[bytes]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.sample()
+        self._sampling = Sampling(self.sample, 0.02)
 
     def sample(self) -> None:
         for root in self.roots:
@@ -621,9 +487,7 @@ class WrittenFiles:
                         self.versions.setdefault(path, set()).add(path.read_bytes())
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.sample()
+        self._sampling.stop()
 
     def status_steps(self) -> set[str]:
         """Every step any sampled status.json showed a group in."""
@@ -644,12 +508,12 @@ def revoke_tokens(sandbox: SandboxProcess) -> None:
 
 def test_upload_never_writes_the_secret_or_a_token(
     tmp_path: Path,
-    proxies: list[ReverseProxy],
+    proxies: list[HttpProxy],
     sandbox: SandboxProcess,
     processes: list[SandboxProcess | DaemonProcess],
 ) -> None:
     # Tokens come through a proxy that keeps each one the sandbox hands out.
-    proxy = ReverseProxy(sandbox.url)
+    proxy = HttpProxy(sandbox.url)
     proxies.append(proxy)
     environment = {
         "token_url": proxy.url + "/oauth/token",
@@ -661,7 +525,7 @@ def test_upload_never_writes_the_secret_or_a_token(
     state = tmp_path / "state"
     written = WrittenFiles([folder, state], skip=state / "tokens")
     try:
-        daemon = started(tmp_path, config, processes)
+        daemon = start_ready(processes, config, tmp_path / "daemon.log")
         script_sandbox(sandbox, [{"status": 503}, {"status": 502, "html": True}])
         drop(folder, "users.csv", USERS)
         wait_for(lambda: receipts(folder), "the first receipt, after two retries")
@@ -678,8 +542,8 @@ def test_upload_never_writes_the_secret_or_a_token(
 
     cached = read(state / "tokens" / "test.json")["access_token"]
     assert len(proxy.tokens) >= 2 and cached in proxy.tokens
-    assert named(daemon, "upload_answered", status=401), "the revoked token was tried"
-    assert named(daemon, "batch_waits", step="token")
+    assert daemon.named("upload_answered", status=401), "the revoked token was tried"
+    assert daemon.named("batch_waits", step="token")
     assert {"token", "upload"} <= written.status_steps(), "status.json sampled in Error"
     assert {p.name for p in written.versions} >= {"status.json", "receipt.json", "error.json"}
     texts = [(tmp_path / "daemon.log", daemon.text().encode())]

@@ -15,6 +15,7 @@ from harness import (
     read,
     receipts,
     start_daemon,
+    start_ready,
     wait_for,
 )
 
@@ -35,9 +36,7 @@ def test_parts_go_up_in_server_order_each_under_the_limit(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = music_group(tmp_path, sandbox, {"max_upload_bytes": LIMIT}, quiet_seconds=1.5)
-    daemon = start_daemon(config, tmp_path / "daemon.log")
-    processes.append(daemon)
-    daemon.wait_event("daemon_ready")
+    start_ready(processes, config, tmp_path / "daemon.log")
     files = {
         "z-enrollments.csv": rows(b"course_id,user_id,role,section_id,status\n", 90),
         "y-sections.csv": rows(b"section_id,course_id,name,status\n", 90),

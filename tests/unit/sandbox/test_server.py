@@ -23,6 +23,7 @@ import requests
 
 from daemon.sandbox import checks as sandbox_checks
 from daemon.sandbox.server import Sandbox
+from unit.clock import ManualClock
 
 CLIENT = ("unit", "s3cret")
 TIMEOUT = 10.0  # generous: only a broken sandbox makes a test wait this long
@@ -35,23 +36,13 @@ MESSAGE = b"sender=noreply@example.edu\nsubject=Welcome\nbody=Hello\n"
 ACCEPTED = "The files are being processed. Summary emails will be sent at a later time."
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_700_000_000.0)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path, clock: FakeClock) -> Iterator[Sandbox]:
+def sandbox(tmp_path: Path, clock: ManualClock) -> Iterator[Sandbox]:
     clients = {CLIENT[0]: CLIENT[1]}
     with Sandbox(tmp_path / "store", clients=clients, token_lifetime=60, clock=clock) as running:
         yield running
@@ -144,7 +135,7 @@ def test_token_other_grant_type_is_400(sandbox: Sandbox, grant_type: str, error:
     assert answer.json()["error"] == error
 
 
-def test_token_expires_after_its_lifetime(sandbox: Sandbox, clock: FakeClock) -> None:
+def test_token_expires_after_its_lifetime(sandbox: Sandbox, clock: ManualClock) -> None:
     token = get_token(sandbox)
     clock.now += 59.9
     assert upload_ok(sandbox, token)
@@ -612,6 +603,7 @@ def test_script_over_http_queues_and_rejects_bad_answers(sandbox: Sandbox) -> No
         ),
         *({"status": 400, "html": True, "echo_authorization": True},),
         *({"status": 400, "body": "text", "echo_authorization": True},),
+        *({"status": 503, "headers": ["X-Why"]}, {"status": 503, "headers": None}),
     ],
 )
 def test_script_rejects_malformed_answers(sandbox: Sandbox, answer: dict[str, Any]) -> None:
