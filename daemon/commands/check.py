@@ -4,13 +4,14 @@ Nothing is moved, renamed, written or sent: files are only read, through the ope
 refuses links and devices. What the dry run assumes, as it cannot watch the files arrive:
 every file is complete, and the files it takes arrive together, so they form one batch in
 the order given (a folder's files by name), a name already in the batch starting the next
-one (rule 3); a ZIP is a batch of its own. `max_upload_bytes` is not tried, as that needs
+one, as intake does; a ZIP is a batch of its own. `max_upload_bytes` is not tried, as that needs
 the ZIP built. The settings are those of `--group`, else of the group whose folder holds
-the paths, else the defaults (rule 11).
+the paths, else the defaults (for the guard, too).
 """
 
 from __future__ import annotations
 
+import argparse
 import enum
 import os
 import stat
@@ -21,11 +22,14 @@ from pathlib import Path
 
 from daemon.base.errors import ConfigError
 from daemon.base.names import quoted, shown
+from daemon.checks.csv.check import Splitter
 from daemon.checks.csv.count import zip_counts
+from daemon.checks.csv.scanhelper import scan_splitter
 from daemon.checks.dropped_zip import zip_problems
 from daemon.checks.guard import GuardSettings, describe, offences, percent
 from daemon.checks.validate import Finding, validate_batch
-from daemon.config.model import Config, DoneMarkers, Group, load_config
+from daemon.config.load import load_config
+from daemon.config.model import Config, DoneMarkers, Group
 from daemon.intake.readiness import FileKind, classify, markers_for, unreadable
 
 DEFAULTS = Group(key="", environment="", folder=Path(), group_name="", friendly_name="")
@@ -68,6 +72,11 @@ class Plan:
         return 1 if troubled or self.failing_files else 0
 
 
+def run(args: argparse.Namespace) -> int:
+    """`dropd check`, as the command line asked for it."""
+    return check_command(args.config, args.paths, args.group)
+
+
 def check_command(config_path: Path | None, paths: Sequence[Path], group_key: str | None) -> int:
     """`dropd check`: print what would happen; 0, 1 if anything fails or is held, 2 on usage."""
     try:
@@ -80,7 +89,11 @@ def check_command(config_path: Path | None, paths: Sequence[Path], group_key: st
     except UsageError as exc:
         print(f"dropd check: {exc}", file=sys.stderr)
         return 2
-    plan = make_plan(files, group)
+    helpers, splitter = scan_splitter()
+    try:
+        plan = make_plan(files, group, splitter)
+    finally:
+        helpers.close()
     # A name that is not UTF-8 is shown with its odd bytes as \xNN, as in every record.
     print("\n".join(shown(line) for line in render(plan, group, where)))
     return plan.exit_code()
@@ -143,7 +156,7 @@ def _is_record(name: str) -> bool:
     return any(name in (f"{stem}.json", f"{stem}.dropd.json") for stem in _RECORDS)
 
 
-def make_plan(files: list[Path], group: Group) -> Plan:
+def make_plan(files: list[Path], group: Group, splitter: Splitter | None = None) -> Plan:
     """Decide, as the daemon would, what happens to each file and batch."""
     plan = Plan()
     names = [p.name for p in files]
@@ -160,7 +173,7 @@ def make_plan(files: list[Path], group: Group) -> Plan:
     plan.batches = [*_csv_batches([p for p in batched if p not in zips]), *map(_one, zips)]
     for number, batch in enumerate(plan.batches, start=1):
         batch.number = number
-        _judge(batch, group)
+        _judge(batch, group, splitter)
         plan.files += [(p, f"batch {number}{batch.figures.get(p.name, '')}") for p in batch.paths]
     order = {path: index for index, path in enumerate(files)}
     plan.files.sort(key=lambda item: order[item[0]])
@@ -200,7 +213,7 @@ def _intake(path: Path, markers: list[str], names: list[str], group: Group) -> s
 
 
 def _csv_batches(paths: list[Path]) -> list[BatchPlan]:
-    # Rule 3: a file with the name of one already in the batch starts the next batch.
+    # As intake does: a file with the name of one already in the batch starts the next batch.
     batches: list[BatchPlan] = []
     for path in paths:
         if not batches or path.name in {p.name for p in batches[-1].paths}:
@@ -213,21 +226,21 @@ def _one(path: Path) -> BatchPlan:
     return BatchPlan(0, [path])
 
 
-def _judge(batch: BatchPlan, group: Group) -> None:
+def _judge(batch: BatchPlan, group: Group, splitter: Splitter | None) -> None:
     settings = GuardSettings.of(group)
     if len(batch.paths) == 1 and classify(batch.paths[0].name) is FileKind.ZIP:
         problems = [Finding(batch.paths[0].name, None, p) for p in zip_problems(batch.paths[0])]
         warnings: list[Finding] = []
         rows, deleted = ({}, {}) if problems else zip_counts(batch.paths[0])
     else:
-        report = validate_batch(batch.paths, group.validation, count=settings.on)
+        report = validate_batch(batch.paths, group.validation, count=settings.on, splitter=splitter)
         problems, warnings = list(report.problems), list(report.warnings)
         rows, deleted = dict(report.rows), dict(report.deleted)
         batch.figures = {
             name: f": {kind}" + _rows(rows.get(name), deleted.get(name))
             for name, kind in report.kinds.items()
         }
-    found = [] if problems else [o.to_json() for o in offences(rows, deleted, settings)]
+    found = [] if problems else offences(rows, deleted, settings)
     if problems:
         batch.fate = Fate.FAILED
         batch.notes += [f"problem: {_finding(f)}" for f in problems]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -41,6 +42,11 @@ environment = "sandbox"
 folder = "{root}/drop/{group}"
 friendly_name = "Jacobs School of Music (demo)"
 """
+
+
+def run(args: argparse.Namespace) -> int:
+    """`dropd demo`, as the command line asked for it."""
+    return main(args.dir)
 
 
 def main(root: Path | None = None) -> int:
@@ -142,6 +148,6 @@ def explain(root: Path, receipt: Path, uploads: list[Path]) -> None:
         "and receipts), sandbox-store/ (what the API received)"
     )
     say(
-        "next: README.md's 'Run it under systemd' installs dropd as a hardened service, from "
+        "next: docs/operator/install.md installs dropd as a hardened service, from "
         "config/dropd.systemd.toml; `dropd verify` then checks each group against the real API"
     )

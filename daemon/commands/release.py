@@ -1,6 +1,6 @@
 """Sending a batch the guard held (`dropd release`): as it is, at the back of the line.
 
-The way of `dropd retry` (requeue.py): staged in a folder the daemon ignores, then renamed
+The way of `dropd retry` (spool/requeue.py): staged in a folder the daemon ignores, then renamed
 into the spool in one step, and adopted by the running owner:
 
     1. .dropd/work/.requeue-BATCH/manifest.json   state `claimed`, queued now, `released`
@@ -14,14 +14,15 @@ says `released`. A crash between steps is finished forwards by `requeue.finish_s
 
 from __future__ import annotations
 
+import argparse
 import os
 import pwd
 from datetime import datetime
-from pathlib import Path
 
 from daemon.base.errors import RequeueError
 from daemon.base.timestamps import iso, utc_now
-from daemon.spool.manifest import Manifest
+from daemon.commands.retry import put_back_command
+from daemon.spool.manifest import Manifest, Release
 from daemon.spool.requeue import (
     filed,
     filed_batch,
@@ -29,7 +30,6 @@ from daemon.spool.requeue import (
     read_record,
     record_name_in,
     requeued,
-    run_command,
     sent_batch,
     stage,
 )
@@ -38,17 +38,19 @@ from daemon.spool.store import Spool
 PREVIOUS_RECORD = "previous-held.json"
 
 
-def release_command(config_path: Path, group_key: str, batch_id: str) -> int:
+def run(args: argparse.Namespace) -> int:
     """`dropd release`: 0 when the batch is in line; 1 if it cannot be; 2 on a bad config."""
-    return run_command(
+    group_key, batch_id = args.group, args.batch
+    return put_back_command(
         "release",
-        config_path,
+        args.config,
         group_key,
         lambda spool: release_held(spool, batch_id, utc_now(), releaser()),
         lambda manifest, files: (
             f"batch {batch_id} of group {group_key} is released: it is back in line, at its "
             f"back, with its {files} files as they are, and the guard will not stop it "
-            f"(released by {(manifest.released or {}).get('by')}); the running dropd sends it"
+            f"(released by {manifest.released.by if manifest.released else None}); the "
+            "running dropd sends it"
         ),
     )
 
@@ -62,7 +64,7 @@ def release_held(spool: Spool, batch_id: str, moment: datetime, by: str) -> Mani
     with filed_batch(spool, "held", batch_id, _refuse_unless_held) as (held, batch):
         record_file = record_name_in(batch, "held")
         record = read_record(batch, record_file)
-        manifest = requeued(spool, batch_id, record, moment, {"by": by, "at": iso(moment)})
+        manifest = requeued(spool, batch_id, record, moment, Release(by, iso(moment)))
         stage(spool, manifest, held, batch, record_file, PREVIOUS_RECORD, "release")
     return manifest
 

@@ -7,18 +7,20 @@ the running dropd has not loaded, a status not refreshed); 2 when the config is 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.base.errors import ConfigError, os_reason
 from daemon.base.timestamps import iso, utc_now
-from daemon.config.model import Config, Group, load_config
+from daemon.config.load import load_config
+from daemon.config.model import Config, Group
 from daemon.observe.liveness import is_running
-from daemon.observe.status import REFRESH_SECONDS, STATUS_FILE, GroupState
+from daemon.observe.status import REFRESH_SECONDS, STATUS_FILE, GroupState, GroupStatus
 
 # A running dropd rewrites its status every REFRESH_SECONDS; three misses mean its loop is stuck.
 STALE_SECONDS = 3 * REFRESH_SECONDS
@@ -33,7 +35,7 @@ class StatusFile:
     pid: int | None
     pid_start_ticks: int | None
     started: str | None
-    groups: dict[str, dict[str, Any]]
+    groups: dict[str, GroupStatus]  # by key, in the file's order
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +48,13 @@ class StatusReport:
     started: str | None  # when that dropd started
     updated: str | None
     age_seconds: float | None
-    groups: list[dict[str, Any]]
+    groups: list[GroupStatus]
     problem: str = ""  # why there is no status to show (no file, unreadable)
     notes: list[str] = field(default_factory=list)
 
     def exit_code(self) -> int:
         """1 when a person should look (see the module's docstring), else 0."""
-        states = {g["status"] for g in self.groups}
+        states = {g.status for g in self.groups}
         stale = self.age_seconds is not None and self.age_seconds > STALE_SECONDS
         needs_person = GroupState.ERROR.value in states or UNKNOWN in states
         return 1 if self.problem or not self.running or stale or needs_person else 0
@@ -105,7 +107,8 @@ def read_status_file(path: Path) -> StatusFile:
     updated = datetime.fromisoformat(str(data.get("updated", "")).replace("Z", "+00:00"))
     if updated.tzinfo is None:
         raise ValueError("its `updated` time has no time zone")
-    groups = {str(g.get("group")): g for g in data["groups"] if isinstance(g, dict)}
+    entries = [GroupStatus.from_json(g) for g in data["groups"] if isinstance(g, dict)]
+    groups = {entry.group: entry for entry in entries}
     return StatusFile(
         updated,
         _int_or_none(data.get("pid")),
@@ -136,7 +139,7 @@ def _without_file(config: Config, path: Path, why: str) -> StatusReport:
     return StatusReport(path, False, None, None, None, None, groups, problem=why)
 
 
-def _group_entry(group: Group, entry: dict[str, Any] | None, running: bool) -> dict[str, Any]:
+def _group_entry(group: Group, entry: GroupStatus | None, running: bool) -> GroupStatus:
     if entry is None:
         why = (
             "the running dropd has not loaded this group; reload it (systemctl reload dropd)"
@@ -144,22 +147,22 @@ def _group_entry(group: Group, entry: dict[str, Any] | None, running: bool) -> d
             else "dropd has not run with this group yet; start it (systemctl start dropd)"
         )
         return _unknown(group, why)
-    return {**entry, "group": group.key, "friendly_name": group.friendly_name}
+    return replace(entry, group=group.key, friendly_name=group.friendly_name)
 
 
-def _unknown(group: Group, reason: str) -> dict[str, Any]:
-    return {
-        "group": group.key,
-        "friendly_name": group.friendly_name,
-        "status": UNKNOWN,
-        "step": "",
-        "reason": reason,
-        "role": None,
-        "last_upload": None,
-        "files_waiting": None,
-        "batches_failed": None,
-        "batches_held": None,
-    }
+def _unknown(group: Group, reason: str) -> GroupStatus:
+    return GroupStatus(
+        group=group.key,
+        friendly_name=group.friendly_name,
+        status=UNKNOWN,
+        step="",
+        reason=reason,
+        role=None,
+        last_upload=None,
+        files_waiting=None,
+        batches_failed=None,
+        batches_held=None,
+    )
 
 
 def _notes(config: Config, found: StatusFile) -> list[str]:
@@ -176,6 +179,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
     """The report as one JSON object for monitoring."""
     data = asdict(report)
     data["status_file"] = str(report.status_file)
+    data["groups"] = [group.to_json() for group in report.groups]
     data["exit_code"] = report.exit_code()
     return data
 
@@ -205,28 +209,28 @@ def _header(report: StatusReport) -> str:
     return header
 
 
-def _group_block(group: dict[str, Any], now: datetime) -> list[str]:
-    title = group["group"]
-    if group.get("friendly_name") and group["friendly_name"] != title:
-        title += f" ({group['friendly_name']})"
-    rows = [("status", str(group.get("status")))]
-    if group.get("step"):
-        rows.append(("step", str(group["step"])))
-    if group.get("reason"):
-        rows.append(("reason", str(group["reason"])))
-    if group.get("status") != UNKNOWN:
+def _group_block(group: GroupStatus, now: datetime) -> list[str]:
+    title = group.group
+    if group.friendly_name and group.friendly_name != title:
+        title += f" ({group.friendly_name})"
+    rows = [("status", group.status)]
+    if group.step:
+        rows.append(("step", group.step))
+    if group.reason:
+        rows.append(("reason", group.reason))
+    if group.status != UNKNOWN:
         rows += [
-            ("last upload", _when(group.get("last_upload"), now)),
-            ("files waiting", str(group.get("files_waiting"))),
-            ("failed batches", str(group.get("batches_failed"))),
-            ("held batches", str(group.get("batches_held", 0))),
-            ("role", str(group.get("role"))),
+            ("last upload", _when(group.last_upload, now)),
+            ("files waiting", str(group.files_waiting)),
+            ("failed batches", str(group.batches_failed)),
+            ("held batches", str(group.batches_held)),
+            ("role", str(group.role)),
         ]
     return [title, *(f"  {label + ':':<16}{value}" for label, value in rows)]
 
 
-def _when(moment: object, now: datetime) -> str:
-    if not isinstance(moment, str) or not moment:
+def _when(moment: str | None, now: datetime) -> str:
+    if not moment:
         return "never"
     try:
         then = datetime.fromisoformat(moment.replace("Z", "+00:00"))
@@ -242,3 +246,8 @@ def ago(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)} {unit} ago"
     return f"{int(seconds)} s ago"
+
+
+def run(args: argparse.Namespace) -> int:
+    """`dropd status`, as the command line asked for it."""
+    return status_command(args.config, args.json)

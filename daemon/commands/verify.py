@@ -2,7 +2,7 @@
 
     config    the config loads; the environment's secret can be read, its ca_bundle loaded
     folder    the drop folder is a folder dropd may write; sent/, failed/, .dropd/ and held/
-              are on its file system (`folder_checks`)
+              are on its file system (`daemon/spool/folder_checks.py`)
     token     a token is fetched from the token URL, and kept nowhere
     endpoint  the group's upload URL answers HTTP to a GET (nothing is uploaded)
 
@@ -12,6 +12,7 @@ one fails, 2 on a bad config or an unknown group.
 
 from __future__ import annotations
 
+import argparse
 import enum
 import logging
 import ssl
@@ -25,17 +26,20 @@ import requests
 from daemon.base import log as logsetup
 from daemon.base.errors import ConfigError, SecretError, TokenError
 from daemon.base.log import LogFormat
-from daemon.commands.folder_checks import folder_problems
-from daemon.config.model import Config, Environment, Group, load_config
+from daemon.config.load import load_config
+from daemon.config.model import Config, Environment, Group
 from daemon.config.toml import check_path, join_key
 from daemon.provider import upload as api
 from daemon.provider.tokens import TokenSource, read_secret
+from daemon.spool.folder_checks import folder_problems
 
 # A check should not wait the daemon's read timeout (300 s by default) for an answer.
 CHECK_READ_SECONDS = 30.0
 
 
-class Step(enum.Enum):
+class Check(enum.Enum):
+    """The checks `dropd verify` makes of a group, in order (not a batch's `Step`)."""
+
     CONFIG = "config"
     FOLDER = "folder"
     TOKEN = "token"
@@ -43,8 +47,8 @@ class Step(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class StepResult:
-    step: Step
+class CheckResult:
+    step: Check
     problem: str = ""  # "" when ok
     skipped: str = ""  # why the step could not be tried (an earlier step failed)
 
@@ -66,6 +70,11 @@ class Access:
     problem: str = ""  # the secret or ca_bundle is not usable
     token: str = ""  # never printed, never stored
     token_problem: str = ""
+
+
+def run(args: argparse.Namespace) -> int:
+    """`dropd verify`, as the command line asked for it."""
+    return verify_command(args.config, args.groups)
 
 
 def verify_command(config_path: Path, names: Sequence[str]) -> int:
@@ -94,7 +103,7 @@ def verify_command(config_path: Path, names: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
-def verify_group(config: Config, group: Group, access: dict[str, Access]) -> list[StepResult]:
+def verify_group(config: Config, group: Group, access: dict[str, Access]) -> list[CheckResult]:
     """Every step for one group; `access` keeps each environment's token for its other groups."""
     env = config.environments[group.environment]
     if env.name not in access:
@@ -102,8 +111,8 @@ def verify_group(config: Config, group: Group, access: dict[str, Access]) -> lis
     got = access[env.name]
     problems = folder_problems(group.folder)
     return [
-        StepResult(Step.CONFIG, got.problem),
-        StepResult(Step.FOLDER, "; ".join(problems)),
+        CheckResult(Check.CONFIG, got.problem),
+        CheckResult(Check.FOLDER, "; ".join(problems)),
         _token_result(got),
         _endpoint_result(config, env, group, got),
     ]
@@ -141,17 +150,17 @@ def _config_problem(env: Environment) -> str:
     return ""
 
 
-def _token_result(got: Access) -> StepResult:
+def _token_result(got: Access) -> CheckResult:
     if got.problem:
-        return StepResult(Step.TOKEN, skipped="the config step failed")
-    return StepResult(Step.TOKEN, got.token_problem)
+        return CheckResult(Check.TOKEN, skipped="the config step failed")
+    return CheckResult(Check.TOKEN, got.token_problem)
 
 
-def _endpoint_result(config: Config, env: Environment, group: Group, got: Access) -> StepResult:
+def _endpoint_result(config: Config, env: Environment, group: Group, got: Access) -> CheckResult:
     if got.problem:
-        return StepResult(Step.ENDPOINT, skipped="the config step failed")
+        return CheckResult(Check.ENDPOINT, skipped="the config step failed")
     url = api.upload_url(env.base_url, group.group_name)
-    return StepResult(Step.ENDPOINT, reach_endpoint(url, got.token, env, _timeouts(config)))
+    return CheckResult(Check.ENDPOINT, reach_endpoint(url, got.token, env, _timeouts(config)))
 
 
 def reach_endpoint(url: str, token: str, env: Environment, timeouts: tuple[float, float]) -> str:

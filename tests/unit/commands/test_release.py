@@ -13,7 +13,7 @@ import pytest
 
 from daemon.base.errors import RequeueError
 from daemon.commands.release import release_held, releaser
-from daemon.spool.manifest import BatchState
+from daemon.spool.manifest import BatchState, Release
 from daemon.spool.requeue import STAGING_PREFIX, finish_staged, retry_failed
 from daemon.spool.store import Spool
 
@@ -50,7 +50,7 @@ def test_release_puts_the_held_batch_in_line_released(tmp_path: Path) -> None:
     on_disk = spool.load(BATCH)
     assert on_disk == manifest
     assert on_disk.state is BatchState.CLAIMED
-    assert on_disk.released == {"by": "alice", "at": "2026-11-24T09:00:00.000Z"}
+    assert on_disk.released == Release("alice", "2026-11-24T09:00:00.000Z")
     assert on_disk.queued == "2026-11-24T09:00:00.000000Z", "at the back of the line"
     assert on_disk.created == HELD["created"] and on_disk.attempts == 1
     assert [e["step"] for e in on_disk.history] == ["upload", "guard"]
@@ -115,7 +115,7 @@ def test_release_then_failed_batch_retried_stays_released(tmp_path: Path) -> Non
     record.update(released_by="alice", released_at="2026-11-24T09:00:00.000Z")
     (failed / "error.json").write_text(json.dumps(record))
     manifest = retry_failed(Spool(tmp_path, "music"), BATCH, MOMENT)
-    assert manifest.released == {"by": "alice", "at": "2026-11-24T09:00:00.000Z"}
+    assert manifest.released == Release("alice", "2026-11-24T09:00:00.000Z")
 
 
 def test_release_retry_points_a_held_batch_to_release(tmp_path: Path) -> None:

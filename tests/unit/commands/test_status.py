@@ -1,4 +1,4 @@
-"""`dropd status`'s report (daemon/statusview.py), from status files written by hand."""
+"""`dropd status`'s report (daemon/commands/status.py), from status files written by hand."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_status_report_running_and_valid_exits_0(tmp_path: Path) -> None:
     assert report.age_seconds == 3.0
     assert report.exit_code() == 0
     [group] = report.groups
-    assert group["friendly_name"] == "Music School", "the config's name, not the file's"
+    assert group.friendly_name == "Music School", "the config's name, not the file's"
     text = render_text(report, NOW)
     assert text.splitlines()[0] == (
         f"dropd running (pid {os.getpid()}), status as of 2026-11-23T09:59:57.000Z (3 s ago)"
@@ -102,15 +102,15 @@ def test_status_report_without_a_status_file_says_dropd_never_ran(tmp_path: Path
     report = build_report(config_of(tmp_path, "music"), NOW)
     assert report.exit_code() == 1
     assert "does not exist, so dropd has not run" in report.problem
-    assert [g["status"] for g in report.groups] == [UNKNOWN]
+    assert [g.status for g in report.groups] == [UNKNOWN]
     assert report_json(report)["updated"] is None
 
 
 def test_status_report_a_group_the_daemon_has_not_loaded_is_unknown(tmp_path: Path) -> None:
     write_status(tmp_path, [entry("music"), entry("band")])
     report = build_report(config_of(tmp_path, "music", "art"), NOW)
-    assert [g["status"] for g in report.groups] == ["Valid", UNKNOWN]
-    assert "has not loaded this group; reload it" in report.groups[1]["reason"]
+    assert [g.status for g in report.groups] == ["Valid", UNKNOWN]
+    assert "has not loaded this group; reload it" in report.groups[1].reason
     assert report.notes and "band" in report.notes[0]
     assert report.exit_code() == 1
 
@@ -136,3 +136,22 @@ def test_status_report_a_broken_status_file_is_said(tmp_path: Path) -> None:
 )
 def test_ago_says_the_largest_whole_unit(seconds: float, said: str) -> None:
     assert ago(seconds) == said
+
+
+def test_status_report_json_lists_each_group_as_the_status_file_has_it(tmp_path: Path) -> None:
+    written = entry("music", "Error", step="upload", reason="HTTP 400", batches_held=1)
+    write_status(tmp_path, [written])
+    report = build_report(config_of(tmp_path, "music", "art"), NOW)
+    [music, art] = report_json(report)["groups"]
+    assert music == {**written, "friendly_name": "Music School"}
+    assert list(music) == list(written)
+    assert (art["status"], art["role"], art["batches_held"]) == (UNKNOWN, None, None)
+
+
+def test_status_report_a_group_entry_of_an_older_dropd_has_no_held_batches(
+    tmp_path: Path,
+) -> None:
+    write_status(tmp_path, [entry("music", files_waiting="many")])  # no batches_held
+    [music] = build_report(config_of(tmp_path, "music"), NOW).groups
+    assert (music.batches_held, music.files_waiting) == (0, None)
+    assert "held batches:   0" in render_text(build_report(config_of(tmp_path, "music"), NOW), NOW)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from daemon.commands.verify import (
-    Step,
-    StepResult,
+    Check,
+    CheckResult,
     endpoint_problem,
     environment_access,
     reach_endpoint,
@@ -79,10 +79,10 @@ def free_port() -> int:
 
 
 def test_step_result_text() -> None:
-    assert StepResult(Step.TOKEN).text() == "ok"
-    assert StepResult(Step.TOKEN, "no").text() == "failed: no"
-    assert StepResult(Step.TOKEN, skipped="why").text() == "skipped: why"
-    assert not StepResult(Step.TOKEN, skipped="why").ok
+    assert CheckResult(Check.TOKEN).text() == "ok"
+    assert CheckResult(Check.TOKEN, "no").text() == "failed: no"
+    assert CheckResult(Check.TOKEN, skipped="why").text() == "skipped: why"
+    assert not CheckResult(Check.TOKEN, skipped="why").ok
 
 
 @pytest.mark.parametrize(

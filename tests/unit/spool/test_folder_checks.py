@@ -1,4 +1,4 @@
-"""Is a group folder one dropd can work (daemon/folder_checks.py)?"""
+"""Is a group folder one dropd can work (daemon/spool/folder_checks.py)?"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.commands.folder_checks import folder_problems
+from daemon.spool.folder_checks import folder_problems
 
 
 def test_folder_problems_none_for_a_good_folder(tmp_path: Path) -> None:
