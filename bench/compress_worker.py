@@ -1,8 +1,8 @@
 """One compression, run as its own process so it is timed and measured whole.
 
 `python compress_worker.py ENGINE LEVEL SOURCE TARGET`: with ENGINE `zipfile`, a one-entry
-ZIP the standard library's way (as dropd wrote one before issue 7); `dropd`, the ZIP
-dropd's `archive.build_zip` writes (its engine, CRC-32, SHA-256 of the CSV and the ZIP,
+ZIP the standard library's way (as dropd wrote one before the speed work); `dropd`, the ZIP
+`daemon.archive.writer.build_zip` writes (its engine, CRC-32, SHA-256 of the CSV and the ZIP,
 fsync; LEVEL is ignored); with a module name (`zlib`, `isal.isal_zlib`, `zlib_ng.zlib_ng`),
 raw deflate, the data of a ZIP entry, with that module's zlib-compatible compressobj.
 `python compress_worker.py engine` prints the engine dropd picks here.

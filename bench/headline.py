@@ -1,4 +1,4 @@
-"""Issue 7's headline figure: a CSV from drop to the server's 200, the windows taken off,
+"""The headline figure: a CSV from drop to the server's 200, the windows taken off,
 against `zip -6 && curl -F`, both to one discard sink (bench/sink.py), ROUNDS times each.
 
 The contenders alternate (dropd, the script, dropd, ...), so that a slow spell of a shared

@@ -1,4 +1,4 @@
-"""The machine's description and the results as Markdown tables, to paste into the README."""
+"""The machine's description and the results as Markdown tables, for the performance page."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from scenarios import WINDOW_SECONDS, SizeResult, Step, Upload
 
 MB = 1_000_000
 Pair = tuple[float | None, float | None]  # dropd's seconds, zip + curl's
-TARGET_RSS_MIB = 80_000_000 / (1 << 20)  # the issue's "under 80 MB", in MiB
+TARGET_RSS_MIB = 80_000_000 / (1 << 20)  # the target's "under 80 MB", in MiB
 
 
 def _first_match(path: str, pattern: str) -> str | None:
@@ -170,7 +170,7 @@ def _versus(r: SizeResult, s: Upload) -> str:
     return (
         f"- {_size(r.size)}: dropd is {_ratio((mine, theirs))} as fast as zip -6 && curl -F "
         f"from the CSV to the 200 (windows off), to the discard sink, medians of "
-        f"{len(r.sink_dropd)} runs each (issue 7's target: 5x); "
+        f"{len(r.sink_dropd)} runs each (the target: 5x); "
         f"{_ratio((r.dropd.to_answer, s.seconds))} to the sandbox, once; its ZIP is "
         f"{bigger:+.1%} the size of zip -6's (target: at most +15%)."
     )
@@ -239,7 +239,7 @@ def render(
     described: str,
     load: tuple[float, float],
 ) -> str:
-    """The whole report, Markdown: issue 7's figures, then the details; `scaled` the rows of
+    """The whole report, Markdown: the targets' figures, then the details; `scaled` the rows of
     bench/scale.py (or `scale_note`), `load` the 1-minute load average at start and end."""
     data = ", ".join(f"{_size(r.size)} ({r.rows:,} rows)" for r in results)
     lines = [
@@ -251,7 +251,7 @@ def render(
         f" page cache warm; to the discard sink {headline.ROUNDS} runs of each, alternating;"
         " the rest one run each. MB = 10^6 bytes, RSS in MiB.",
         "",
-        "### Issue 7's figures: dropd against the baseline",
+        "### The speed targets: dropd against the baseline",
         "",
         *summary.table(summary.figures(results, scaled)),
         *(["", f"Scale: {scale_note}"] if scale_note else []),

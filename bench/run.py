@@ -1,14 +1,14 @@
 """dropd's benchmark, run on demand (not a test): `python bench/run.py [--size-mb N] [--quick]`.
 
-The one entry point for every figure of issue 7. For each batch size (100 MB, then
+The one entry point for every figure of the speed targets. For each batch size (100 MB, then
 `--size-mb`; `--quick`: 100 MB only) it writes a SIS-shaped enrollments CSV; drops it in
 a fresh `dropd run` and sends it the way a sysadmin would script it (`zip -6`, then
-`curl -F`), alternately, three times each, to a discard sink (bench/sink.py): issue 7's
+`curl -F`), alternately, three times each, to a discard sink (bench/sink.py): the
 headline, the medians; then once each to a `dropd sandbox`, which unzips and checks what
 it gets; sends that ZIP again with dropd's upload and with `curl -F` to a sink that only
 reads, compresses the CSV alone with each deflate engine, and times dropd's validation of
 it. Then bench/scale.py's figures (idle, pickup, burst), where that module is. It prints
-Markdown tables for the README on stdout (issue 7's figures first, dropd against the
+Markdown tables for the performance page on stdout (the targets' figures first, dropd against the
 baseline), progress on stderr, and removes its temporary folder at the end. See
 bench/README.md.
 """

@@ -1,4 +1,4 @@
-"""dropd at scale (issue 7), run on demand: `python bench/scale.py [--quick] [--work-dir DIR]`
+"""dropd at scale, run on demand: `python bench/scale.py [--quick] [--work-dir DIR]`
 (also `--only native|poll`, `--idle-seconds N`, `--keep`).
 
 One `dropd sandbox` and real `dropd run` processes on 1,000 generated group folders:
@@ -57,7 +57,7 @@ USERS_HEADER = "user_id,login_id,first_name,last_name,email,status\n"
 
 @dataclass(frozen=True)
 class Row:
-    """One figure: what it is, the issue's target, what was measured, and whether it met it
+    """One figure: what it is, its target, what was measured, and whether it met it
     (None: shown for context, no target)."""
 
     figure: str

@@ -40,7 +40,7 @@ from procs import stop
 
 READ = 1 << 20
 UPLOAD_ROUTE = re.compile(r"/rest/upload/[^/]+(/zip)?")
-# The sandbox's answer to an upload it accepts (daemon/sandbox_checks.py's ACCEPTED).
+# The sandbox's answer to an upload it accepts (daemon/sandbox/checks.py's ACCEPTED).
 ACCEPTED = {
     "message": "The files are being processed. Summary emails will be sent at a later time.",
     "fileErrors": None,

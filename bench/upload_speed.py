@@ -1,4 +1,4 @@
-"""Upload throughput over loopback: dropd's `api.upload_zip` against `curl -F`, same ZIP.
+"""Upload throughput over loopback: dropd's `upload_zip` against `curl -F`, the same ZIP.
 
 Both send to a sink that reads the body and answers 200 (`serve`, its own process), so the
 figure is the sender's: dropd's streamed multipart POST (requests-toolbelt's encoder,

@@ -17,7 +17,7 @@ from daemon.config.model import DoneMarkers
 
 MARKER_SUFFIX = ".done"
 NEVER = float("-inf")
-# Names that writers use while a file is still on its way (rule 1).
+# Names that writers use while a file is still on its way: never taken.
 _TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".swp")
 
 
