@@ -32,6 +32,8 @@ HANG_ENV = "DROPD_TEST_HANG_FILE"
 # SIGTERM's wait for an upload in flight, shorter than production's.
 STOP_GRACE_ENV = "DROPD_TEST_STOP_GRACE_SECONDS"
 
+# How often each point was passed in this process (`NAME:N` kills at the N-th), from any
+# thread: a test hook's count, process-wide like the kill it leads to.
 _lock = threading.Lock()
 _passages: dict[str, int] = {}
 

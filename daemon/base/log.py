@@ -88,6 +88,8 @@ def _tail(match: re.Match[str]) -> str:
     return match.group(2) if match.lastindex and match.lastindex >= 2 else " "
 
 
+# One for the whole process, on purpose: every log line (any thread, any library's logger)
+# and every record passes through it, so a secret learned anywhere is blanked everywhere.
 REDACTOR = SecretRedactor()
 
 
