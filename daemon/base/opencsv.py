@@ -1,0 +1,489 @@
+"""Reading a CSV file exactly as the provider's server reads it.
+
+The server reads an upload with `new CSVReader(new InputStreamReader(bytes)).readAll()`:
+opencsv's `CSVParser` with its defaults (separator `,`, quote `"`, escape `\\`, whitespace
+before a quote ignored, strict quotes off) over `BufferedReader.readLine` (a line ends at
+CR, LF or CRLF), on text decoded as UTF-8 with U+FFFD for bytes that are not. This module
+is that reading, proven record for record against the real opencsv by the differential
+test, and the one place that words what the server does with a record: lines it joins,
+backslashes it drops, quotes it takes, a quote that never closes (the server then refuses
+the whole upload).
+
+Most SIS lines hold no quote and no backslash; for those opencsv's reading is a split at
+every comma, so they are split in bulk (`PlainRows`). The others are one `Record` each: a
+line whose quotes all sit at field edges (`"a,b",c`) is split around them, and the rest
+(a backslash, a quote inside a field, a record a quote keeps open) go through opencsv's
+state machine.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import repeat
+
+__all__ = [
+    "Note",
+    "NoteKind",
+    "PlainRows",
+    "Record",
+    "Unterminated",
+    "decode",
+    "header_key",
+    "read_records",
+    "read_rows",
+]
+
+SHOWN_CHARS = 40  # a value quoted in a sentence is cut to this many characters
+_PIECE = 1 << 16  # text is read in pieces of about this many characters: cache-sized
+_UNQUOTED_STOP = re.compile(r'[,"\\]')
+_QUOTED_STOP = re.compile(r'["\\]')
+# A line whose quotes all sit at field edges (`"a,b",c`): opencsv reads it as it looks,
+# each quoted field its text between the quotes, so it needs no state machine.
+# `str.splitlines` also cuts at these, which are no line end to Java: a piece holding one
+# is cut at CR, LF and CRLF by a regular expression instead.
+_OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_EDGE_QUOTED = re.compile(r'(?:"[^"\\]*"|[^",\\]*)(?:,(?:"[^"\\]*"|[^",\\]*))*')
+_ESCAPABLE = frozenset('",\\')
+# `Character.isWhitespace`, which `StringUtils.isWhitespace` asks of each char: the Unicode
+# space, line and paragraph separators but the no-break ones, and the ASCII controls below.
+_JAVA_WHITESPACE = frozenset(
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2008\u2009\u200a\u2028\u2029\u205f\u3000"
+)
+
+
+class NoteKind(StrEnum):
+    """What the server does silently to a record, beyond splitting it at commas."""
+
+    JOINED = "joined"  # a quote inside a field opened a section that swallowed line ends
+    LINE_BREAK = "line_break"  # a quoted field holds a line end: it stays in the value
+    VANISHED = "vanished"  # a backslash that escapes nothing is dropped
+    ESCAPED = "escaped"  # a backslash escape is taken: `\"`, `\\` or `\,` is one char
+    QUOTE = "quote"  # a quote inside a field is taken as quoting, or dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One silent change: on which lines, the text as written and as the server reads it."""
+
+    kind: NoteKind
+    line: int
+    last_line: int
+    written: str
+    shown: str
+
+    def sentence(self, file: str) -> str:
+        """`users.csv line 12: ...; the server would ...`: what happens and what to do."""
+        where = f"{file} line {self.line}"
+        if self.last_line != self.line:
+            where = f"{file} lines {self.line}-{self.last_line}"
+        written, shown = _shown(self.written), _shown(self.shown)
+        if self.kind is NoteKind.JOINED:
+            rows = self.last_line - self.line
+            return (
+                f'{where}: the quote in "{written}" opens a quoted field that only closes on '
+                f"line {self.last_line}; the server joins lines {self.line}-{self.last_line} "
+                f"into one record, so {rows} row{'s' * (rows != 1)} vanish{'es' * (rows == 1)}; "
+                'write the quote as "" inside a quoted field, or remove it'
+            )
+        if self.kind is NoteKind.LINE_BREAK:
+            return (
+                f'{where}: the quoted field "{shown}" holds a line break; the server keeps it '
+                "in the value"
+            )
+        if self.kind is NoteKind.VANISHED:
+            return (
+                f'{where}: the server reads "{written}" as "{shown}": it drops a backslash '
+                'that escapes nothing; write "\\\\" for one backslash'
+            )
+        if self.kind is NoteKind.ESCAPED:
+            return (
+                f'{where}: the server reads "{written}" as "{shown}": a backslash escapes the '
+                "character after it"
+            )
+        return (
+            f'{where}: the server reads "{written}" as "{shown}": a quote inside a field '
+            'quotes or is dropped; quote the whole field and double the quote ("")'
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as the server reads it; `line` is its first physical line (1-based)."""
+
+    fields: tuple[str, ...]
+    line: int
+    last_line: int
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRows:
+    """Consecutive lines with no quote and no backslash: each is one record, split at commas.
+
+    `rows[k]` is line `line + k`. The rows are lists, not tuples, because building a frozen
+    record per line would cost more than the whole reading; treat them as read-only.
+    """
+
+    line: int
+    rows: list[list[str]]
+
+    @property
+    def last_line(self) -> int:
+        return self.line + len(self.rows) - 1
+
+    def records(self) -> Iterator[Record]:
+        for number, row in enumerate(self.rows, self.line):
+            yield Record(tuple(row), number, number)
+
+
+class Unterminated(ValueError):
+    """A quote opened on `line` never closes: opencsv throws and the server answers 400.
+
+    `record_line` is where the record began (opencsv's line number for the error), `shown`
+    the beginning of the text that would be lost.
+    """
+
+    def __init__(self, line: int, record_line: int, shown: str) -> None:
+        super().__init__(f"the quote opened on line {line} never closes")
+        self.line, self.record_line, self.shown = line, record_line, shown
+
+    def sentence(self, file: str) -> str:
+        return (
+            f'{file} line {self.line}: the quote opened here ("{_shown(self.shown)}") never '
+            "closes, so the server refuses the whole upload; close the quote, or double it "
+            '("") where it belongs in the value'
+        )
+
+
+def decode(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Bytes as `InputStreamReader` with UTF-8 reads them: U+FFFD for what is not UTF-8.
+
+    Java replaces the same byte runs as Python's "replace" does but one: an encoded
+    surrogate (ED A0-BF, then a continuation byte) is one U+FFFD in Java, one per byte in
+    Python. A byte-order mark is kept: the server reads U+FEFF at the start of the first
+    field.
+    """
+    try:
+        codecs.lookup_error(_JAVA_REPLACE)
+    except LookupError:
+        codecs.register_error(_JAVA_REPLACE, _java_replace)
+    decoder = codecs.getincrementaldecoder("utf-8")(_JAVA_REPLACE)
+    held = b""
+    for chunk in chunks:
+        data = held + chunk if held else chunk
+        # An ED near the end may start a surrogate whose length only the next chunk tells.
+        cut = data.find(b"\xed", len(data) - 2)
+        data, held = (data, b"") if cut < 0 else (data[:cut], data[cut:])
+        if text := decoder.decode(data):
+            yield text
+    if text := decoder.decode(held, final=True):
+        yield text
+
+
+_JAVA_REPLACE = "dropd-java-replace"
+
+
+def _java_replace(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    data, start = error.object, error.start
+    if data[start] == 0xED and start + 1 < len(data) and 0xA0 <= data[start + 1] <= 0xBF:
+        continued = start + 2 < len(data) and data[start + 2] & 0xC0 == 0x80
+        return "\ufffd", start + (3 if continued else 2)
+    return "\ufffd", error.end
+
+
+def header_key(record: Record) -> str:
+    """The header as the server types a file: its fields joined with commas."""
+    return ",".join(record.fields)
+
+
+def read_records(text: Iterable[str], *, escape_opens_field: bool = True) -> Iterator[Record]:
+    """Every record of `text` (chunks of any size), as `CSVReader.readAll` gives them.
+
+    Raises `Unterminated` at the end of the text when a quote is still open.
+    """
+    for part in read_rows(text, escape_opens_field=escape_opens_field):
+        if isinstance(part, Record):
+            yield part
+        else:
+            yield from part.records()
+
+
+def read_rows(
+    text: Iterable[str], *, escape_opens_field: bool = True
+) -> Iterator[PlainRows | Record]:
+    """The records of `text` in file order: plain lines in bulk, the others one by one.
+
+    `escape_opens_field`: a backslash starts a field as any character does, as opencsv
+    does since 5.5.2 (the server runs 5.12). Debian's opencsv 5.2, which the differential
+    test runs, predates that; pass False to read as it does.
+    """
+    reader = _Reader(escape_opens_field)
+    carry = ""
+    for chunk in text:
+        buffer = carry + chunk if carry else chunk
+        # A CR at the end may be the first half of a CRLF whose LF is in the next chunk.
+        stop = len(buffer) - 1 if buffer.endswith("\r") else len(buffer)
+        cut = max(buffer.rfind("\n", 0, stop), buffer.rfind("\r", 0, stop)) + 1
+        carry = buffer[cut:]
+        if cut:
+            yield from reader.lines(buffer, cut)
+    if carry:
+        last = carry if carry.endswith(("\n", "\r")) else carry + "\n"
+        yield from reader.lines(last, len(last))
+    reader.finish()
+
+
+def _split_lf(text: str) -> list[str]:
+    """The lines of `text`, which ends with a LF and holds no CR."""
+    lines = text.split("\n")
+    lines.pop()
+    return lines
+
+
+def _split_line_ends(text: str) -> list[str]:
+    """The lines of `text` (which ends with a line end) where `splitlines` would cut more."""
+    return _LINE_END.split(text)[:-1]
+
+
+def _line_end(text: str, start: int, end: int) -> int:
+    """Where the line from `start` ends in `text[:end]`, which holds a line end after it."""
+    lf, cr = text.find("\n", start, end), text.find("\r", start, end)
+    return lf if cr < 0 or 0 <= lf < cr else cr
+
+
+class _Reader:
+    """opencsv's `CSVParser.parseLine` in multi-line mode, and `CSVReader`'s record loop.
+
+    Its state lasts from line to line as the parser's does: `parts` (the field being read,
+    holding what pending text opencsv carries over), `fields` (the record's fields so far),
+    `open` (a quote is open at the line end), `in_field` (the parser's `inField`, which a
+    quote toggles and which also makes `""` and a backslash escape).
+
+    Line ends are taken where they stand (CR, LF or CRLF, as `BufferedReader.readLine`
+    takes them): rewriting a Windows file to LF ends would cost more than reading it.
+    """
+
+    def __init__(self, escape_opens_field: bool) -> None:
+        self.escape_opens_field = escape_opens_field
+        self.number = 1  # the next physical line
+        self.open = False
+        self.in_field = False
+        self.parts: list[str] = []
+        self.fields: list[str] = []
+        self.notes: list[Note] = []
+        self.record_line = 0
+        self.open_line = 0  # where the quote still open was opened
+        self.open_mid = False  # ...inside a field, not at its start
+        self.open_written = ""
+        self.joined = False
+        # The field being read: where it began, and what it met (kind -> line).
+        self.field_line = 0
+        self.field_start = 0
+        self.events: dict[NoteKind, int] = {}
+
+    def lines(self, buffer: str, end: int) -> Iterator[PlainRows | Record]:
+        """The records of `buffer[:end]`, whole lines each ended by CR, LF or CRLF."""
+        start = 0
+        while start < end:
+            stop = min(start + _PIECE, end)
+            cut = max(buffer.rfind("\n", start, stop), buffer.rfind("\r", start, stop)) + 1
+            if cut <= start:  # a line longer than a piece
+                cut = _line_end(buffer, stop, end) + 1
+            if cut < end and buffer[cut - 1] == "\r" and buffer[cut] == "\n":
+                cut += 1
+            yield from self._piece(buffer[start:cut])
+            start = cut
+
+    def finish(self) -> None:
+        if self.open:
+            raise Unterminated(self.open_line, self.record_line, "".join(self.parts))
+
+    def _piece(self, piece: str) -> list[PlainRows | Record]:
+        found: list[PlainRows | Record] = []
+        start, end = 0, len(piece)
+        has_cr = "\r" in piece
+        split: Callable[[str], list[str]] = _split_lf  # the cheapest, where it is exact
+        if has_cr:
+            split = str.splitlines
+            if any(char in piece for char in _OTHER_BREAKS):
+                split = _split_line_ends
+        quote, backslash = piece.find('"'), piece.find("\\")  # the next of each, or -1
+        while start < end:
+            if self.open:
+                start = self._slow(piece, start, found)
+                continue
+            if 0 <= quote < start:
+                quote = piece.find('"', start)
+            if 0 <= backslash < start:
+                backslash = piece.find("\\", start)
+            special = (
+                min(quote, backslash) if quote >= 0 and backslash >= 0 else quote + backslash + 1
+            )
+            if special < 0:
+                found.append(self._plain(piece[start:] if start else piece, split))
+                break
+            line_start = piece.rfind("\n", start, special)
+            if has_cr:
+                line_start = max(line_start, piece.rfind("\r", start, special))
+            if line_start >= start:
+                found.append(self._plain(piece[start : line_start + 1], split))
+                start = line_start + 1
+            start = self._slow(piece, start, found)
+        return found
+
+    def _plain(self, text: str, split: Callable[[str], list[str]]) -> PlainRows:
+        lines = split(text)
+        rows = PlainRows(self.number, [*map(str.split, lines, repeat(","))])
+        self.number += len(lines)
+        return rows
+
+    def _slow(self, piece: str, start: int, found: list[PlainRows | Record]) -> int:
+        """Read one line of `piece` from `start`; the next line's start."""
+        end = _line_end(piece, start, len(piece))
+        after = end + 2 if piece.startswith("\r\n", end) else end + 1
+        line = piece[start:end]
+        if not self.open:
+            if _EDGE_QUOTED.fullmatch(line):
+                found.append(Record(_edge_quoted_fields(line), self.number, self.number))
+                self.number += 1
+                return after
+            self.record_line = self.field_line = self.number
+            self.field_start, self.joined = 0, False
+        self._line(line)
+        if not self.open:
+            found.append(
+                Record(tuple(self.fields), self.record_line, self.number, tuple(self.notes))
+            )
+            self.fields, self.notes = [], []
+        self.number += 1
+        return after
+
+    def _line(self, line: str) -> None:
+        parts, fields = self.parts, self.fields
+        in_quotes, in_field = self.open, self.in_field
+        size, index = len(line), 0
+        if in_quotes:
+            self.field_start = -1 if self.field_line != self.number else self.field_start
+        while index < size:
+            stop = (_QUOTED_STOP if in_quotes else _UNQUOTED_STOP).search(line, index)
+            at = size if stop is None else stop.start()
+            if at > index:
+                parts.append(line[index:at])
+                in_field, index = True, at
+                if stop is None:
+                    break
+            char = line[index]
+            index += 1
+            if char == "\\":
+                if self.escape_opens_field:
+                    in_field = True
+                if (in_quotes or in_field) and index < size and line[index] in _ESCAPABLE:
+                    parts.append(line[index])
+                    index += 1
+                    self.events.setdefault(NoteKind.ESCAPED, self.number)
+                else:
+                    self.events.setdefault(NoteKind.VANISHED, self.number)
+            elif char == '"':
+                if (in_quotes or in_field) and index < size and line[index] == '"':
+                    parts.append('"')
+                    index += 1
+                    if not in_quotes:
+                        self.events.setdefault(NoteKind.QUOTE, self.number)
+                else:
+                    in_quotes = not in_quotes
+                    mid = in_quotes and bool(parts)
+                    if (
+                        _past_line_start(line, index)
+                        and line[index - 2] != ","
+                        and index < size
+                        and line[index] != ","
+                    ):
+                        if parts and _java_whitespace("".join(parts)):
+                            parts.clear()
+                            mid = False
+                        else:
+                            parts.append('"')
+                    if in_quotes:
+                        self.open_line, self.open_mid = self.number, mid
+                        if mid:
+                            self.events.setdefault(NoteKind.QUOTE, self.number)
+                            self.open_written = line[max(self.field_start, 0) :]
+                    elif index < size and line[index] != ",":
+                        self.events.setdefault(NoteKind.QUOTE, self.number)
+                in_field = not in_field
+            else:  # a comma outside quotes ends the field
+                self._field(line, index - 1)
+                fields.append("".join(parts))
+                parts.clear()
+                in_field = False
+                self.field_line, self.field_start = self.number, index
+        if in_quotes:
+            parts.append("\n")
+            if self.open_mid:
+                self.joined = True
+            self.events.setdefault(NoteKind.LINE_BREAK, self.number)
+        else:
+            in_field = False
+            self._field(line, size)
+            fields.append("".join(parts))
+            parts.clear()
+            if self.joined:
+                self.notes.append(
+                    Note(
+                        NoteKind.JOINED,
+                        self.record_line,
+                        self.number,
+                        self.open_written,
+                        fields[-1],
+                    )
+                )
+        self.open, self.in_field = in_quotes, in_field
+
+    def _field(self, line: str, end: int) -> None:
+        """Note what the field just read met, now that its value is known."""
+        if not self.events:
+            return
+        events, self.events = self.events, {}
+        value = "".join(self.parts)
+        spanned = NoteKind.LINE_BREAK in events
+        written = line[self.field_start : end] if self.field_start >= 0 else value
+        for kind, line_number in events.items():
+            if spanned and (kind is NoteKind.QUOTE or self.joined):
+                continue  # the joined or broken record says it better
+            if kind is NoteKind.QUOTE and written == value:
+                continue  # read as written: nothing changed
+            last = self.number if kind is NoteKind.LINE_BREAK else line_number
+            self.notes.append(Note(kind, line_number, last, written, value))
+
+
+def _edge_quoted_fields(line: str) -> tuple[str, ...]:
+    """The fields of a line `_EDGE_QUOTED` matches: split at the commas between quotes."""
+    segments = line.split('"')  # outside, inside, outside, ...: every inside is one field
+    fields = segments[0].split(",")
+    for inside, outside in zip(segments[1::2], segments[2::2], strict=True):
+        fields[-1] = inside
+        fields += outside.split(",")[1:]
+    return tuple(fields)
+
+
+def _past_line_start(line: str, index: int) -> bool:
+    """opencsv's `i > 3` for the char before `index`: counted in UTF-16 units, as Java does."""
+    if index > 3:
+        return True
+    return index > 1 and sum(2 if char > "\uffff" else 1 for char in line[:index]) > 3
+
+
+def _java_whitespace(text: str) -> bool:
+    return all(char in _JAVA_WHITESPACE for char in text)
+
+
+def _shown(text: str) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
