@@ -1,15 +1,19 @@
 """How the sandbox judges an upload as the real server does: the files, their kinds, the answer.
 
-The request itself is read in `sandbox_form`, a message.properties in `java_properties`.
+The request itself is read in `sandbox_form`, a message.properties in `java_properties`,
+every file as CSV by the reference reader (`daemon.base.opencsv`), an uploaded ZIP by
+`zipstream` as Java's `ZipInputStream` reads it.
 
 The order of the checks and the messages follow the provider's public source
 (indiana-university/lms-canvas-3rdparty-provisioning: `UploadRestController`,
 `DeptProvFileUploadService`, `FileParsingUtil`, `CustomNotificationBuilder`):
 
+    a ZIP entry name that is not UTF-8      500 (the server does not catch it)
     the ZIP cannot be read (zip endpoint)   400 "Unable to unzip uploaded file"
     no files                                400 "No files to process"
     the user is not authorized              403 "User (X) is not authorized to upload files"
-    a file of no known kind, users missing  400 "Error parsing uploaded files" + fileErrors
+    a file of no known kind, empty, with a  400 "Error parsing uploaded files" + fileErrors
+      quote that never closes; users missing
     a bad \\uXXXX in message.properties     500 (the server does not catch it)
     notification without valid properties   400 "User indicated that custom user notification ..."
     otherwise                               200 "The files are being processed. ..."
@@ -17,17 +21,15 @@ The order of the checks and the messages follow the provider's public source
 
 from __future__ import annotations
 
-import csv
-import io
-import posixpath
-import zipfile
-import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 # Re-exported: reading message.properties as the server does is one of the checks.
 from daemon.base.java_properties import read_properties as read_properties
+from daemon.base.opencsv import Record, Unterminated, decode, header_key, read_rows
 from daemon.sandbox.form import RequestError, UploadForm
+from daemon.sandbox.zipstream import MalformedName, ZipStreamError, entries
 
 ACCEPTED = "The files are being processed. Summary emails will be sent at a later time."
 NO_FILES = "No files to process"
@@ -107,62 +109,120 @@ class UnzipError(ValueError):
 
 
 def unzip(data: bytes) -> list[ReceivedFile]:
-    """The files of a ZIP as the server's ZipInputStream sees them (flattened, no folders).
+    """The files of a ZIP as the server's `unzip` gives them: base names, no folders.
 
-    Raises UnzipError where the server's unzip throws an IOException.
+    Each entry is placed in a folder as the server writes it there (`new File(dir, name)`,
+    refused when its canonical path is not inside); a folder entry is made; an entry whose
+    direct parent folder is `__MACOSX` is skipped, but not one deeper down
+    (`__MACOSX/export/._users.csv` is a file named `._users.csv`). Raises UnzipError where
+    the server's unzip throws an IOException, ValueError where it throws what it does not
+    catch (a name that is not UTF-8: the server answers 500).
     """
-    # ZipInputStream reads local headers from the start: bytes that do not open with one
-    # (not a ZIP at all, or an empty ZIP) yield no entry rather than an error.
-    if not data.startswith(b"PK\x03\x04"):
-        return []
+    files: list[ReceivedFile] = []
+    folders: set[tuple[str, ...]] = {()}
+    written: set[tuple[str, ...]] = set()
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            files = [_read_entry(archive, info) for info in archive.infolist()]
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+        for entry in entries(data):
+            parts = tuple(part for part in entry.name.split("/") if part)  # as java.io.File
+            target = _canonical(parts)
+            if target is None or not target:
+                raise UnzipError(f"Entry is outside of the target dir: {entry.name}")
+            if entry.is_directory:
+                _make_folders(target, folders, written)
+            elif len(parts) < 2 or parts[-2] != "__MACOSX":
+                parent = _canonical(parts[:-1])
+                assert parent is not None  # inside whenever the entry is
+                _make_folders(parent, folders, written)
+                if target in folders:
+                    raise UnzipError(f"{entry.name} is a folder: the file cannot be written")
+                written.add(target)
+                files.append(ReceivedFile(name=parts[-1], data=entry.data, entry=entry.name))
+    except ZipStreamError as exc:
         raise UnzipError(str(exc)) from exc
-    return [file for file in files if file is not None]
+    except MalformedName as exc:
+        raise ValueError(str(exc)) from exc
+    return files
 
 
-def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> ReceivedFile | None:
-    target = posixpath.normpath(info.filename.lstrip("/"))
-    if target in (".", "..") or target.startswith("../"):
-        raise UnzipError(f"Entry is outside of the target dir: {info.filename}")
-    if info.is_dir() or posixpath.basename(posixpath.dirname(target)) == "__MACOSX":
-        return None
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise UnzipError(f"invalid compression method in {info.filename}")
-    if info.flag_bits & 0x1:
-        raise UnzipError(f"encrypted ZIP entry not supported: {info.filename}")
-    return ReceivedFile(
-        name=posixpath.basename(target), data=archive.read(info), entry=info.filename
-    )
+def _canonical(parts: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The path below the folder once `.` and `..` are resolved; None if it leaves it."""
+    resolved: list[str] = []
+    for part in parts:
+        if part == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+        elif part != ".":
+            resolved.append(part)
+    return tuple(resolved)
 
 
-def _unterminated_quote(data: bytes) -> bool:
-    """True where the server's CSV reader (opencsv) ends inside a quoted field and throws."""
-    # opencsv toggles "in quotes" on every quote not escaped by a backslash, anywhere.
-    # Counted on the bytes: a GB file is neither decoded nor listed match by match.
-    return (data.count(b'"') - data.count(b'\\"')) % 2 == 1
+def _make_folders(
+    path: tuple[str, ...], folders: set[tuple[str, ...]], written: set[tuple[str, ...]]
+) -> None:
+    """`mkdirs`: it fails where a file written before stands in the way."""
+    for end in range(1, len(path) + 1):
+        if path[:end] in written:
+            raise UnzipError(f"Failed to create directory {'/'.join(path)}")
+        folders.add(path[:end])
 
 
-HEADER_WINDOW = 1 << 16  # the header line is read from the file's start only
+READ_CHUNK = 1 << 20  # a file is read as text in pieces of this many bytes
+
+
+def _first_record(data: bytes) -> Record | None:
+    """The first record as `readAll` gives it, once the whole file has been read.
+
+    Raises Unterminated where opencsv throws: a quote that never closes, anywhere.
+    """
+    first: Record | None = None
+    for part in read_rows(decode(_pieces(data))):
+        if first is None:
+            first = part if isinstance(part, Record) else next(part.records())
+    return first
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), READ_CHUNK):
+        yield data[start : start + READ_CHUNK]
 
 
 def file_kind(file: ReceivedFile) -> str | None:
-    """The kind the server gives a file (a CSV kind or "properties"), None if it rejects it."""
-    if _unterminated_quote(file.data):
-        return None
-    head = file.data[:HEADER_WINDOW].decode("utf-8", errors="replace")
+    """The kind the server gives a file (a CSV kind or "properties"), None if it rejects it.
+
+    Every file is read as CSV first, message.properties too: one opencsv cannot read, or
+    an empty one (the server's `fileContents.get(0)` throws), is rejected.
+    """
     try:
-        first = next(csv.reader(io.StringIO(head, newline="")), None)
-    except csv.Error:
+        first = _first_record(file.data)
+    except Unterminated:
         return None
-    if first is None:  # an empty file: the server's "first line" lookup fails
+    if first is None:
         return None
-    kind = HEADER_KINDS.get(",".join(first))
-    if kind is None and file.name.lower() == PROPERTIES_NAME:
+    kind = HEADER_KINDS.get(header_key(first))
+    if kind is None and _equals_ignore_case(file.name, PROPERTIES_NAME):
         return "properties"
     return kind
+
+
+def _equals_ignore_case(one: str, other: str) -> bool:
+    """Java's `String.equalsIgnoreCase`: char by char, upper case then lower case compared."""
+    if len(one) != len(other):
+        return False
+    return all(
+        a == b or _upper(a) == _upper(b) or _lower(_upper(a)) == _lower(_upper(b))
+        for a, b in zip(one, other, strict=True)
+    )
+
+
+def _upper(char: str) -> str:
+    upper = char.upper()
+    return upper if len(upper) == 1 else char  # Java maps a char to one char
+
+
+def _lower(char: str) -> str:
+    lower = char.lower()
+    return lower if len(lower) == 1 else char
 
 
 def _blank(value: str | None) -> bool:
@@ -226,6 +286,8 @@ def judge_upload(
             files = [ReceivedFile(part.filename or "", part.data) for part in form.parts]
     except UnzipError as exc:
         return Verdict(400, UNZIP_FAILED, note=str(exc)), []
+    except ValueError as exc:  # an entry name the server cannot decode: it does not catch it
+        raise RequestError(500, str(exc)) from exc
     try:
         return judge_files(files, form.custom_notification, refused_user), files
     except ValueError as exc:

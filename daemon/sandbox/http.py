@@ -51,7 +51,13 @@ def log_line(line: str) -> None:
     sys.stderr.flush()
 
 
+# Where Spring's reason phrase is not Python's (its error JSON's "error").
+_SPRING_PHRASES = {413: "Payload Too Large"}
+
+
 def _phrase(status: int) -> str:
+    if status in _SPRING_PHRASES:
+        return _SPRING_PHRASES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -297,6 +303,11 @@ class _Handler(BaseHTTPRequestHandler):
         client_id, problem = self.provider.tokens.bearer_client(authorization)
         if client_id is None:
             self._send_answer(unauthorized(problem))
+            return
+        limit = self.provider.max_upload_bytes
+        if limit is not None and len(body) > limit:
+            # As Spring's MaxUploadSizeExceededException: security first, then the size.
+            self._send_spring_error(413, f"{len(body):,} bytes, over --max-upload-bytes {limit:,}")
             return
         allowed, content_type = self.provider.allowed_groups, self.headers.get("Content-Type", "")
         refused = client_id if allowed is not None and group not in allowed else None

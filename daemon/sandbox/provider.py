@@ -40,8 +40,9 @@ class HitCounter:
 class Provider:
     """The parts of the provider's API: `tokens` (the clients and the tokens issued to them),
     `answers` (the scripted answers waiting), `uploads` (the kept uploads), `elsewhere` (the
-    requests to `/_sandbox/elsewhere`, where redirects may point), the clock, and the groups
-    its clients may upload to (None: every group)."""
+    requests to `/_sandbox/elsewhere`, where redirects may point), the clock, the groups
+    its clients may upload to (None: every group), and the largest request body an upload
+    may have (None: no limit)."""
 
     tokens: TokenIssuer
     answers: ScriptedAnswers
@@ -49,3 +50,4 @@ class Provider:
     elsewhere: HitCounter
     clock: Callable[[], float]
     allowed_groups: frozenset[str] | None = None
+    max_upload_bytes: int | None = None

@@ -7,6 +7,10 @@ one is kept in the store, in arrival order (`daemon.sandbox.store`):
     STORE/000001-GROUP/upload.zip     the ZIP part, byte for byte (zip endpoint only)
     STORE/000001-GROUP/files/NAME     each file the server reads, byte for byte
 
+With `max_upload_bytes` (`--max-upload-bytes N`), an upload whose request body is over N
+bytes is answered as Spring Boot answers one over its multipart limit: 413 with Spring's
+error JSON, after the token is checked and before the form is read; without it, no limit.
+
 Scripted answers make it misbehave; each is played instead of the next request to its
 endpoint (`"endpoint": "token"`, else the upload endpoints), before any check:
 
@@ -68,6 +72,7 @@ class Sandbox:
         token_lifetime: float = 3600.0,
         clock: Callable[[], float] = time.time,
         allowed_groups: set[str] | None = None,
+        max_upload_bytes: int | None = None,
     ) -> None:
         self.store = Path(store).resolve()
         self.port = port
@@ -75,6 +80,7 @@ class Sandbox:
         self.token_lifetime = token_lifetime
         self.clock = clock
         self.allowed_groups = allowed_groups
+        self.max_upload_bytes = max_upload_bytes
         self.provider = Provider(
             tokens=TokenIssuer(self.clients, token_lifetime, clock),
             answers=ScriptedAnswers(),
@@ -82,6 +88,7 @@ class Sandbox:
             elsewhere=HitCounter(),
             clock=clock,
             allowed_groups=None if allowed_groups is None else frozenset(allowed_groups),
+            max_upload_bytes=max_upload_bytes,
         )
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
@@ -175,7 +182,13 @@ def main(args: argparse.Namespace) -> int:
     clients = _parse_clients(args.client)
     if clients is None:
         return 2
-    sandbox = Sandbox(args.store, args.port, clients, token_lifetime=args.token_lifetime)
+    sandbox = Sandbox(
+        args.store,
+        args.port,
+        clients,
+        token_lifetime=args.token_lifetime,
+        max_upload_bytes=args.max_upload_bytes,
+    )
     try:
         sandbox.start()
     except OSError as exc:
@@ -191,6 +204,8 @@ def main(args: argparse.Namespace) -> int:
     where = f"{sandbox.url} token_url={sandbox.token_url} store={sandbox.store}"
     print(f"dropd sandbox listening on {where}", flush=True)
     log_line(f"clients: {', '.join(sorted(clients))}")
+    if args.max_upload_bytes is not None:
+        log_line(f"uploads over {args.max_upload_bytes:,} bytes are answered 413")
     try:
         stop.wait()
     finally:

@@ -408,6 +408,55 @@ def test_group_not_allowed_is_403_after_the_no_files_check(tmp_path: Path) -> No
     assert allowed.status_code == 200
 
 
+# The size limit of the server's framework (--max-upload-bytes)
+
+
+def test_upload_over_max_upload_bytes_is_springs_413_and_is_not_kept(tmp_path: Path) -> None:
+    clients = {CLIENT[0]: CLIENT[1]}
+    big = zip_of({"users.csv": USERS * 40}, zipfile.ZIP_STORED)
+    with Sandbox(tmp_path / "store", clients=clients, max_upload_bytes=len(big)) as sandbox:
+        token = get_token(sandbox)
+        over = upload(sandbox, token, [("b.zip", big)])  # the form's own bytes come on top
+        under = upload_zip(sandbox, {"users.csv": USERS})
+        unauthorized = upload(sandbox, None, [("b.zip", big)])
+        kept = sandbox.uploads()
+    assert over.status_code == 413
+    body = over.json()
+    assert set(body) == {"timestamp", "status", "error", "path"}
+    assert body["status"] == 413 and body["error"] == "Payload Too Large"
+    assert body["path"] == "/rest/upload/music/zip"
+    assert under.status_code == 200
+    assert unauthorized.status_code == 401, "the token is checked before the size"
+    assert len(kept) == 1
+
+
+def test_upload_at_exactly_max_upload_bytes_is_accepted(tmp_path: Path) -> None:
+    clients = {CLIENT[0]: CLIENT[1]}
+    prepared = requests.Request(
+        "POST", "http://h/", files=[("deptFileUpload", ("b.zip", zip_of({"users.csv": USERS})))]
+    ).prepare()
+    body = prepared.body
+    assert isinstance(body, bytes)
+    with Sandbox(tmp_path / "store", clients=clients, max_upload_bytes=len(body)) as sandbox:
+        headers = {
+            "Authorization": f"Bearer {get_token(sandbox)}",
+            "Content-Type": prepared.headers["Content-Type"],
+        }
+        url = f"{sandbox.url}/rest/upload/music/zip"
+        at_limit = requests.post(url, data=body, headers=headers, timeout=TIMEOUT)
+        one_more = requests.post(url, data=body + b"\r\n", headers=headers, timeout=TIMEOUT)
+    assert at_limit.status_code == 200, at_limit.text
+    assert one_more.status_code == 413
+
+
+def test_without_max_upload_bytes_there_is_no_limit(sandbox: Sandbox) -> None:
+    assert sandbox.provider.max_upload_bytes is None
+    rows = b"u2,x,A,B,x@example.edu,active\r\n" * 40000
+    big = zip_of({"users.csv": USERS + rows}, zipfile.ZIP_STORED)
+    assert len(big) > 1 << 20, "over Spring Boot's default of 1 MB a file"
+    assert upload(sandbox, get_token(sandbox), [("b.zip", big)]).status_code == 200
+
+
 @pytest.mark.parametrize(
     "parts, fields",
     [([], {"customUsersNotification": "true"}), ([("other", b"x")], {})],
@@ -673,6 +722,50 @@ def test_cli_port_in_use_exits_1_with_a_reason(sandbox: Sandbox, tmp_path: Path)
     result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert result.returncode == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.stderr and result.stdout == ""
+
+
+def test_cli_max_upload_bytes_answers_413_above_it(tmp_path: Path) -> None:
+    command = sandbox_command(
+        "--port", "0", "--store", str(tmp_path / "store"), "--client", "unit:s3cret",
+        "--max-upload-bytes", "2000",
+    )  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first_line(process))
+        assert match
+        url = match.group(1)
+        data = {"grant_type": "client_credentials"}
+        token = requests.post(url + "/oauth/token", data=data, auth=CLIENT, timeout=TIMEOUT)
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        files = [("deptFileUpload", ("b.zip", b"PK" + bytes(3000)))]
+        answer = requests.post(
+            url + "/rest/upload/music/zip", files=files, headers=headers, timeout=TIMEOUT
+        )
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert answer.status_code == 413 and answer.json()["status"] == 413
+    assert "uploads over 2,000 bytes are answered 413" in err
+    assert "POST /rest/upload/music/zip 413" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1MB"])
+def test_cli_max_upload_bytes_must_be_a_positive_whole_number(tmp_path: Path, value: str) -> None:
+    command = sandbox_command("--store", str(tmp_path), "--max-upload-bytes", value)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert result.returncode == 2
+    assert "--max-upload-bytes" in result.stderr and "1 or more" in result.stderr
+
+
+def test_cli_help_says_max_upload_bytes_has_no_limit_by_default() -> None:
+    result = subprocess.run(
+        sandbox_command("--help"), capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert "--max-upload-bytes N" in result.stdout
+    assert "default: no limit" in " ".join(result.stdout.split())
 
 
 def test_cli_client_without_colon_exits_2_without_echoing_it(tmp_path: Path) -> None:
