@@ -311,7 +311,8 @@ class Group:
             choices={
                 Validation.STRICT: "check the files as the server will, and fail a bad batch "
                 "before sending it",
-                Validation.OFF: "send the files as dropped, checking only UTF-8 and NUL bytes",
+                Validation.OFF: "send the files as dropped, checking only that they read in "
+                "`encoding` and hold no NUL bytes",
             },
         ),
     )
@@ -323,8 +324,24 @@ class Group:
             "courses, sections, enrollments, listings); one file is never cut, and one that "
             "cannot fit alone fails the batch at step zip. Where the server keeps its "
             "framework's defaults (1 MB a file, 10 MB a request), a ZIP over 1 MB is refused: "
-            "set 1000000 there.",
+            "set 1000000 there. How to tell, and what `dropd check` says: [the upload size "
+            "limit](../operator/tokens-tls-proxies.md#the-upload-size-limit).",
             unit="bytes",
+        ),
+    )
+    encoding: str = field(
+        default="utf-8",
+        metadata=about(
+            "The encoding the group's CSVs are written in: each is read in it, and the copy "
+            "that goes up in the ZIP is UTF-8. message.properties is read as UTF-8 where it "
+            "reads so, else in this encoding, and goes up with non-ASCII characters as "
+            "\\uXXXX escapes, which the server reads as written. "
+            "The originals are kept as dropped, and the receipt says which files were "
+            'converted. Excel on Windows saves "CSV (Comma delimited)" in "cp1252" and "CSV '
+            'UTF-8" in "utf-8". A file that does not read in it fails at step validate, '
+            "naming its line.",
+            allowed='a text encoding Python knows, such as "utf-8", "cp1252", "latin-1" or '
+            '"utf-16"',
         ),
     )
     max_deleted_percent: float = field(

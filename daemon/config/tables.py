@@ -7,6 +7,7 @@ number's range and each default come from the settings' fields (`keys`).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -158,6 +159,7 @@ def read_group(key: str, table: Table, base: Path, environments: Sequence[str]) 
         done_markers=table.choice("done_markers", _default(Group, "done_markers", DoneMarkers)),
         validation=table.choice("validation", _default(Group, "validation", Validation)),
         max_upload_bytes=_whole(table, Group, "max_upload_bytes", example="1000000"),
+        encoding=_encoding(table),
         max_deleted_percent=table.number(
             "max_deleted_percent",
             _default(Group, "max_deleted_percent", float),
@@ -168,6 +170,24 @@ def read_group(key: str, table: Table, base: Path, environments: Sequence[str]) 
     )
     table.reject_unknown()
     return group
+
+
+def _encoding(table: Table) -> str:
+    """The group's `encoding`: a name Python's codecs know, for text (not base64 or rot13)."""
+    default = _default(Group, "encoding", str)
+    name = table.text("encoding", example='"cp1252"', default=default)
+    if "encoding" in table.bad:
+        return default
+    try:
+        text = codecs.lookup(name)._is_text_encoding
+    except LookupError:
+        why = 'is not an encoding Python knows; use e.g. "utf-8" or "cp1252"'
+    else:
+        if text:
+            return name
+        why = 'is not a text encoding; use e.g. "utf-8" or "cp1252"'
+    table.problem("encoding", f"{quote(name)} {why}")
+    return default
 
 
 def _environment_name(table: Table, defined: Sequence[str]) -> str:

@@ -95,7 +95,7 @@ def test_load_config_reports_every_problem_at_once(tmp_path: Path) -> None:
         'daemon.settle_seconds: "ten" is not a number; give seconds as a number such as 10 or 0.5',
         'daemon.log_format: "text" is not a choice; use one of: "json", "console"',
         "groups.music.colour: unknown key; remove it (known keys: environment, folder, "
-        "group_name, friendly_name, done_markers, validation, max_upload_bytes, "
+        "group_name, friendly_name, done_markers, validation, max_upload_bytes, encoding, "
         "max_deleted_percent, min_rows_for_guard)",
     ]
 
@@ -541,6 +541,37 @@ def test_load_config_group_defaults(tmp_path: Path) -> None:
     assert music.max_upload_bytes == 0
     assert music.max_deleted_percent == 50.0
     assert music.min_rows_for_guard == 100
+    assert music.encoding == "utf-8"
+
+
+def test_load_config_reads_a_group_encoding_as_written(tmp_path: Path) -> None:
+    assert load(tmp_path, group('encoding = "cp1252"')).groups["music"].encoding == "cp1252"
+    assert load(tmp_path, group('encoding = "Latin-1"')).groups["music"].encoding == "Latin-1"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            'encoding = "latin-9"',
+            'groups.music.encoding: "latin-9" is not an encoding Python knows; '
+            'use e.g. "utf-8" or "cp1252"',
+        ),
+        (
+            'encoding = "rot13"',
+            'groups.music.encoding: "rot13" is not a text encoding; use e.g. "utf-8" or "cp1252"',
+        ),
+        (
+            "encoding = 1252",
+            "groups.music.encoding: 1252 is not a string; write it in quotes, such as "
+            'encoding = "cp1252"',
+        ),
+    ],
+)
+def test_load_config_refuses_an_encoding_python_cannot_read_text_in(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    assert problems(tmp_path, group(line)) == [expected]
 
 
 def test_load_config_reads_every_group_key(tmp_path: Path) -> None:
