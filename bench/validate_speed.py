@@ -1,23 +1,25 @@
 """How fast dropd's validation reads a large CSV, and what memory it takes: run on demand.
 
-    .venv/bin/python bench/validate_speed.py [--size-mb 300] [--seed 7] [--work-dir DIR]
+    .venv/bin/python bench/validate_speed.py [--size-mb 300] [--kind users] [--work-dir DIR]
     .venv/bin/python bench/validate_speed.py --file PATH --json    # what bench/run.py runs
 
-Writes a SIS-shaped enrollments CSV (`sis_data`, as bench/run.py does) in a temporary
-folder, or reads the one given, then times `validate_batch` on it from a warm page cache,
-five ways: strict as dropd runs it (a CSV of 32 MB or more on both cores, with the scan
-helper process; the best of `--repeats` runs), strict on one core (no helper), the same
-with the checks in Python only (no compiled row scanner, as where dropd was installed
-without a C compiler), strict on one core without the row-value warnings (status and
-role: their cost, measured by switching them off here only), and `validation = "off"`.
-Prints MB/s (10^6 bytes a second), the process's peak RSS (`ru_maxrss`, its own: this runs
-as its own process) and the scan helper's (`VmHWM` of the child).
+Writes a SIS-shaped enrollments CSV (`sis_data`, as bench/run.py does) or users CSV in a
+temporary folder, or reads the one given, then times `validate_batch` on it from a warm
+page cache, five ways: strict as dropd runs it (a CSV of 8 MB or more with the compiled
+row scanner on two threads; the best of `--repeats` runs), strict with the scanner on one
+thread, the same with the reference reader alone (no compiled row scanner, as where dropd
+was installed without a C compiler, or with DROPD_ROWSCAN=off), strict on one thread
+without the row-value warnings (status, role and login_id: their cost, measured by
+switching them off here only), and `validation = "off"`. Prints MB/s (10^6 bytes a
+second) and the process's peak RSS (`ru_maxrss`: this runs as its own process).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import resource
 import sys
 import tempfile
@@ -28,16 +30,14 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from procs import proc_field
 from sis_data import write_enrollments
 
-from daemon.checks.csv.fast import ROWSCAN
+from daemon.checks.csv.check import ROWSCAN, THREADED_BYTES
 from daemon.checks.csv.formats import ValueRule, value_rules
-from daemon.checks.csv.scanhelper import HelperPool, scan_splitter
 from daemon.checks.validate import Report, validate_batch
 from daemon.config.model import Validation
 
-# label, validation, row-value rules on, the scan helper on, the row scanner on
+# label, validation, row-value rules on, two threads, the row scanner on
 WAYS = (
     ("strict", Validation.STRICT, True, True, True),
     ("strict, one core", Validation.STRICT, True, False, True),
@@ -66,26 +66,50 @@ def timed(run: Callable[[], Report], repeats: int) -> tuple[float, Report]:
     return best, report
 
 
-def helper_peak_mib(helpers: HelperPool) -> float | None:
-    """The scan helper's VmHWM (MiB), where it was started."""
-    child = getattr(helpers, "_child", None)
-    if child is None:
-        return None
-    kib = proc_field(child.process.pid, "VmHWM")
-    return kib / 1024 if kib is not None else None
+USERS_HEADER = b"user_id,login_id,first_name,last_name,email,status\n"
+_NAMES = ("Ann", "Bo", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jo", "Kemal")
+
+
+def write_users(path: Path, size: int, seed: int = 7) -> int:
+    """Write a users CSV of about `size` bytes (whole rows); its rows."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(5000):
+        first, last = rng.choice(_NAMES), rng.choice(_NAMES) + "son"
+        status = rng.choices(("active", "suspended", "deleted"), (0.96, 0.02, 0.02))[0]
+        rows.append(
+            f"#####%s,{first}.{last}%s@example.edu,{first},{last},x%s@mail.example.org,{status}"
+        )
+    template = "\n".join(row % ((n,) * 3) for n, row in enumerate(rows)).encode() + b"\n"
+    written, count, block = len(USERS_HEADER), 0, 0
+    with open(path, "wb") as out:
+        out.write(USERS_HEADER)
+        while written < size:
+            data = template.replace(b"#####", b"%05d" % (block % 100_000))
+            if written + len(data) > size:
+                data = data[: data.rfind(b"\n", 0, size - written) + 1]
+                if not data:
+                    break
+            out.write(data)
+            written, count, block = written + len(data), count + data.count(b"\n"), block + 1
+        out.flush()
+        os.fsync(out.fileno())
+    return count
 
 
 def measure(path: Path, repeats: int) -> dict[str, Any]:
     """Every way's seconds and findings on the CSV at `path`, and the peak RSS."""
     size = path.stat().st_size
     figures: dict[str, Any] = {"bytes": size, "start_peak_mib": peak_mib(), "ways": {}}
-    helpers, splitter = scan_splitter()
-    for label, validation, values, helper, scanner in WAYS:
+    for label, validation, values, threads, scanner in WAYS:
         with (
-            mock.patch("daemon.checks.csv.rows.value_rules", value_rules if values else no_rules),
-            mock.patch("daemon.checks.csv.fast.ROWSCAN", ROWSCAN if scanner else None),
+            mock.patch("daemon.checks.csv.check.value_rules", value_rules if values else no_rules),
+            mock.patch("daemon.checks.csv.check.ROWSCAN", ROWSCAN if scanner else None),
+            mock.patch(
+                "daemon.checks.csv.check.THREADED_BYTES", THREADED_BYTES if threads else 1 << 62
+            ),
         ):
-            run = partial(validate_batch, [path], validation, splitter=splitter if helper else None)
+            run = partial(validate_batch, [path], validation)
             seconds, report = timed(run, repeats if label == "strict" else 1)
         figures["ways"][label] = {
             "seconds": seconds,
@@ -96,8 +120,7 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
             "warnings": len(report.warnings),
         }
     figures["peak_mib"] = peak_mib()
-    figures["helper_peak_mib"] = helper_peak_mib(helpers)
-    helpers.close()
+    figures["helper_peak_mib"] = None  # no helper process any more; bench/speeds.py reads it
     return figures
 
 
@@ -107,15 +130,14 @@ def show(path: Path, figures: dict[str, Any]) -> None:
     for label, way in figures["ways"].items():
         found = f"rows {way['rows']}, deleted {way['deleted']}, {way['problems']} problems"
         print(f"{label:42} {way['mb_per_s']:6,.0f} MB/s  ({found})")
-    helper = figures["helper_peak_mib"]
-    beside = f"; the scan helper's {helper:.0f} MiB" if helper is not None else ""
-    print(f"peak RSS after: {figures['peak_mib']:.0f} MiB{beside}")
+    print(f"peak RSS after: {figures['peak_mib']:.0f} MiB")
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--kind", choices=("enrollments", "users"), default="enrollments")
     parser.add_argument("--work-dir", type=Path)
     parser.add_argument("--file", type=Path, help="a CSV to read instead of writing one")
     parser.add_argument("--repeats", type=int, default=2, help="timed strict runs (the best)")
@@ -124,8 +146,9 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory(dir=args.work_dir) as folder:
         path = args.file
         if path is None:
-            path = Path(folder) / "enrollments.csv"
-            write_enrollments(path, args.size_mb * 10**6, args.seed)
+            path = Path(folder) / f"{args.kind}.csv"
+            write = write_users if args.kind == "users" else write_enrollments
+            write(path, args.size_mb * 10**6, args.seed)
         figures = measure(path, args.repeats)
     if args.json:
         print(json.dumps(figures))

@@ -10,6 +10,7 @@ GIL, so a ZIP can be built in a thread while the batch is checked (`packing`).
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import io
@@ -34,8 +35,10 @@ from daemon.archive.zipformat import (
     local_header,
 )
 from daemon.base.errors import ArchiveError, SourceError, StillWritten, os_reason
+from daemon.base.java_properties import UnicodeEscaper
 from daemon.base.names import quoted
 from daemon.base.regular import BOM, open_regular
+from daemon.base.textcodec import UTF8, is_utf8, keeps_ascii
 
 CHUNK = 1 << 20  # reads of a whole file, to hash it
 # Reads into the ZIP: large, as each step takes the GIL again, which the checks running
@@ -100,11 +103,14 @@ def _announce(engine: Deflate) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ZipEntry:
-    """One file to put in the ZIP, from `source`, as `name`."""
+    """One file to put in the ZIP, from `source`, as `name`; a source not in UTF-8 goes in
+    as UTF-8, and with `escape_unicode` (message.properties) as ASCII with \\uXXXX escapes."""
 
     source: Path
     name: str
     strip_bom: bool = False
+    encoding: str = UTF8  # the source's: the group's `encoding`
+    escape_unicode: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +124,8 @@ class SourceDigest:
     bom_stripped: bool
     entry: str = ""
     mtime_ns: int = 0  # as read
+    converted_from: str = ""  # the encoding the copy in the ZIP was converted from to UTF-8
+    escaped: int = 0  # characters written as \\uXXXX escapes in the copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,43 @@ class BuiltZip:
     bytes: int
     sha256: str
     sources: tuple[SourceDigest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredEntry:
+    """One file's entry in a measured ZIP: the original's name, the entry's, and the bytes
+    its data takes compressed."""
+
+    source: str
+    name: str
+    compressed: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredZip:
+    """The size of the ZIP `build_zip` would write, and of each entry's data, found without
+    writing it."""
+
+    bytes: int
+    entries: tuple[MeasuredEntry, ...]
+
+
+class _Sink(Protocol):
+    """Where a ZIP's bytes go: a file (`_HashingWriter`) or a counter (`_CountingSink`)."""
+
+    count: int
+
+    def write(self, data: bytes, /) -> None: ...
+
+
+class _CountingSink:
+    """A sink that keeps nothing and only counts: memory stays flat however large the ZIP."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, data: bytes) -> None:
+        self.count += len(data)
 
 
 class _HashingWriter:
@@ -191,15 +236,7 @@ def build_zip(
         ):
             writer = _HashingWriter(partial, syncer)
             try:
-                sources, written = [], []
-                reading = _Reading(hasher)
-                for entry in entries:
-                    digest, record = _add(writer, entry, engine, reading, stop)
-                    sources.append(digest)
-                    written.append(record)
-                directory = b"".join(central_record(w) for w in written)
-                start = writer.count
-                writer.write(directory + end_records(len(written), len(directory), start))
+                sources, _ = _write_zip(writer, entries, engine, hasher, stop)
             finally:
                 writer.close()
         os.replace(partial, target)
@@ -213,8 +250,45 @@ def build_zip(
     return BuiltZip(target, writer.count, writer.hexdigest(), tuple(sources))
 
 
+def measure_zip(entries: list[ZipEntry], *, engine: Deflate = DEFLATE) -> MeasuredZip:
+    """What `build_zip` would make of `entries`, built as it builds it into a sink that only
+    counts bytes: nothing is written and memory stays flat.
+
+    Raises SourceError if a source cannot be read as the regular file it is, StillWritten
+    if one changes while it is read.
+    """
+    sink = _CountingSink()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zip-hash") as hasher:
+        sources, written = _write_zip(sink, entries, engine, hasher, None)
+    measured = (
+        MeasuredEntry(source.name, source.entry, record.compressed)
+        for source, record in zip(sources, written, strict=True)
+    )
+    return MeasuredZip(sink.count, tuple(measured))
+
+
+def _write_zip(
+    out: _Sink,
+    entries: list[ZipEntry],
+    engine: Deflate,
+    hasher: ThreadPoolExecutor,
+    stop: threading.Event | None,
+) -> tuple[list[SourceDigest], list[Written]]:
+    # Every entry, then the central directory and the end records.
+    sources, written = [], []
+    reading = _Reading(hasher)
+    for entry in entries:
+        digest, record = _add(out, entry, engine, reading, stop)
+        sources.append(digest)
+        written.append(record)
+    directory = b"".join(central_record(w) for w in written)
+    start = out.count
+    out.write(directory + end_records(len(written), len(directory), start))
+    return sources, written
+
+
 def _add(
-    out: _HashingWriter,
+    out: _Sink,
     entry: ZipEntry,
     engine: Deflate,
     reading: _Reading,
@@ -227,16 +301,14 @@ def _add(
         header = Entry.of(entry.name, before)
         offset = out.count
         out.write(local_header(header))
-        sink, digest, size, stripped = _Deflating(out, engine), hashlib.sha256(), 0, False
+        sink, digest, size = _Deflating(out, engine), hashlib.sha256(), 0
+        copy = _Copy(entry)
         while chunk := _read(reading, source, digest, entry):
             if stop is not None and stop.is_set():
                 raise ValueError("stopped: the batch failed its checks")
-            if size == 0 and entry.strip_bom and chunk[: len(BOM)] == BOM:
-                sink.write(chunk[len(BOM) :])
-                stripped = True
-            else:
-                sink.write(chunk)
+            sink.write(copy.of(chunk, size))
             size += len(chunk)
+        sink.write(copy.finish(size))
         reading.drain()
         after = os.fstat(source.fileno())
         if size != after.st_size or (before.st_size, before.st_mtime_ns) != (
@@ -252,9 +324,68 @@ def _add(
         out.write(data_descriptor(written))
     name = entry.source.name
     digest_of = SourceDigest(
-        name, size, digest.hexdigest(), stripped, entry.name, after.st_mtime_ns
+        name,
+        size,
+        digest.hexdigest(),
+        copy.stripped,
+        entry.name,
+        after.st_mtime_ns,
+        entry.encoding if copy.converted else "",
+        copy.escaped.count if copy.escaped is not None else 0,
     )
     return digest_of, written
+
+
+class _Copy:
+    """What goes into the ZIP of one source, chunk by chunk: the bytes as they are, less a
+    UTF-8 byte-order mark where asked; or, from another encoding or with escapes, the text
+    written again as UTF-8. Only a chunk's worth is held at a time."""
+
+    def __init__(self, entry: ZipEntry) -> None:
+        self.entry, self.stripped, self.converted, self.at_start = entry, False, False, True
+        self.escaped = UnicodeEscaper() if entry.escape_unicode else None
+        self.converts = not is_utf8(entry.encoding)
+        self.keeps_ascii = keeps_ascii(entry.encoding)
+        as_is = not self.converts and self.escaped is None
+        self.decoder = None if as_is else codecs.getincrementaldecoder(entry.encoding)()
+
+    def of(self, chunk: memoryview, offset: int) -> memoryview:
+        """The copy of `chunk`, which starts at byte `offset` of the source."""
+        if self.decoder is None:
+            if offset == 0 and self.entry.strip_bom and chunk[: len(BOM)] == BOM:
+                self.stripped = True
+                return chunk[len(BOM) :]
+            return chunk
+        return self._text(self._decode(chunk, offset, final=False), last=False)
+
+    def finish(self, size: int) -> memoryview:
+        """What the source's last bytes, held back, come to once it has ended."""
+        if self.decoder is None:
+            return memoryview(b"")
+        return self._text(self._decode(memoryview(b""), size, final=True), last=True)
+
+    def _decode(self, chunk: memoryview, offset: int, *, final: bool) -> str:
+        assert self.decoder is not None
+        try:
+            return self.decoder.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            # The checks read every file in its encoding first: this one changed since.
+            raise ValueError(
+                f"{quoted(self.entry.source.name)} does not read as {self.entry.encoding} "
+                f"near byte {offset + exc.start}; it changed after it was checked"
+            ) from exc
+
+    def _text(self, text: str, *, last: bool) -> memoryview:
+        if self.at_start and text:
+            self.at_start = False
+            if self.entry.strip_bom and text[0] == "\ufeff":
+                self.stripped, text = True, text[1:]
+        if self.converts and not self.converted and text:
+            # ASCII text read from bytes that are ASCII too changes nothing: no conversion.
+            self.converted = not (self.keeps_ascii and text.isascii())
+        if self.escaped is not None:
+            text = self.escaped.feed(text) + (self.escaped.finish() if last else "")
+        return memoryview(text.encode(UTF8))
 
 
 def _open_source(entry: ZipEntry) -> io.BufferedReader:
@@ -316,7 +447,7 @@ class _Reading:
 class _Deflating:
     """One entry's data on its way into the ZIP: deflated, counted, checksummed."""
 
-    def __init__(self, out: _HashingWriter, engine: Deflate) -> None:
+    def __init__(self, out: _Sink, engine: Deflate) -> None:
         self.out, self.engine, self.compressor = out, engine, engine.compressor()
         self.crc = self.stored = self.compressed = 0
 

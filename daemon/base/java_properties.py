@@ -1,12 +1,20 @@
-"""Reading a Java properties file as `java.util.Properties.load` reads it.
+"""Reading a Java properties file as `java.util.Properties.load` reads it, and writing
+text so that it reads back as written.
 
 Logical lines (a backslash at the end continues a line), `#` and `!` comments, keys ended
-by `=`, `:` or whitespace, and the escapes `\\t \\r \\n \\f \\uXXXX`.
+by `=`, `:` or whitespace, and the escapes `\\t \\r \\n \\f \\uXXXX`. `Properties.load`
+reads bytes as ISO-8859-1, so UTF-8 text reaches Java garbled (`é` as `Ã©`) unless each
+character beyond ASCII is written as a `\\uXXXX` escape (`UnicodeEscaper`).
 """
 
 from __future__ import annotations
 
 import re
+
+__all__ = ["UnicodeEscaper", "read_properties"]
+
+# A character beyond ASCII, and the backslashes right before it.
+_BEYOND_ASCII = re.compile(r"(\\*)([^\x00-\x7f])")
 
 
 def _logical_lines(text: str) -> list[str]:
@@ -72,3 +80,42 @@ def read_properties(data: bytes) -> dict[str, str]:
         key, value = _split_key_value(line)
         properties[_unescape(key).lower()] = _unescape(value)
     return properties
+
+
+class UnicodeEscaper:
+    """Properties text, in chunks of any size, with each character beyond ASCII written as
+    Java's `\\uXXXX` escape (one above U+FFFF as its two UTF-16 halves, as Java holds it).
+
+    The result is ASCII, which `Properties.load` reads as the text it was written as. A
+    backslash before such a character escapes it for Java (`\\é` is `é`), so it is taken
+    into the escape rather than left to escape the escape.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0  # characters escaped
+        self._held = ""  # backslashes at the end of the last chunk
+
+    def feed(self, text: str) -> str:
+        """`text` escaped; backslashes at its very end wait for the next chunk."""
+        text = self._held + text
+        ended = len(text.rstrip("\\"))
+        text, self._held = text[:ended], text[ended:]
+        if text.isascii():
+            return text
+        escaped, count = _BEYOND_ASCII.subn(_escape, text)
+        self.count += count
+        return escaped
+
+    def finish(self) -> str:
+        """What `feed` held back."""
+        held, self._held = self._held, ""
+        return held
+
+
+def _escape(match: re.Match[str]) -> str:
+    slashes, char = match.group(1), match.group(2)
+    if len(slashes) % 2:  # the last backslash escapes the character itself: Java drops it
+        slashes = slashes[:-1]
+    encoded = char.encode("utf-16-be")
+    units = [int.from_bytes(encoded[i : i + 2], "big") for i in range(0, len(encoded), 2)]
+    return slashes + "".join(f"\\u{unit:04x}" for unit in units)

@@ -1,7 +1,7 @@
 """Opening a dropped file: only a regular file, never through a link, FIFO or device.
 
-Kept apart from `archive` so that the scan helper (`csvsplit`), which reads dropped files
-too, starts without the daemon's logging and deflate engines.
+Kept in `base`, apart from `archive`, because the checks, the spool and the upload read
+dropped files too, and those layers do not import each other.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ The server fails a whole upload for one file it cannot type or parse, and report
 problems only by email a day later. So every file is read here first: a *problem* is
 what the server would refuse (the batch fails whole, listing each), a *warning* a row
 value Canvas would reject later (logged and kept in the receipt). CSVs are read by
-`csvcheck` against what `csvformats` says the server and Canvas take; a
-`message.properties` is read as Java reads it, by `java_properties`.
+`csv.check`, with the server's own reading, against what `csv.formats` says the server
+and Canvas take; a
+`message.properties` is read as Java reads the copy that goes up (non-ASCII text as
+\\uXXXX escapes), by `java_properties`. Every file is read in the group's `encoding`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.base.errors import Finding
-from daemon.base.java_properties import read_properties
-from daemon.base.regular import BOM, open_regular
-from daemon.checks.csv.check import Splitter, scan_csv
-from daemon.checks.csv.rows import CsvScan, Notes
+from daemon.base.java_properties import UnicodeEscaper, read_properties
+from daemon.base.opencsv import Unterminated, read_records
+from daemon.base.regular import open_regular
+from daemon.checks.csv.check import CsvScan, Notes, scan_csv
+from daemon.checks.decoding import UTF8_FILES, Decoding
 from daemon.config.model import Validation
 
 PROPERTIES = "message.properties"
@@ -32,7 +35,14 @@ _JAVA_SPACE += "\u2006\u2008\u2009\u200a\u2028\u2029\u205f\u3000"
 # A backslash that is itself not escaped, then `u` without four hex digits.
 _BAD_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u(?![0-9a-fA-F]{4})")
 
-__all__ = ["Finding", "Report", "validate_batch"]
+__all__ = [
+    "Decoding",
+    "Finding",
+    "Report",
+    "is_properties",
+    "properties_encoding",
+    "validate_batch",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +57,25 @@ class Report:
     deleted: Mapping[str, int]  # rows with status `deleted`, per CSV that has a status
 
 
+def is_properties(name: str) -> bool:
+    """True for message.properties, in any case, as the server finds it."""
+    return name.lower() == PROPERTIES
+
+
 def validate_batch(
     files: Sequence[Path],
     validation: Validation,
     *,
     count: bool = False,
-    splitter: Splitter | None = None,
+    decoding: Decoding = UTF8_FILES,
 ) -> Report:
-    """Check `files` (CSVs and a message.properties) as the server would.
+    """Check `files` (CSVs and a message.properties), written in `decoding`, as the server
+    would read their copies in the ZIP.
 
-    With `Validation.OFF` only a CSV's encoding is checked (UTF-8, no NUL byte) and a
-    message.properties's escapes; kinds are still given where a header is known, and with
-    `count` (the guard is on) rows and deleted rows too, from a strict pass whose findings
-    are dropped. With `splitter`, a large CSV is read on two cores (`scanhelper`).
+    With `Validation.OFF` only a file's encoding is checked (it reads in `decoding`, no NUL
+    byte in a CSV) and a message.properties's escapes; kinds are still given where a header
+    is known, and with `count` (the guard is on) rows and deleted rows too, from a strict
+    pass whose findings are dropped. A large CSV is read on two threads.
     """
     strict = validation is Validation.STRICT
     problems: list[Finding] = []
@@ -68,20 +84,20 @@ def validate_batch(
     scans: dict[str, CsvScan] = {}
     counted: dict[str, CsvScan] = {}  # the scans that counted rows
     for path in files:
-        if path.name.lower() == PROPERTIES:
+        if is_properties(path.name):
             continue
-        scan = _scan(path, strict, splitter)
+        scan = _scan(path, strict, decoding)
         scans[path.name] = scan
         problems += _findings(path.name, scan.problems, "problems")
         warnings += _findings(path.name, scan.warnings, "warnings")
         if scan.kind is not None:
             kinds[path.name] = scan.kind
             if strict or count:
-                counted[path.name] = scan if strict else _scan(path, True, splitter)
+                counted[path.name] = scan if strict else _scan(path, True, decoding)
     for path in files:
-        if path.name.lower() == PROPERTIES:
+        if is_properties(path.name):
             kinds[path.name] = "properties"
-            found = _check_properties(path, strict, "users" in kinds.values())
+            found = _check_properties(path, strict, "users" in kinds.values(), decoding)
             problems += found[0]
             warnings += found[1]
     return Report(
@@ -94,9 +110,9 @@ def validate_batch(
     )
 
 
-def _scan(path: Path, strict: bool, splitter: Splitter | None) -> CsvScan:
+def _scan(path: Path, strict: bool, decoding: Decoding) -> CsvScan:
     try:
-        return scan_csv(path, strict, splitter)
+        return scan_csv(path, strict, decoding)
     except OSError as exc:
         scan = CsvScan()
         scan.problems.add(None, _unreadable(exc))
@@ -118,7 +134,7 @@ def _findings(name: str, notes: Notes, sort: str) -> list[Finding]:
 
 
 def _check_properties(
-    path: Path, strict: bool, has_users: bool
+    path: Path, strict: bool, has_users: bool, decoding: Decoding
 ) -> tuple[list[Finding], list[Finding]]:
     try:
         with open_regular(path) as source:
@@ -129,19 +145,75 @@ def _check_properties(
         why = "is over 1 MiB; it needs only sender, subject and body: is it the right file?"
         return [Finding(path.name, None, f"{path.name} {why}")], []
     try:
-        values = read_properties(data)
+        text = data.decode(_properties_codec(data, decoding.codec))
+    except UnicodeDecodeError as exc:
+        return [_not_decoded(path.name, exc, decoding)], []
+    # Read as Java reads the copy that goes up: ASCII, the rest as \uXXXX escapes.
+    escaper = UnicodeEscaper()
+    sent = (escaper.feed(text) + escaper.finish()).encode("ascii")
+    try:
+        values = read_properties(sent)
     except ValueError:
-        return [_bad_escape(path.name, data)], []
+        return [_bad_escape(path.name, sent)], []
     if not strict:
         return [], []
     problems = [
         Finding(path.name, None, message)
         for key in NOTIFICATION_KEYS
-        if (message := _key_problem(key, values, data.startswith(BOM))) is not None
+        if (message := _key_problem(key, values, text.startswith("\ufeff"))) is not None
     ]
     if not has_users:
         problems.append(Finding(path.name, None, _NO_USERS))
-    return problems, _garbled(path.name, data)
+    if (unclosed := _unclosed_quote(path.name, sent.decode("ascii"))) is not None:
+        problems.append(unclosed)
+    return problems, []
+
+
+def _unclosed_quote(name: str, text: str) -> Finding | None:
+    """The server reads every uploaded file as a CSV first, message.properties too: a quote
+    that never closes there fails the whole upload."""
+    try:
+        for _ in read_records([text]):
+            pass
+    except Unterminated as exc:
+        shown = _first_line(exc.shown)
+        return Finding(
+            name,
+            exc.line,
+            f'line {exc.line} of {name} opens a quote that never closes ("{shown}"), '
+            "and the server reads every file as a CSV first, so it refuses the whole upload; "
+            'write a lone quote as \\" (Java reads it as a quote), or close it',
+        )
+    return None
+
+
+def properties_encoding(path: Path, codec: str) -> str:
+    """The encoding message.properties at `path` is read in, in a group whose files are in
+    `codec`: UTF-8 where it reads as UTF-8, else `codec`."""
+    try:
+        with open_regular(path) as source:
+            data = source.read(MAX_PROPERTIES_BYTES + 1)
+    except OSError:
+        return codec  # zipping it says why it cannot be read
+    return _properties_codec(data, codec)
+
+
+def _properties_codec(data: bytes, codec: str) -> str:
+    # Written by hand in an editor, which saves UTF-8, where the CSVs beside it come from a
+    # spreadsheet in the group's encoding; text that reads as UTF-8 is almost never meant
+    # as cp1252 or the like.
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return codec
+    return "utf-8"
+
+
+def _not_decoded(name: str, exc: UnicodeDecodeError, decoding: Decoding) -> Finding:
+    before = exc.object[: exc.start].decode(decoding.codec, "replace")
+    line = before.count("\n") + 1
+    shown = before[max(before.rfind("\n") + 1, len(before) - 30) :]
+    return Finding(name, line, decoding.unreadable(line, exc.object[exc.start], shown))
 
 
 _NO_USERS = (
@@ -183,20 +255,6 @@ def _bad_escape(name: str, data: bytes) -> Finding:
     )
 
 
-def _garbled(name: str, data: bytes) -> list[Finding]:
-    """A warning where UTF-8 text would reach Java, which reads ISO-8859-1, garbled."""
-    if data.isascii():
-        return []
-    try:
-        sample = next(c for c in data.removeprefix(BOM).decode("utf-8") if ord(c) > 127)
-    except (UnicodeDecodeError, StopIteration):
-        return []
-    return [
-        Finding(
-            name,
-            None,
-            f"{name} is UTF-8, but Java reads it as ISO-8859-1, so text like "
-            f'"{sample}" arrives garbled; write such characters as \\uXXXX escapes '
-            f"({sample} is \\u{ord(sample):04x})",
-        )
-    ]
+def _first_line(text: str) -> str:
+    line = text.split("\n", 1)[0]
+    return line if len(line) <= 40 else line[:40] + "…"

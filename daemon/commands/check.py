@@ -1,12 +1,16 @@
 """`dropd check`: a dry run of intake, validation and the guard on files or a folder.
 
 Nothing is moved, renamed, written or sent: files are only read, through the opener that
-refuses links and devices. What the dry run assumes, as it cannot watch the files arrive:
+refuses links and devices (a dropped ZIP's entries are unpacked, as the daemon unpacks them,
+into a temporary folder removed after).
+What the dry run assumes, as it cannot watch the files arrive:
 every file is complete, and the files it takes arrive together, so they form one batch in
 the order given (a folder's files by name), a name already in the batch starting the next
-one, as intake does; a ZIP is a batch of its own. `max_upload_bytes` is not tried, as that needs
-the ZIP built. The settings are those of `--group`, else of the group whose folder holds
-the paths, else the defaults (for the guard, too).
+one, as intake does; a ZIP is a batch of its own. With `max_upload_bytes`, a batch that would
+be sent is zipped as packing zips it, into a sink that only counts bytes, to say whether it
+would go up whole, cut into parts, or fail as one file cannot fit. The settings are those of
+`--group`, else of the group whose folder holds the paths, else the defaults (for the guard,
+too).
 """
 
 from __future__ import annotations
@@ -16,20 +20,21 @@ import enum
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.base.errors import ConfigError
+from daemon.archive.writer import measure_zip
+from daemon.base.errors import ConfigError, OversizeError, SourceError, SpoolError, StillWritten
 from daemon.base.names import quoted, shown
-from daemon.checks.csv.check import Splitter
-from daemon.checks.csv.count import zip_counts
-from daemon.checks.csv.scanhelper import scan_splitter
-from daemon.checks.dropped_zip import zip_problems
+from daemon.checks.dropped_zip import Unpacking, unpack_zip
 from daemon.checks.guard import GuardSettings, describe, offences, percent
-from daemon.checks.validate import Finding, validate_batch
+from daemon.checks.validate import Decoding, Finding, validate_batch
 from daemon.config.load import load_config
 from daemon.config.model import Config, DoneMarkers, Group
+from daemon.delivery.packing import zip_entries
+from daemon.delivery.parts import Sized, TooBig, plan_parts, server_order
 from daemon.intake.readiness import FileKind, classify, markers_for, unreadable
 
 DEFAULTS = Group(key="", environment="", folder=Path(), group_name="", friendly_name="")
@@ -56,6 +61,7 @@ class BatchPlan:
     fate: Fate = Fate.SENT
     notes: list[str] = field(default_factory=list)  # problems, the guard, warnings
     figures: dict[str, str] = field(default_factory=dict)  # file name -> kind and rows
+    kinds: dict[str, str] = field(default_factory=dict)  # file name -> its kind, once checked
 
 
 @dataclass(slots=True)
@@ -67,9 +73,23 @@ class Plan:
     failing_files: int = 0  # files that fail on their own (step intake)
 
     def exit_code(self) -> int:
-        """1 if anything would fail or be held, else 0."""
+        """1 if anything would fail or be held, or nothing at all would be sent; else 0."""
         troubled = any(b.fate is not Fate.SENT for b in self.batches)
-        return 1 if troubled or self.failing_files else 0
+        return 1 if troubled or self.failing_files or not self.batches else 0
+
+    def nothing_sent(self) -> str:
+        """Why nothing at all would be sent; "" when some batch would be."""
+        if self.batches:
+            return ""
+        waiting = sum(what.startswith("not taken yet") for _, what in self.files)
+        if waiting:
+            return (
+                f"nothing would be sent: {waiting} file(s) wait for their .done marker "
+                '(done_markers = "required"); drop the markers, or check with them'
+            )
+        if not self.files:
+            return "nothing would be sent: there is no file to look at"
+        return "nothing would be sent: no file given is one dropd uploads"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,11 +109,7 @@ def check_command(config_path: Path | None, paths: Sequence[Path], group_key: st
     except UsageError as exc:
         print(f"dropd check: {exc}", file=sys.stderr)
         return 2
-    helpers, splitter = scan_splitter()
-    try:
-        plan = make_plan(files, group, splitter)
-    finally:
-        helpers.close()
+    plan = make_plan(files, group)
     # A name that is not UTF-8 is shown with its odd bytes as \xNN, as in every record.
     print("\n".join(shown(line) for line in render(plan, group, where)))
     return plan.exit_code()
@@ -156,7 +172,7 @@ def _is_record(name: str) -> bool:
     return any(name in (f"{stem}.json", f"{stem}.dropd.json") for stem in _RECORDS)
 
 
-def make_plan(files: list[Path], group: Group, splitter: Splitter | None = None) -> Plan:
+def make_plan(files: list[Path], group: Group) -> Plan:
     """Decide, as the daemon would, what happens to each file and batch."""
     plan = Plan()
     names = [p.name for p in files]
@@ -173,7 +189,7 @@ def make_plan(files: list[Path], group: Group, splitter: Splitter | None = None)
     plan.batches = [*_csv_batches([p for p in batched if p not in zips]), *map(_one, zips)]
     for number, batch in enumerate(plan.batches, start=1):
         batch.number = number
-        _judge(batch, group, splitter)
+        _judge(batch, group)
         plan.files += [(p, f"batch {number}{batch.figures.get(p.name, '')}") for p in batch.paths]
     order = {path: index for index, path in enumerate(files)}
     plan.files.sort(key=lambda item: order[item[0]])
@@ -226,20 +242,57 @@ def _one(path: Path) -> BatchPlan:
     return BatchPlan(0, [path])
 
 
-def _judge(batch: BatchPlan, group: Group, splitter: Splitter | None) -> None:
-    settings = GuardSettings.of(group)
+def _judge(batch: BatchPlan, group: Group) -> None:
     if len(batch.paths) == 1 and classify(batch.paths[0].name) is FileKind.ZIP:
-        problems = [Finding(batch.paths[0].name, None, p) for p in zip_problems(batch.paths[0])]
-        warnings: list[Finding] = []
-        rows, deleted = ({}, {}) if problems else zip_counts(batch.paths[0])
-    else:
-        report = validate_batch(batch.paths, group.validation, count=settings.on, splitter=splitter)
-        problems, warnings = list(report.problems), list(report.warnings)
-        rows, deleted = dict(report.rows), dict(report.deleted)
-        batch.figures = {
-            name: f": {kind}" + _rows(rows.get(name), deleted.get(name))
-            for name, kind in report.kinds.items()
-        }
+        # Unpacked as the daemon unpacks it, into a folder of its own, removed after.
+        with tempfile.TemporaryDirectory(prefix="dropd-check-") as scratch:
+            if (unpacked := _unpack(batch, Path(scratch))) is not None:
+                _judge_files(batch, unpacked, group)
+        return
+    _judge_files(batch, batch.paths, group)
+
+
+def _unpack(batch: BatchPlan, folder: Path) -> list[Path] | None:
+    """The files of the batch's dropped ZIP, unpacked into `folder`; None (and the batch
+    fails, saying why) when the daemon would fail it before checking them."""
+    dropped = batch.paths[0]
+    try:
+        unpacking = unpack_zip(dropped, folder)
+    except SpoolError as exc:
+        unpacking = Unpacking(problems=(f"it cannot be unpacked to be checked here ({exc})",))
+    if unpacking.left_out:
+        listed = ", ".join(quoted(p) for p in unpacking.left_out)
+        batch.notes.append(f"left out: {listed} (macOS's own files, never uploaded)")
+    if unpacking.twice is not None or unpacking.problems:
+        batch.fate = Fate.FAILED
+        batch.notes += [f"problem: {dropped.name}: {p}" for p in unpacking.problems]
+        if unpacking.twice is not None:
+            batch.notes.append(f"problem (step intake): {dropped.name}: {unpacking.twice}")
+        return None
+    moved = [f"{quoted(e.path)} as {e.name}" for e in unpacking.entries if e.path != e.name]
+    if moved:
+        batch.notes.append(f"unpacked by base name, as the server does: {', '.join(moved)}")
+    return [folder / e.name for e in unpacking.entries]
+
+
+def _judge_files(batch: BatchPlan, paths: list[Path], group: Group) -> None:
+    settings = GuardSettings.of(group)
+    report = validate_batch(
+        paths,
+        group.validation,
+        count=settings.on,
+        decoding=Decoding.of(group),
+    )
+    problems, warnings = list(report.problems), list(report.warnings)
+    rows, deleted = dict(report.rows), dict(report.deleted)
+    batch.kinds = dict(report.kinds)
+    batch.figures = {
+        name: f": {kind}" + _rows(rows.get(name), deleted.get(name))
+        for name, kind in report.kinds.items()
+    }
+    if paths != batch.paths:  # a ZIP's: its line lists the files in it
+        inside = "; ".join(f"{name}{figure}" for name, figure in batch.figures.items())
+        batch.figures = {batch.paths[0].name: f": a ZIP of {inside}"}
     found = [] if problems else offences(rows, deleted, settings)
     if problems:
         batch.fate = Fate.FAILED
@@ -249,6 +302,38 @@ def _judge(batch: BatchPlan, group: Group, splitter: Splitter | None) -> None:
         limit = percent(settings.max_deleted_percent)
         batch.notes.append(f"guard: {describe(found)}, more than {limit} (max_deleted_percent)")
     batch.notes += [f"warning: {_finding(f)}" for f in warnings]
+    if batch.fate is Fate.SENT and group.max_upload_bytes and batch.kinds:
+        _measure(batch, paths, group.max_upload_bytes, group.encoding)
+
+
+def _measure(batch: BatchPlan, paths: list[Path], limit: int, encoding: str) -> None:
+    """Zip the batch as packing would, counting bytes only, and cut it as packing would."""
+    names = server_order([p.name for p in paths], batch.kinds)
+    folders = {p.parent for p in paths}
+    if len(folders) != 1:  # packing zips the files of one spool folder
+        batch.notes.append("upload: not measured, as its files are in several folders")
+        return
+    try:
+        measured = measure_zip(zip_entries(folders.pop(), names, encoding))
+    except (SourceError, StillWritten) as exc:
+        batch.notes.append(f"upload: not measured: {exc}")
+        return
+    if measured.bytes <= limit:
+        batch.notes.append(
+            f"upload: one ZIP of {measured.bytes:,} bytes, within max_upload_bytes ({limit:,})"
+        )
+        return
+    try:
+        parts = plan_parts([Sized(e.source, e.compressed) for e in measured.entries], limit)
+    except TooBig as exc:
+        batch.fate = Fate.FAILED
+        batch.notes.append(f"problem: {OversizeError(exc.name, exc.needs, limit)}")
+        return
+    listed = "; ".join(f"{n}: {', '.join(part)}" for n, part in enumerate(parts, start=1))
+    batch.notes.append(
+        f"upload: its ZIP would be {measured.bytes:,} bytes, over max_upload_bytes "
+        f"({limit:,}): it goes up in {len(parts)} parts, in the server's order ({listed})"
+    )
 
 
 def _rows(rows: int | None, deleted: int | None) -> str:
@@ -274,9 +359,14 @@ def render(plan: Plan, group: Group, where: str) -> list[str]:
         if group.max_deleted_percent
         else "the guard off (max_deleted_percent 0)"
     )
+    limit = (
+        f"max_upload_bytes {group.max_upload_bytes:,}"
+        if group.max_upload_bytes
+        else "no max_upload_bytes"
+    )
     lines = [
         f"settings: {where}: validation {group.validation.value}, done_markers "
-        f"{group.done_markers.value}, {guard}",
+        f"{group.done_markers.value}, {guard}, {limit}",
         "assumed: every file is complete, and they arrive together: one batch, split where "
         "a name repeats; a ZIP goes alone",
         "",
@@ -288,6 +378,8 @@ def render(plan: Plan, group: Group, where: str) -> list[str]:
         listed = ", ".join(p.name for p in batch.paths)
         lines += ["", f"batch {batch.number} ({listed}): {batch.fate.value}"]
         lines += [f"  {note}" for note in batch.notes]
+    if why := plan.nothing_sent():
+        lines += ["", why]
     lines += ["", _summary(plan)]
     return lines
 

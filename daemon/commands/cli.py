@@ -59,6 +59,25 @@ def _sandbox(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long an issued token is valid",
     )
+    parser.add_argument(
+        "--max-upload-bytes",
+        type=_positive_bytes,
+        default=None,
+        metavar="N",
+        help="answer an upload whose request body is over N bytes with 413 and Spring's error "
+        "JSON, as the server's framework does over its multipart limit (Spring Boot's "
+        "defaults: 1 MB a file, 10 MB a request); default: no limit",
+    )
+
+
+def _positive_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes of 1 or more")
+    return value
 
 
 def _verify(parser: argparse.ArgumentParser) -> None:

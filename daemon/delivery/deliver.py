@@ -29,6 +29,7 @@ from daemon.base.errors import (
 )
 from daemon.base.steps import Step
 from daemon.base.timestamps import iso
+from daemon.checks.decoding import Decoding
 from daemon.checks.guard import GuardSettings, row_guard
 from daemon.delivery.outcome import (
     BatchResult,
@@ -156,7 +157,15 @@ def _zip(ctx: Delivery, manifest: Manifest) -> None:
     # and never at a batch a person released.
     first = manifest.state is BatchState.CLAIMED and manifest.released is None
     guard = row_guard(GuardSettings.of(ctx.group)) if first else None
-    pack(ctx.spool, manifest, ctx.group.max_upload_bytes, ctx.group.validation, guard, ctx.splitter)
+    group = ctx.group
+    pack(
+        ctx.spool,
+        manifest,
+        group.max_upload_bytes,
+        group.validation,
+        guard,
+        Decoding.of(group),
+    )
     for warning in manifest.warnings:
         log.warning("row_warning", **warning.to_json())
     manifest.state = BatchState.ZIPPED

@@ -162,4 +162,5 @@ def record_of(
         warnings=manifest.warnings,
         released=manifest.released,
         failure=failure,
+        unpacked=manifest.unpacked,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import os
@@ -27,20 +28,29 @@ from daemon.base.errors import (
     Finding,
     OversizeError,
     SourceError,
+    SpoolError,
     StillWritten,
     ValidationError,
 )
 from daemon.base.names import entry_name, is_plain, quoted
-from daemon.checks.csv import fast as csvfast
-from daemon.checks.csv.check import Splitter, csv_kind
-from daemon.checks.csv.count import zip_counts
-from daemon.checks.dropped_zip import duplicate_entries, zip_problems
+from daemon.base.textcodec import UTF8
+from daemon.checks.csv import check as csvcheck
+from daemon.checks.csv.check import csv_kind
+from daemon.checks.decoding import UTF8_FILES, Decoding
+from daemon.checks.dropped_zip import unpack_zip
 from daemon.checks.guard import RowGuard
-from daemon.checks.validate import validate_batch
+from daemon.checks.validate import is_properties, properties_encoding, validate_batch
 from daemon.config.model import Validation
-from daemon.delivery.parts import PROPERTIES, Sized, TooBig, plan_parts, server_order
+from daemon.delivery.parts import Sized, TooBig, plan_parts, server_order
 from daemon.intake.readiness import FileKind, classify, unreadable
-from daemon.spool.manifest import FileRecord, Manifest, Part, ZipSummary
+from daemon.spool.manifest import (
+    FileRecord,
+    Manifest,
+    Part,
+    Unpacked,
+    UnpackedEntry,
+    ZipSummary,
+)
 from daemon.spool.store import Spool
 
 log = structlog.get_logger()
@@ -52,16 +62,17 @@ def pack(
     limit: int,
     validation: Validation,
     guard: RowGuard | None = None,
-    splitter: Splitter | None = None,
+    decoding: Decoding = UTF8_FILES,
 ) -> None:
     """Check the batch's files as the server would (and with `guard`, what they delete), then
-    build its ZIP part(s); record files, parts and warnings in `manifest` (not saved).
+    build its ZIP part(s); record files, parts and warnings in `manifest` (not saved). The
+    files are read in `decoding`, the group's `encoding`, and go up in UTF-8.
 
     Raises ValidationError if the server would refuse the files, GuardError (from `guard`)
     if they delete too much, OversizeError if one file cannot fit in `limit` bytes,
     ArchiveError if the ZIP cannot be written.
     """
-    _announce(csvfast.ROWSCAN is not None)
+    _announce(csvcheck.ROWSCAN is not None)
     files_dir = spool.files_dir(manifest.batch)
     names = spool.file_names(manifest.batch)
     kinds = recorded_kinds(manifest, names)
@@ -69,23 +80,18 @@ def pack(
     data = [n for n in names if n not in markers]
     _refuse_strangers(data, kinds)
     sent = {p.files for p in manifest.parts if p.sent}
-    if kinds.get(data[0] if data else "") == FileKind.ZIP.value:
-        twice = duplicate_entries(files_dir / data[0])
-        if twice is not None:
-            raise SourceError(data[0], f"{quoted(data[0])}: {twice}")
-        problems = zip_problems(files_dir / data[0])
-        if problems:
-            raise ValidationError([Finding(data[0], None, p) for p in problems])
-        if guard is not None:
-            guard(*zip_counts(files_dir / data[0]))
-        built = _ready_made(files_dir / data[0], spool.zip_path(manifest.batch))
-        parts = [_part(1, built, [data[0]], _zip_has_notification(built.path))]
-        sources = built.sources
-    else:
+    # A dropped ZIP's entries are checked and zipped again as loose files, from unpacked/.
+    dropped = data[0] if kinds.get(data[0] if data else "") == FileKind.ZIP.value else None
+    try:
+        if dropped is not None:
+            files_dir, data = _unpack(spool, manifest, dropped)
         _refuse_unreadable(files_dir, data)
-        with _ZipAhead(spool, manifest.batch, data) as ahead:
+        with _ZipAhead(spool, manifest.batch, data, files_dir, decoding) as ahead:
             report = validate_batch(
-                [files_dir / n for n in data], validation, count=bool(guard), splitter=splitter
+                [files_dir / n for n in data],
+                validation,
+                count=bool(guard),
+                decoding=decoding,
             )
             if report.problems:
                 raise ValidationError(report.problems)
@@ -93,11 +99,60 @@ def pack(
             if guard is not None:
                 guard(report.rows, report.deleted)
             whole, ordered = ahead.result(report.kinds)
-        parts, sources = _build(spool, manifest.batch, whole, ordered, limit)
+        parts, sources = _build(
+            spool, manifest.batch, files_dir, whole, ordered, limit, decoding.codec
+        )
+    finally:
+        if dropped is not None:
+            with contextlib.suppress(SpoolError):  # the next try clears it, or the filing
+                spool.clear_unpacked(manifest.batch)
+    if dropped is not None:  # the file dropped, kept as it came, is what the batch files
+        manifest.unpacked = _copied(manifest.unpacked, sources)
+        sources = (_dropped_digest(spool.files_dir(manifest.batch) / dropped),)
     _refuse_changed(manifest, sources)
-    manifest.files = _records(sources, markers, files_dir)
+    manifest.files = _records(sources, markers, spool.files_dir(manifest.batch))
     manifest.parts = [replace(p, sent=p.files in sent) for p in parts]
     manifest.zip = ZipSummary.of(parts)
+
+
+def _unpack(spool: Spool, manifest: Manifest, name: str) -> tuple[Path, list[str]]:
+    """Unpack the dropped ZIP `name` into the batch's unpacked/, and record what was taken
+    and left out in `manifest`; the folder and the names of the files in it.
+
+    Raises SourceError if the ZIP cannot be read or two entries have one base name,
+    ValidationError if the server would refuse it as it is, SpoolError.
+    """
+    files_dir = spool.files_dir(manifest.batch)
+    _refuse_unreadable(files_dir, [name])
+    folder = spool.fresh_unpacked_dir(manifest.batch)
+    unpacking = unpack_zip(files_dir / name, folder)
+    entries = tuple(UnpackedEntry(e.path, e.name, e.bytes) for e in unpacking.entries)
+    manifest.unpacked = Unpacked(name, entries, unpacking.left_out)
+    if unpacking.twice is not None:
+        raise SourceError(name, f"{quoted(name)}: {unpacking.twice}")
+    if unpacking.problems:
+        raise ValidationError([Finding(name, None, p) for p in unpacking.problems])
+    return folder, [e.name for e in entries]
+
+
+def _copied(unpacked: Unpacked | None, sources: tuple[SourceDigest, ...]) -> Unpacked | None:
+    """`unpacked`, with what the ZIP's copy of each entry converted, as a loose file has."""
+    if unpacked is None:
+        return None
+    copies = {s.name: s for s in sources}
+    entries = tuple(
+        replace(e, converted_from=copy.converted_from, escaped=copy.escaped)
+        if (copy := copies.get(e.name)) is not None
+        else e
+        for e in unpacked.entries
+    )
+    return replace(unpacked, entries=entries)
+
+
+def _dropped_digest(path: Path) -> SourceDigest:
+    info = path.stat()
+    digest = file_sha256(path)
+    return SourceDigest(path.name, info.st_size, digest, False, path.name, info.st_mtime_ns)
 
 
 def recorded_kinds(manifest: Manifest, names: list[str]) -> dict[str, str]:
@@ -171,16 +226,24 @@ class _ZipAhead:
     its checks has no ZIP to send.
     """
 
-    def __init__(self, spool: Spool, batch: str, data: list[str]) -> None:
-        self.files_dir, self.target, self.data = spool.files_dir(batch), spool.zip_path(batch), data
-        kinds = {n: csv_kind(self.files_dir / n) for n in data if n != PROPERTIES}
+    def __init__(
+        self,
+        spool: Spool,
+        batch: str,
+        data: list[str],
+        files_dir: Path,
+        decoding: Decoding = UTF8_FILES,
+    ) -> None:
+        self.files_dir, self.target, self.data = files_dir, spool.zip_path(batch), data
+        self.encoding = decoding.codec
+        kinds = {n: csv_kind(self.files_dir / n, decoding) for n in data if not is_properties(n)}
         self.ordered = server_order(data, kinds)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zip")
         self._future = self._pool.submit(
             contextvars.copy_context().run,  # its log lines carry the group and batch
             build_zip,
-            _entries(self.files_dir, self.ordered),
+            zip_entries(self.files_dir, self.ordered, self.encoding),
             self.target,
             stop=self._stop,
         )
@@ -208,16 +271,21 @@ class _ZipAhead:
         built = self._future.result()
         ordered = server_order(self.data, kinds)
         if ordered != self.ordered:  # a header the first look read otherwise
-            built = build_zip(_entries(self.files_dir, ordered), self.target)
+            built = build_zip(zip_entries(self.files_dir, ordered, self.encoding), self.target)
         return built, ordered
 
 
 def _build(
-    spool: Spool, batch: str, whole: BuiltZip, ordered: list[str], limit: int
+    spool: Spool,
+    batch: str,
+    files_dir: Path,
+    whole: BuiltZip,
+    ordered: list[str],
+    limit: int,
+    encoding: str,
 ) -> tuple[list[Part], tuple[SourceDigest, ...]]:
-    files_dir = spool.files_dir(batch)
     if not limit or whole.bytes <= limit:
-        return [_part(1, whole, ordered, PROPERTIES in ordered)], whole.sources
+        return [_part(1, whole, ordered, _has_properties(ordered))], whole.sources
     with zipfile.ZipFile(whole.path) as archive:
         sized = [Sized(i.filename, i.compress_size) for i in archive.infolist()]
     try:
@@ -227,25 +295,44 @@ def _build(
     whole.path.unlink()
     parts = []
     for number, names in enumerate(plan, start=1):
-        built = build_zip(_entries(files_dir, names), spool.part_path(batch, number))
+        built = build_zip(zip_entries(files_dir, names, encoding), spool.part_path(batch, number))
         if built.bytes > limit:  # the plan's overheads are generous: this means a bug
             raise ArchiveError(
                 built.path,
                 f"part {number} came out at {built.bytes} bytes, over the {limit} planned",
             )
-        parts.append(_part(number, built, names, PROPERTIES in names))
+        parts.append(_part(number, built, names, _has_properties(names)))
     return parts, whole.sources
 
 
-def _entries(files_dir: Path, names: list[str]) -> list[ZipEntry]:
+def _has_properties(names: list[str]) -> bool:
+    return any(is_properties(name) for name in names)
+
+
+def zip_entries(files_dir: Path, names: list[str], encoding: str = UTF8) -> list[ZipEntry]:
+    """The entries of the ZIP that goes up for the files `names` of `files_dir`, in order;
+    the files are in `encoding` (the group's), their copies in UTF-8."""
     # The server reads a byte-order mark as part of the first header name: strip it. A name
-    # that is not UTF-8 gets an entry name the server's Java can read.
+    # that is not UTF-8 gets an entry name the server's Java can read. Java reads
+    # message.properties as ISO-8859-1: its text beyond ASCII goes as \uXXXX escapes.
     taken = {n for n in names if is_plain(n)}
     entries = []
     for name in names:
         entry = entry_name(name, taken)
         taken.add(entry)
-        entries.append(ZipEntry(files_dir / name, entry, strip_bom=name.lower().endswith(".csv")))
+        entries.append(
+            ZipEntry(
+                files_dir / name,
+                entry,
+                strip_bom=name.lower().endswith(".csv"),
+                encoding=(
+                    properties_encoding(files_dir / name, encoding)
+                    if is_properties(name)
+                    else encoding
+                ),
+                escape_unicode=is_properties(name),
+            )
+        )
     return entries
 
 
@@ -262,33 +349,21 @@ def _part(number: int, built: BuiltZip, names: list[str], custom: bool) -> Part:
     )
 
 
-def _ready_made(source: Path, target: Path) -> BuiltZip:
-    # A dropped ZIP goes up as it came: link it where the upload expects its ZIP.
-    target.unlink(missing_ok=True)
-    try:
-        target.hardlink_to(source)
-    except OSError as exc:
-        raise ArchiveError(target, exc.strerror or str(exc)) from exc
-    info, digest = source.stat(), file_sha256(source)
-    size, mtime = info.st_size, info.st_mtime_ns
-    sources = (SourceDigest(source.name, size, digest, False, source.name, mtime),)
-    return BuiltZip(target, size, digest, sources)
-
-
-def _zip_has_notification(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(Path(n).name.lower() == PROPERTIES for n in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False  # the server will say what is wrong with it
-
-
 def _records(
     sources: tuple[SourceDigest, ...], markers: list[str], files_dir: Path
 ) -> list[FileRecord]:
     # The zipped files were hashed as they were read; only the markers are read here.
     zipped = [
-        FileRecord(s.name, s.bytes, s.sha256, _kind(s.name), mtime_ns=s.mtime_ns) for s in sources
+        FileRecord(
+            s.name,
+            s.bytes,
+            s.sha256,
+            _kind(s.name),
+            mtime_ns=s.mtime_ns,
+            converted_from=s.converted_from,
+            escaped=s.escaped,
+        )
+        for s in sources
     ]
     return zipped + describe_files([files_dir / name for name in markers])
 

@@ -40,17 +40,22 @@ def server_order(names: list[str], kinds: Mapping[str, str | None]) -> list[str]
     """`names` sorted as the server processes them; message.properties right after users."""
 
     def rank(name: str) -> tuple[int, str]:
-        kind = "users" if name == PROPERTIES else kinds.get(name)
+        kind = "users" if _is_properties(name) else kinds.get(name)
         position = SERVER_ORDER.index(kind) if kind in SERVER_ORDER else len(SERVER_ORDER)
-        return (position, "" if name == PROPERTIES else name)
+        return (position, "" if _is_properties(name) else name)
 
     ordered = sorted(names, key=rank)
-    if PROPERTIES in ordered:
+    found = [n for n in ordered if _is_properties(n)]
+    if found:
         # Right after the first users file, so both land in the same part.
-        ordered.remove(PROPERTIES)
+        ordered.remove(found[0])
         users = [n for n in ordered if kinds.get(n) == "users"]
-        ordered.insert(ordered.index(users[0]) + 1 if users else 0, PROPERTIES)
+        ordered.insert(ordered.index(users[0]) + 1 if users else 0, found[0])
     return ordered
+
+
+def _is_properties(name: str) -> bool:
+    return name.lower() == PROPERTIES  # the server finds it by name in any case
 
 
 def entry_cost(item: Sized) -> int:
@@ -85,7 +90,7 @@ def _units(items: list[Sized]) -> list[list[Sized]]:
     # message.properties and the users file before it must share a part.
     units: list[list[Sized]] = []
     for item in items:
-        if item.name == PROPERTIES and units:
+        if _is_properties(item.name) and units:
             units[-1].append(item)
         else:
             units.append([item])

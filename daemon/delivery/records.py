@@ -15,7 +15,7 @@ from daemon.base.errors import Finding, Offence
 from daemon.base.names import name_fields, shown
 from daemon.base.steps import Step
 from daemon.checks.guard import held_reason
-from daemon.spool.manifest import FileRecord, Part, Release, ZipSummary
+from daemon.spool.manifest import FileRecord, Part, Release, Unpacked, UnpackedEntry, ZipSummary
 
 __all__ = ["BatchRecord", "Failure", "HeldRecord"]
 
@@ -52,6 +52,7 @@ class BatchRecord:
     warnings: tuple[Finding, ...]
     released: Release | None
     failure: Failure | None = None
+    unpacked: Unpacked | None = None  # a dropped ZIP: the entries taken, the junk left out
 
     def to_json(self) -> dict[str, Any]:
         """The record as it is written."""
@@ -78,6 +79,8 @@ class BatchRecord:
             "released_by": None if self.released is None else self.released.by,
             "released_at": None if self.released is None else self.released.at,
         }
+        if self.unpacked is not None:  # only a batch dropped as a ZIP has it
+            data["unpacked"] = _unpacked_json(self.unpacked)
         if self.failure is not None:
             data["step"] = self.failure.step
             data["reason"] = self.failure.reason
@@ -129,12 +132,39 @@ _HELD_KEYS = (
 
 
 def _file_json(record: FileRecord) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         **name_fields(record.name),
         "bytes": record.bytes,
         "sha256": record.sha256 or None,
         "kind": record.kind,
     }
+    # Only where the copy that went up differs from the original so: the original is kept.
+    if record.converted_from:
+        data["converted"] = {"from": record.converted_from, "to": "utf-8"}
+    if record.escaped:
+        data["escaped"] = record.escaped
+    return data
+
+
+def _unpacked_json(unpacked: Unpacked) -> dict[str, Any]:
+    return {
+        "from": shown(unpacked.source),
+        "entries": [_entry_json(e) for e in unpacked.entries],
+        "left_out": [shown(path) for path in unpacked.left_out],
+    }
+
+
+def _entry_json(entry: UnpackedEntry) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "entry": shown(entry.entry),
+        "name": shown(entry.name),
+        "bytes": entry.bytes,
+    }
+    if entry.converted_from:  # as in `files`: only where the copy differs so
+        data["converted"] = {"from": entry.converted_from, "to": "utf-8"}
+    if entry.escaped:
+        data["escaped"] = entry.escaped
+    return data
 
 
 def _part_json(part: Part) -> dict[str, Any]:

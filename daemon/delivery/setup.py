@@ -12,7 +12,6 @@ import requests
 import structlog
 
 from daemon.base.errors import SecretError
-from daemon.checks.csv.check import Splitter
 from daemon.config.model import Config, Environment, Group
 from daemon.provider import upload as api
 from daemon.provider.tokens import TokenSource, ignore_fetch, read_secret
@@ -55,7 +54,6 @@ class Delivery:
     give_up_after_seconds: float
     wall: Callable[[], datetime]
     memory: DeliveryMemory = field(default_factory=lambda: DeliveryMemory())
-    splitter: Splitter | None = None  # reads a large CSV on two cores; None: on one
 
 
 def token_sources(
@@ -86,7 +84,6 @@ def build_delivery(
     tokens: TokenSource | SecretError,
     wall: Callable[[], datetime],
     memory: DeliveryMemory | None = None,
-    splitter: Splitter | None = None,
 ) -> Delivery:
     """What a group's uploads need: its environment, token source and an HTTP session."""
     env = config.environments[group.environment]
@@ -101,5 +98,4 @@ def build_delivery(
         daemon.give_up_after_seconds,
         wall,
         memory or DeliveryMemory(),
-        splitter,
     )

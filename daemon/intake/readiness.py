@@ -67,7 +67,7 @@ def classify(name: str) -> FileKind | None:
         return FileKind.MARKER
     if lowered.endswith(".csv"):
         return FileKind.CSV
-    if name == "message.properties":
+    if lowered == "message.properties":  # the server finds it by name in any case
         return FileKind.PROPERTIES
     if lowered.endswith(".zip"):
         return FileKind.ZIP

@@ -34,6 +34,13 @@ SEND_BLOCK = 1 << 20  # urllib3 sends 16 KiB blocks by default; 1 MiB doubles th
 _RETRY_STATUSES = frozenset({408, 429})
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _TITLE_SEARCH_CHARS = 65536  # a page's title is in its head, near the top
+# What Spring (MaxUploadSizeExceededException: "Maximum upload size exceeded") and Tomcat
+# under it (FileSizeLimitExceededException, SizeLimitExceededException) say of a body over
+# the limit, when the answer is not a 413.
+_TOO_LARGE = re.compile(
+    r"maximum upload size exceeded|MaxUploadSizeExceeded|(?:File)?SizeLimitExceeded",
+    re.IGNORECASE,
+)
 _SECRET_ROOM = 4096  # text kept past a cut while redacting, so a token across it is found
 
 
@@ -147,7 +154,9 @@ def upload_zip(
             return UploadOutcome(OutcomeKind.RETRY, reason, seconds=time.monotonic() - started)
         except requests.RequestException as exc:
             return _network(exc, "could not be completed", started)
-    outcome = classify(response.status_code, response.headers, response.text)
+    outcome = classify(
+        response.status_code, response.headers, response.text, request_bytes=encoder.len
+    )
     return _with_seconds(outcome, time.monotonic() - started)
 
 
@@ -167,9 +176,16 @@ def _with_seconds(outcome: UploadOutcome, seconds: float) -> UploadOutcome:
     )
 
 
-def classify(status: int, headers: Any, text: str, now: datetime | None = None) -> UploadOutcome:
-    """Turn one HTTP answer into an outcome. The answer and the reason
-    are redacted: a server that echoes the bearer token never gets it into a record."""
+def classify(
+    status: int,
+    headers: Any,
+    text: str,
+    now: datetime | None = None,
+    request_bytes: int | None = None,
+) -> UploadOutcome:
+    """Turn one HTTP answer into an outcome; `request_bytes`, the size of the request it
+    answers, is named if the server found it too large. The answer and the reason are
+    redacted: a server that echoes the bearer token never gets it into a record."""
     headers = CaseInsensitiveDict(headers)  # requests' headers and a plain dict alike
     answer = parse_answer(text)
     message = _message(answer)
@@ -185,23 +201,36 @@ def classify(status: int, headers: Any, text: str, now: datetime | None = None) 
         return _outcome(
             OutcomeKind.UNAUTHORIZED, "the server refused the access token", status, answer
         )
+    if status == 413 or (status >= 400 and too_large(text)):
+        reason = _too_large_reason(status, request_bytes)
+        return _outcome(OutcomeKind.FAILED, reason, status, answer)
     if status in _RETRY_STATUSES or status >= 500:
         said = f"HTTP {status}: {message}" if message else what_answered(status, headers, text)
         after = retry_after_seconds(headers.get("Retry-After"), now or datetime.now(UTC))
         reason = f"the server answered {said}"
         return _outcome(OutcomeKind.RETRY, reason, status, answer, after)
-    if status == 413:
-        reason = (
-            "the server refused the upload as too large (HTTP 413): set max_upload_bytes "
-            "for the group below the server's limit (Spring Boot's default is 1 MB a file "
-            "and 10 MB a request), and dropd cuts larger batches into several uploads; "
-            "then `dropd retry` the batch"
-        )
-    elif message:
+    if message:
         reason = f"the server refused the upload with HTTP {status}: {message}"
     else:
         reason = f"the server refused the upload, answering {what_answered(status, headers, text)}"
     return _outcome(OutcomeKind.FAILED, reason, status, answer)
+
+
+def too_large(text: str) -> bool:
+    """True when an answer's body says the upload was over the server's size limit: Spring's
+    `MaxUploadSizeExceededException` (or Tomcat's size-limit exception under it), which some
+    deployments answer as 400 or 500 with its message, not 413."""
+    return _TOO_LARGE.search(text[:_TITLE_SEARCH_CHARS]) is not None
+
+
+def _too_large_reason(status: int, request_bytes: int | None) -> str:
+    of = f" of {request_bytes:,} bytes" if request_bytes is not None else ""
+    return (
+        f"the server refused the upload{of} as too large (HTTP {status}, maximum upload "
+        "size exceeded): set max_upload_bytes for the group below the server's limit (Spring "
+        "Boot's default is 1 MB a file and 10 MB a request), and dropd cuts larger batches "
+        "into several uploads; then `dropd retry` the batch"
+    )
 
 
 def is_api_answer(answer: Any) -> bool:

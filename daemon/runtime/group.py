@@ -14,7 +14,6 @@ import structlog
 from daemon.base import crashpoints
 from daemon.base.errors import FolderError, SecretError, SpoolError
 from daemon.base.steps import Step
-from daemon.checks.csv.check import Splitter
 from daemon.config.model import Config, DaemonSettings, Group
 from daemon.delivery.outcome import BatchResult, end_batch
 from daemon.delivery.setup import Delivery, build_delivery
@@ -264,10 +263,7 @@ class GroupWorker:
         """A reload kept this group's folder: take its new settings and try again at once."""
         self.group = config.groups[self.group.key]
         memory = self.delivery.memory
-        splitter = self.delivery.splitter
-        self.delivery = build_delivery(
-            config, self.group, self.spool, tokens, self.wall, memory, splitter
-        )
+        self.delivery = build_delivery(config, self.group, self.spool, tokens, self.wall, memory)
         self.line.retry_now()
         self.lease.try_again_now()
         self.changed()
@@ -301,9 +297,8 @@ def build_group(
     group: Group,
     tokens: TokenSource | SecretError,
     wall: Callable[[], datetime],
-    splitter: Splitter | None = None,
 ) -> GroupWorker:
     """A group's run-time state: its spool, and what its uploads need."""
     spool = Spool(group.folder, group.key)
-    delivery = build_delivery(config, group, spool, tokens, wall, splitter=splitter)
+    delivery = build_delivery(config, group, spool, tokens, wall)
     return GroupWorker(group, delivery, spool, wall)

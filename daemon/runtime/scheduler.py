@@ -19,7 +19,6 @@ import structlog
 from daemon.base import crashpoints
 from daemon.base.errors import ConfigError, SecretError
 from daemon.base.timestamps import utc_now
-from daemon.checks.csv.check import Splitter
 from daemon.config.load import load_config
 from daemon.config.model import Config, DaemonSettings
 from daemon.delivery.setup import token_sources
@@ -58,11 +57,8 @@ class Scheduler:
         config: Config,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
-        splitter: Splitter | None = None,
     ) -> None:
-        """`splitter`: reads a large CSV on two cores (the service's scan helper)."""
         self.config = config
-        self.splitter = splitter
         self.clock = clock
         self.wall = wall
         self.inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -108,9 +104,7 @@ class Scheduler:
         self, key: str, tokens: dict[str, TokenSource | SecretError], now: float
     ) -> None:
         group = self.config.groups[key]
-        worker = build_group(
-            self.config, group, tokens[group.environment], self.wall, self.splitter
-        )
+        worker = build_group(self.config, group, tokens[group.environment], self.wall)
         worker.report_results_to(self.metrics.batch_finished)
         self.groups[key] = worker
         worker.take_ownership(now, self.watcher)

@@ -18,8 +18,6 @@ import structlog
 from daemon.base import log as logsetup
 from daemon.base.errors import ConfigError, StateDirBusy, os_reason
 from daemon.base.locks import StateDirLock
-from daemon.checks.csv.scanhelper import scan_splitter
-from daemon.checks.csv.split import Splitter
 from daemon.config.load import load_config
 from daemon.config.model import Config
 from daemon.runtime.scheduler import Scheduler, Signal
@@ -63,17 +61,7 @@ def main(config_path: Path) -> int:
 
 def _serve(config_path: Path, config: Config) -> int:
     """Run the scheduler until it stops; 0 after a clean stop."""
-    # The scan helper process starts with the first large CSV, and ends when dropd does
-    # (its stdin closes with this process, however it exits).
-    helpers, splitter = scan_splitter()
-    try:
-        return _run(config_path, config, splitter)
-    finally:
-        helpers.close()
-
-
-def _run(config_path: Path, config: Config, splitter: Splitter) -> int:
-    scheduler = Scheduler(config, splitter=splitter)
+    scheduler = Scheduler(config)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         scheduler.inbox.put(Signal(signum))  # SimpleQueue.put is safe in a signal handler

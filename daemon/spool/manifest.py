@@ -32,6 +32,8 @@ class FileRecord:
     kind: str = "csv"
     markers: list[str] = field(default_factory=list)
     mtime_ns: int = 0  # as claimed: a file that changes after its claim is still being written
+    converted_from: str = ""  # the encoding its copy in the ZIP was converted from to UTF-8
+    escaped: int = 0  # characters its copy in the ZIP holds as \\uXXXX escapes
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,43 @@ class ZipSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class UnpackedEntry:
+    """An entry of a dropped ZIP that dropd took: its path in the ZIP, the base name it went
+    up as, its bytes."""
+
+    entry: str
+    name: str
+    bytes: int
+    converted_from: str = ""  # as a loose file's record: its copy's encoding conversion
+    escaped: int = 0  # and its \\uXXXX escapes
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    """A dropped ZIP as dropd unpacked it: the entries taken, and macOS's files left out."""
+
+    source: str  # the dropped ZIP's name
+    entries: tuple[UnpackedEntry, ...]
+    left_out: tuple[str, ...]  # their paths in the ZIP
+
+    def to_json(self) -> dict[str, Any]:
+        """As manifest.json and the batch's record hold it."""
+        return {
+            "from": self.source,
+            "entries": [asdict(e) for e in self.entries],
+            "left_out": list(self.left_out),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Unpacked:
+        return cls(
+            str(data["from"]),
+            tuple(UnpackedEntry(**e) for e in data.get("entries") or ()),
+            tuple(data.get("left_out") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Release:
     """Who sent a held batch with `dropd release`, and when: the guard lets it through."""
 
@@ -161,6 +200,7 @@ class Manifest:
     # Why the batch's one file fails at step intake, written before the file is claimed, so
     # a crash during intake cannot turn it into a batch that goes up.
     refused: str | None = None
+    unpacked: Unpacked | None = None  # a dropped ZIP's entries, once unpacked
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON-ready data."""
@@ -181,12 +221,14 @@ class Manifest:
             "warnings": [w.to_json() for w in self.warnings],
             "released": None if self.released is None else self.released.to_json(),
             "refused": self.refused,
+            "unpacked": None if self.unpacked is None else self.unpacked.to_json(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         """Rebuild a manifest from `to_json` output."""
         summary, released = data.get("zip"), data.get("released")
+        unpacked = data.get("unpacked")
         return cls(
             batch=data["batch"],
             group=data["group"],
@@ -204,4 +246,5 @@ class Manifest:
             warnings=tuple(Finding(**w) for w in data.get("warnings", [])),
             released=None if released is None else Release(**released),
             refused=data.get("refused"),
+            unpacked=None if unpacked is None else Unpacked.from_json(unpacked),
         )

@@ -3,6 +3,7 @@
 FOLDER/.dropd/lock                       one owner per folder (flock)
 FOLDER/.dropd/work/BATCH/manifest.json   the batch's state, the truth after a crash
 FOLDER/.dropd/work/BATCH/files/          the claimed originals (and their markers)
+FOLDER/.dropd/work/BATCH/unpacked/       a dropped ZIP's entries, only while it is packed
 FOLDER/.dropd/work/BATCH/upload.zip      the ZIP once built
 FOLDER/sent/YYYY-MM-DD/BATCH/            files + receipt.json
 FOLDER/failed/BATCH/                     files + error.json
@@ -41,6 +42,7 @@ from daemon.spool.manifest import BatchState, FileRecord, Manifest
 
 SPOOL_DIR = ".dropd"
 ZIP_NAME = "upload.zip"
+UNPACKED = "unpacked"  # a dropped ZIP's entries, unpacked to be checked and zipped again
 FILED = ("sent", "failed", "held")  # where batches end, beside the files people drop
 _LOCK = "lock"
 
@@ -230,6 +232,31 @@ class Spool:
 
     def files_dir(self, batch_id: str) -> Path:
         return self.work / batch_id / "files"
+
+    def unpacked_dir(self, batch_id: str) -> Path:
+        return self.work / batch_id / UNPACKED
+
+    def fresh_unpacked_dir(self, batch_id: str) -> Path:
+        """An empty `unpacked/` for the batch's dropped ZIP; whatever an earlier try (cut
+        short by a crash, maybe) left there is removed: the ZIP in files/ is the truth.
+
+        Raises SpoolError if the disk refuses.
+        """
+        self.clear_unpacked(batch_id)
+        try:
+            os.mkdir(f"{batch_id}/{UNPACKED}", 0o700, dir_fd=self.work_folder.fd)
+        except OSError as exc:
+            raise SpoolError(self.work_shown / batch_id / UNPACKED, os_reason(exc)) from exc
+        return self.unpacked_dir(batch_id)
+
+    def clear_unpacked(self, batch_id: str) -> None:
+        """Remove the batch's `unpacked/`, if it has one. Raises SpoolError if the disk refuses."""
+        try:
+            shutil.rmtree(f"{batch_id}/{UNPACKED}", dir_fd=self.work_folder.fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise SpoolError(self.work_shown / batch_id / UNPACKED, os_reason(exc)) from exc
 
     def zip_path(self, batch_id: str) -> Path:
         return self.work / batch_id / ZIP_NAME

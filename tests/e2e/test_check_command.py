@@ -162,3 +162,34 @@ def test_check_usage_errors_exit_2(tmp_path: Path, setup: tuple[Path, Path, Path
     code, _, err = check(tmp_path / "nope.toml", str(music))
     assert code == 2 and "nope.toml: does not exist" in err
     assert run_dropd("check", "--config", str(config)).returncode == 2, "no PATH"
+
+
+def test_check_exits_1_when_nothing_would_be_sent(
+    tmp_path: Path, setup: tuple[Path, Path, Path]
+) -> None:
+    config, music, _ = setup
+    code, out, _ = check(config, str(music))
+    assert code == 1, out
+    assert "nothing would be sent: there is no file to look at" in out
+    assert out.splitlines()[-1].endswith(": exit 1")
+
+
+def test_check_says_how_max_upload_bytes_cuts_a_batch(tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "users.csv").write_bytes(USERS)
+    (folder / "courses.csv").write_bytes(COURSES)
+    groups = {"music": {"environment": "test", "folder": str(folder), "max_upload_bytes": 400}}
+    environment = {
+        "token_url": "http://127.0.0.1:9/oauth/token",
+        "base_url": "http://127.0.0.1:9",
+        "client_id": "unit-a",
+        "client_secret_file": str(write_secret(tmp_path / "test.secret", "secret")),
+    }
+    config = toml_config(tmp_path, {"test": environment}, groups)
+    before = snapshot(tmp_path)
+    code, out, _ = check(config, str(folder))
+    assert code == 0, out
+    assert "over max_upload_bytes (400): it goes up in 2 parts, in the server's order " in out
+    assert "(1: users.csv; 2: courses.csv)" in out
+    assert snapshot(tmp_path) == before, "measuring the ZIP writes nothing"

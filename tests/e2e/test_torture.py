@@ -225,9 +225,6 @@ class Findings:
     left: list[Path] = field(default_factory=list)  # at the top level or in .dropd/work/
     received: Counter[FileKey] = field(default_factory=Counter)
     received_in: dict[FileKey, set[str]] = field(default_factory=dict)  # batch ids
-    # Each upload.zip by group and sha256, and the batches it went up as.
-    zips: Counter[tuple[str, str]] = field(default_factory=Counter)
-    zips_in: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     uploads: dict[tuple[str, str], list[Path]] = field(default_factory=dict)  # group, batch
     twice: set[tuple[str, str]] = field(default_factory=set)  # a ZIP of theirs went up again
 
@@ -257,9 +254,6 @@ def gather(folders: dict[str, Path], sandbox: SandboxProcess) -> Findings:
             request = sandbox.request(upload)
             found.uploads.setdefault((request["group"], batch), []).append(upload)
             zips[(request["group"], batch, request["parts"][0]["filename"])] += 1
-            sent_zip = (request["group"], sha256_of(upload / "upload.zip"))
-            found.zips[sent_zip] += 1
-            found.zips_in.setdefault(sent_zip, set()).add(batch)
             for entry in request["files"]:
                 key = (request["group"], entry["name"], sha256_of(upload / entry["stored_as"]))
                 found.received[key] += 1
@@ -320,7 +314,7 @@ def upload_problems(receipt: Path, found: Findings) -> list[str]:
 
 def file_problems(dropped: list[Dropped], found: Findings) -> list[str]:
     """Each CSV, ZIP and marker once in sent/, each pdf once in failed/ and nowhere else; each
-    CSV at least once at the sandbox, each ZIP as an upload.zip byte for byte, no pdf and no
+    CSV at least once at the sandbox, each ZIP's entry in its batch's upload, no pdf and no
     marker; twice only in a resent batch."""
     problems = [
         f"{d} is in sent/ {found.sent[d.key]} times"
@@ -367,22 +361,24 @@ def file_problems(dropped: list[Dropped], found: Findings) -> list[str]:
 
 
 def zip_problems(zips: list[Dropped], found: Findings) -> list[str]:
-    """Each dropped ZIP went up as it came: an upload.zip with its sha256, in its own batch
-    (the one filed in sent/), more than once only if that batch's receipt says it was resent."""
+    """Each dropped ZIP's entry went up, zipped again by dropd, in the ZIP's own batch (the one
+    that filed the ZIP as it came in sent/), more than once only if that batch's receipt says
+    it was resent."""
     problems = []
     for d in zips:
-        count, home = found.zips[(d.group, d.sha256)], found.sent_in.get(d.key)
-        batches = found.zips_in.get((d.group, d.sha256), set())
+        assert d.inner is not None
+        entry, home = (d.group, *d.inner), found.sent_in.get(d.key)
+        count, batches = found.received[entry], found.received_in.get(entry, set())
         if count == 0:
-            problems.append(f"{d} never reached the sandbox as it came (no upload.zip of its sha)")
+            problems.append(f"{d}: its entry {d.inner[0]} never reached the sandbox")
         elif home is not None and batches != {home.name}:
-            problems.append(f"{d} went up in {sorted(batches)}, is filed in {home}")
+            problems.append(f"{d}: its entry went up in {sorted(batches)}, it is filed in {home}")
         elif (
             home is not None
             and count > 1
             and read(home / "receipt.json")["resent_after_restart"] is not True
         ):
-            problems.append(f"{d} went up {count} times, its receipt does not say so")
+            problems.append(f"{d}: its entry went up {count} times, its receipt does not say so")
         if home is not None and sorted(p.name for p in home.iterdir()) != sorted(
             [d.name, "receipt.json"]
         ):

@@ -1,15 +1,18 @@
-/* The row scanner: csvfast's check of unquoted CSV lines, compiled.
+/* The row scanner: the check of plain CSV lines, compiled.
  *
- * CPython's regular-expression engine walks a line at about 1.5 ns a byte and holds the
- * GIL while it does; this loop walks it at a fraction of that, with the GIL released. It
- * is optional: where it was not built (no C compiler), `csvfast` does the same in Python.
+ * A line with no quote, no backslash and no lone CR is read by opencsv as a split at every
+ * comma, so here it is: each such line's field count and checked values, with the GIL
+ * released so that two threads check two stretches of a file at once. It is optional:
+ * where it was not built (no C compiler), the reference reader (daemon/base/opencsv.py)
+ * reads every line.
  *
- * It answers for a run of whole lines only when every line is unquoted and has the
- * header's field count; otherwise it returns None and `csvfast` reads the run as before.
- * A line whose checked values are all taken is counted (and counted as deleted where its
- * status is "deleted"); any other line is returned as odd, for `csvrows` to read alone and
- * say exactly what is wrong. So it may only ever be stricter than the Python checks, never
- * looser: a value is taken here only where `csvformats.ValueRule.complaint` takes it.
+ * It checks lines from the start of a run until the first line holding a quote, a
+ * backslash or a CR not followed by LF, and says where that line starts: the reader takes
+ * over there. A line of the header's width whose checked values are all taken is counted
+ * (and counted as deleted where its status is "deleted"); any other line is returned as
+ * odd, for the Python checks to read alone and say exactly what is wrong. So it may only
+ * ever be stricter than the Python checks, never looser: a value is taken here only where
+ * `formats.ValueRule.complaint` takes it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -48,48 +51,50 @@ static int odd_add(OddList *list, Py_ssize_t index, Py_ssize_t begin, Py_ssize_t
     return 0;
 }
 
-static int is_space(unsigned char c) /* what `\s` matches in a bytes pattern */
+/* What a byte is to `is_email`: a letter, a dot, or one of what no part holds (the white
+ * space `\s` matches in a bytes pattern, "@", "," and a quote). */
+enum { LETTER = 1, DOT = 2, STOP = 4 };
+static unsigned char byte_class[256];
+
+static void classify_bytes(void)
 {
-    return c == ' ' || (c >= '\t' && c <= '\r');
+    for (int c = 'a'; c <= 'z'; c++)
+        byte_class[c] = byte_class[c - 'a' + 'A'] = LETTER;
+    for (int c = '\t'; c <= '\r'; c++)
+        byte_class[c] = STOP;
+    byte_class[' '] = byte_class['@'] = byte_class[','] = byte_class['"'] = STOP;
+    byte_class['.'] = DOT;
 }
 
-static int is_letter(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-/* csvformats.EMAIL, matched whole: a local part, "@", labels joined by ".", the last one
- * two or more ASCII letters; no part holds white space, "@", "," or a quote. */
+/* formats.EMAIL, matched whole: a local part, "@", labels each ended by ".", then the
+ * top-level domain: two or more ASCII letters; no part holds white space, "@", "," or a
+ * quote. */
 static int is_email(const unsigned char *s, Py_ssize_t n)
 {
-    Py_ssize_t i = 0, labels = 0, label = 0;
-    while (i < n && s[i] != '@') {
-        if (is_space(s[i]) || s[i] == ',' || s[i] == '"')
-            return 0;
-        i++;
-    }
-    if (i == 0 || i == n)
+    const unsigned char *at = memchr(s, '@', (size_t)n);
+    if (at == NULL || at == s)
         return 0;
-    label = ++i;
-    for (; i <= n; i++) {
-        if (i == n || s[i] == '.') {
-            if (i == label)
+    for (const unsigned char *p = s; p < at; p++)
+        if (byte_class[*p] & STOP)
+            return 0;
+    Py_ssize_t labels = 0, label = 0, letters = 1; /* the label being read: its length */
+    for (const unsigned char *p = at + 1; p < s + n; p++) {
+        unsigned char kind = byte_class[*p];
+        if (kind & STOP)
+            return 0;
+        if (kind & DOT) {
+            if (label == 0)
                 return 0; /* an empty label */
             labels++;
-            label = i + 1;
+            label = 0;
+            letters = 1;
         }
-        else if (is_space(s[i]) || s[i] == '@' || s[i] == ',' || s[i] == '"')
-            return 0;
+        else {
+            label++;
+            letters &= kind; /* LETTER is 1 */
+        }
     }
-    label = n; /* back to the start of the last label */
-    while (label > 0 && s[label - 1] != '.')
-        label--;
-    if (labels < 2 || n - label < 2)
-        return 0;
-    for (i = label; i < n; i++)
-        if (!is_letter(s[i]))
-            return 0;
-    return 1;
+    return labels >= 1 && label >= 2 && letters;
 }
 
 /* `s` is `lower` (lowercase ASCII) but for the case of ASCII letters, as Canvas compares. */
@@ -125,7 +130,7 @@ typedef struct {
     OddList odd;
 } Scan;
 
-enum { SCANNED = 0, SHAPE = 1, NO_MEMORY = 2 };
+enum { SCANNED = 0, NO_MEMORY = 1 };
 
 /* One line, `data[begin:end]` (no "\n"); the fields' bounds go in `bounds`. */
 static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t *bounds)
@@ -137,11 +142,11 @@ static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t *b
     const unsigned char *comma = data + begin, *stop = data + value_end;
     while ((comma = memchr(comma, ',', (size_t)(stop - comma))) != NULL) {
         if (++field == scan->width)
-            return SHAPE;
+            return odd_add(&scan->odd, scan->lines, begin, end) ? NO_MEMORY : SCANNED;
         bounds[field] = ++comma - data;
     }
     if (field != scan->width - 1)
-        return SHAPE;
+        return odd_add(&scan->odd, scan->lines, begin, end) ? NO_MEMORY : SCANNED;
     bounds[scan->width] = value_end + 1; /* as if a comma ended the last field too */
     for (Py_ssize_t r = 0; r < scan->nrules; r++) {
         Py_ssize_t column = scan->rules[r].column;
@@ -158,14 +163,40 @@ static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t *b
     return SCANNED;
 }
 
+/* Where the first line that is not plain starts: one holding a quote, a backslash, or a
+ * CR that ends a line on its own (a CR last in the run may be one). */
+static Py_ssize_t plain_end(const unsigned char *data, Py_ssize_t start, Py_ssize_t end)
+{
+    Py_ssize_t limit = end;
+    const unsigned char *found = memchr(data + start, '"', (size_t)(end - start));
+    if (found != NULL)
+        limit = found - data;
+    found = memchr(data + start, '\\', (size_t)(limit - start));
+    if (found != NULL)
+        limit = found - data;
+    const unsigned char *cr = data + start;
+    while ((cr = memchr(cr, '\r', (size_t)(data + limit - cr))) != NULL) {
+        if (cr + 1 == data + end || cr[1] != '\n') {
+            limit = cr - data;
+            break;
+        }
+        cr += 2;
+    }
+    if (limit == end)
+        return end;
+    while (limit > start && data[limit - 1] != '\n')
+        limit--;
+    return limit;
+}
+
 static int scan_lines(Scan *scan)
 {
     Py_ssize_t bounds[MAX_WIDTH + 1];
     const unsigned char *data = scan->data;
-    Py_ssize_t begin = scan->start + 1;
+    Py_ssize_t begin = scan->start;
     while (begin < scan->end) {
         const unsigned char *line_end = memchr(data + begin, '\n', (size_t)(scan->end - begin));
-        Py_ssize_t end = line_end - data; /* the run ends in "\n": one is always found */
+        Py_ssize_t end = line_end ? line_end - data : scan->end; /* the last may be unended */
         int outcome = scan_line(scan, begin, end, bounds);
         if (outcome != SCANNED)
             return outcome;
@@ -225,11 +256,12 @@ static PyObject *odd_lines(const OddList *odd)
 
 PyDoc_STRVAR(plain_lines_doc,
 "plain_lines(data, start, end, width, rules, status, /)\n--\n\n"
-"Check the unquoted lines between the \"\\n\" at data[start] and the one at data[end - 1]:\n"
-"(lines, deleted, odd) with odd a list of (index, begin, end) of the lines a value of\n"
-"`rules` ((column, allowed lowercase values or () for an email address), ...) does not\n"
-"take; None where a line holds a quote or not `width` fields. `status` is the status\n"
-"column, or -1.");
+"Check the lines of data[start:end] (`start` begins a line, `end` ends one or the data)\n"
+"up to the first that is not plain (a quote, a backslash, a lone CR):\n"
+"(lines, deleted, odd, stop), with odd a list of (index, begin, end) of the lines not of\n"
+"`width` fields or with a value `rules` ((column, allowed lowercase values or () for an\n"
+"email address), ...) does not take, and stop where the first line not plain begins\n"
+"(`end` if none). `status` is the status column, or -1.");
 
 static PyObject *plain_lines(PyObject *Py_UNUSED(module), PyObject *args)
 {
@@ -242,13 +274,9 @@ static PyObject *plain_lines(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     PyObject *result = NULL;
     const unsigned char *data = buffer.buf;
-    if (start < 0 || end > buffer.len || end - start < 1 || data[start] != '\n' ||
-        data[end - 1] != '\n' || status >= width) {
-        PyErr_SetString(PyExc_ValueError, "the run must start and end at a \"\\n\"");
-        goto done;
-    }
-    if (width < 2 || width > MAX_WIDTH) { /* one field: a blank line would pass for a row */
-        result = Py_NewRef(Py_None);
+    if (start < 0 || end > buffer.len || start > end || status >= width || width < 1 ||
+        width > MAX_WIDTH) {
+        PyErr_SetString(PyExc_ValueError, "the run or the width is out of range");
         goto done;
     }
     if (read_rules(rules, parsed, width) < 0)
@@ -256,16 +284,15 @@ static PyObject *plain_lines(PyObject *Py_UNUSED(module), PyObject *args)
     Scan scan = {data, start, end, width, status, PyTuple_GET_SIZE(rules), parsed, 0, 0, {0}};
     int outcome;
     Py_BEGIN_ALLOW_THREADS
-    outcome = memchr(data + start, '"', (size_t)(end - start)) ? SHAPE : scan_lines(&scan);
+    scan.end = plain_end(data, start, end);
+    outcome = scan_lines(&scan);
     Py_END_ALLOW_THREADS
     if (outcome == NO_MEMORY)
         PyErr_NoMemory();
-    else if (outcome == SHAPE)
-        result = Py_NewRef(Py_None);
     else {
         PyObject *odd = odd_lines(&scan.odd);
         if (odd != NULL)
-            result = Py_BuildValue("(nnN)", scan.lines, scan.deleted, odd);
+            result = Py_BuildValue("(nnNn)", scan.lines, scan.deleted, odd, scan.end);
     }
     free(scan.odd.items);
 done:
@@ -281,12 +308,13 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "daemon.checks.csv._rowscan",
-    .m_doc = "csvfast's check of unquoted CSV lines, compiled (see _rowscan.c).",
+    .m_doc = "The check of plain CSV lines, compiled (see _rowscan.c).",
     .m_size = 0,
     .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__rowscan(void)
 {
+    classify_bytes();
     return PyModuleDef_Init(&module);
 }

@@ -1,4 +1,4 @@
-# The compiled row scanner (daemon/_rowscan.c); see csvfast.
+# The compiled row scanner (daemon/checks/csv/_rowscan.c); see daemon/checks/csv/check.py.
 def plain_lines(
     data: bytes,
     start: int,
@@ -7,4 +7,4 @@ def plain_lines(
     rules: tuple[tuple[int, tuple[bytes, ...]], ...],
     status: int,
     /,
-) -> tuple[int, int, list[tuple[int, int, int]]] | None: ...
+) -> tuple[int, int, list[tuple[int, int, int]], int]: ...

@@ -1,136 +1,454 @@
-"""Reading one CSV as the server would, in chunks: encoding, header, field counts, values.
+"""Checking one CSV as the server reads it: encoding, header, each row's width and values.
 
-A file is never held whole: it is read `CHUNK_BYTES` at a time. Here each chunk's bytes
-are checked as text (UTF-8, no NUL byte), and its whole lines go as one run to `csvrows`,
-which checks the header and the rows. A large file may be read with a helper process's
-help (`csvsplit`), with the same findings.
+A file is never held whole: it is read `CHUNK_BYTES` at a time, its bytes checked as text
+in the group's encoding (no NUL byte) and turned into the UTF-8 that goes up, then cut
+into stretches of whole lines. Every record is read as the server reads it, by the
+reference reader (`daemon.base.opencsv`), which also words what the server does silently
+to a record. Plain lines (no quote, no backslash, no lone CR), where opencsv's reading is
+a split at every comma, are checked by the compiled row scanner (`_rowscan.c`) where it
+was built, on two threads for a large file since it releases the GIL; the first line that
+is not plain hands over to the reader. `DROPD_ROWSCAN=off` in the environment leaves the
+scanner unused.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
+from daemon.base.opencsv import Note, NoteKind, PlainRows, Record, Unterminated, decode, read_rows
 from daemon.base.regular import open_regular
-from daemon.checks.csv.rows import CsvScan, Notes, RowReader
+from daemon.checks.csv.formats import (
+    EMAIL_LINES,
+    HEADER_KEYS,
+    ValueRule,
+    header_complaint,
+    value_rules,
+)
+from daemon.checks.decoding import UTF8_FILES, Decoding
 
-CHUNK_BYTES = 256 << 10
+CHUNK_BYTES = 1 << 20
 HEADER_READ_BYTES = 16 << 10  # a header line is a few hundred bytes at most
+LONG_LINE_BYTES = 1 << 20  # a line (or a record a quote holds open) longer is no SIS row
+MAX_NOTES = 20  # findings listed per file and sort; the rest are counted
+THREADED_BYTES = 8 << 20  # a file this large is scanned on two threads
+IN_FLIGHT = 4  # stretches handed to the threads at once: memory stays flat
+# The server's row loops: users, enrollments and listings rows of another width are
+# dropped without a word; courses and sections rows are skipped and listed in the e-mail
+# the server sends after the import.
+_MENTIONED = ("courses", "sections")
+# A backslash escape and a line break in a quoted field are read as their writer meant
+# them; a vanished backslash or a stray quote changes a value (a warning); joined lines
+# lose rows (a problem).
+_SILENT_NOTES = (NoteKind.ESCAPED, NoteKind.LINE_BREAK)
+
+Rules = tuple[tuple[int, tuple[bytes, ...]], ...]  # (column, allowed values or () for email)
+Scanned = tuple[int, int, list[tuple[int, int, int]], int]  # lines, deleted, odd, stop
+# The row scanner's one function: data, start, end, width, rules, status (see _rowscan.c)
+RowScanner = Callable[[bytes, int, int, int, Rules, int], Scanned]
 
 
-class Splitter(Protocol):
-    """Reads the rest of a large CSV with help from another core (`csvsplit`)."""
+def _row_scanner() -> RowScanner | None:
+    if os.environ.get("DROPD_ROWSCAN") == "off":
+        return None
+    try:
+        from daemon.checks.csv import _rowscan
+    except ImportError:  # not built: no C compiler where dropd was installed
+        return None
+    return _rowscan.plain_lines
 
-    def wanted(self, size: int) -> bool: ...
-    def read_rest(self, reader: CsvReader, source: BinaryIO, size: int) -> None: ...
+
+ROWSCAN = _row_scanner()
+
+Finding = tuple[int | None, str]
 
 
-def scan_csv(path: Path, strict: bool, splitter: Splitter | None = None) -> CsvScan:
-    """Read the CSV at `path` as the server would; not `strict`: its encoding and kind only.
+@dataclass(slots=True)
+class Notes:
+    """Findings of one sort in one file: the first MAX_NOTES, and how many more."""
 
-    With `splitter`, a large CSV's rows may be read in part by another process, with the
-    same findings and counts.
+    listed: list[Finding] = field(default_factory=list)
+    more: int = 0
+
+    def add(self, line: int | None, message: str, *, always: bool = False) -> None:
+        if always or len(self.listed) < MAX_NOTES:
+            self.listed.append((line, message))
+        else:
+            self.more += 1
+
+
+@dataclass(slots=True)
+class CsvScan:
+    """What reading one CSV found; `deleted` is None where the header has no status."""
+
+    problems: Notes = field(default_factory=Notes)
+    warnings: Notes = field(default_factory=Notes)
+    kind: str | None = None
+    bom: bool = False
+    rows: int = 0
+    deleted: int | None = None
+
+
+def scan_csv(path: Path, strict: bool, decoding: Decoding = UTF8_FILES) -> CsvScan:
+    """Read the CSV at `path`, written in `decoding`, as the server would read its UTF-8
+    copy; not `strict`: its encoding and kind only.
 
     Raises OSError if it cannot be read.
     """
-    reader = CsvReader(path, strict)
-    with open_regular(path) as source:
-        chunk = source.read(CHUNK_BYTES)
-        if _not_text(chunk, reader.scan.problems):
-            return reader.scan
-        reader.feed(chunk)
-        size = os.fstat(source.fileno()).st_size
-        if splitter is not None and reader.checking_rows() and splitter.wanted(size):
-            splitter.read_rest(reader, source, size)
-        else:
-            reader.read(source)
-    reader.finish()
-    return reader.scan
-
-
-class CsvReader:
-    """One CSV read in order, chunk by chunk: its encoding, its header, its rows."""
-
-    def __init__(self, path: Path, strict: bool) -> None:
-        self.path, self.scan = path, CsvScan()
-        self._encoding, self._rows = (
-            _Encoding(path, self.scan.problems),
-            RowReader(self.scan, strict),
-        )
-
-    def feed(self, chunk: bytes) -> None:
-        self._encoding.feed(chunk)
-        self._rows.feed(chunk)
-
-    def read(self, source: BinaryIO, left: int | None = None) -> None:
-        """Feed what `source` holds from where it is: all of it, or `left` bytes."""
-        while left is None or left > 0:
-            chunk = source.read(CHUNK_BYTES if left is None else min(CHUNK_BYTES, left))
-            if not chunk:
-                return
-            self.feed(chunk)
-            left = None if left is None else left - len(chunk)
-
-    def finish(self) -> None:
-        self._encoding.finish()
-        self._rows.finish()
-
-    def checking_rows(self) -> bool:
-        """True while rows are being checked: strict, a known header, not stopped."""
-        rows = self._rows
-        return rows.strict and rows.header_read and rows.width > 0 and not rows.stopped
-
-    def between_rows(self) -> bool:
-        """True where the next byte starts a row, with nothing pending: a stretch read on
-        its own from here (`skip`) reads as it would in order."""
-        rows, encoding = self._rows, self._encoding
-        return (
-            rows.carry == b"\n"
-            and rows.record is None
-            and rows.blank is None
-            and not rows.stopped
-            and not encoding.pending
-        )
-
-    def skip(self, size: int, lines: int, rows: int, deleted: int) -> None:
-        """Count in a stretch of `size` bytes read elsewhere and found clean."""
-        self._encoding.offset += size
-        self._rows.line += lines
-        self.scan.rows += rows
-        if self.scan.deleted is not None:
-            self.scan.deleted += deleted
-
-    @property
-    def line(self) -> int:
-        """The number of the next line."""
-        return self._rows.line
-
-
-def csv_kind(path: Path) -> str | None:
-    """The kind `scan_csv` finds for the CSV at `path`, from its header line alone; None
-    where it has none, or the file cannot be read (`scan_csv` says why)."""
     scan = CsvScan()
-    rows = RowReader(scan, strict=False)  # not strict: it stops after the header line
+    with open_regular(path) as source:
+        size = os.fstat(source.fileno()).st_size
+        scanner = ROWSCAN if strict else None
+        threads = scanner is not None and size >= THREADED_BYTES
+        rows = _Rows(path.name, scan, strict, scanner)
+        with ThreadPoolExecutor(2) if threads else _NoPool() as pool:
+            blocks = _texts(path, source, scan, decoding, CHUNK_BYTES)
+            rows.read(blocks, pool)
+        for _ in blocks:
+            pass  # rows no longer read: the rest of the file is still checked as text
+    return scan
+
+
+def csv_kind(path: Path, decoding: Decoding = UTF8_FILES) -> str | None:
+    """The kind `scan_csv` finds for the CSV at `path`, from its header alone; None where
+    it has none, or the file cannot be read (`scan_csv` says why)."""
+    scan = CsvScan()
+    rows = _Rows(path.name, scan, False, None)
     try:
         with open_regular(path) as source:
-            chunk = source.read(HEADER_READ_BYTES)
-            if _not_text(chunk, scan.problems):
-                return None
-            while chunk and not rows.stopped:
-                rows.feed(chunk)
-                chunk = source.read(HEADER_READ_BYTES)
+            rows.read(_texts(path, source, scan, decoding, HEADER_READ_BYTES), None)
     except OSError:
         return None
-    rows.finish()
     return scan.kind
 
 
-def _not_text(first: bytes, problems: Notes) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Whole lines of UTF-8, `data[start:end]` (the last line of a file may be unended)."""
+
+    data: bytes
+    start: int
+    end: int
+
+    def text(self) -> str:
+        text = "".join(decode([self.data[self.start : self.end]]))
+        # Cut after a CR no LF follows: the reader would wait for the next piece to know.
+        return text[:-1] + "\n" if text.endswith("\r") else text
+
+
+def _texts(
+    path: Path, source: BinaryIO, scan: CsvScan, decoding: Decoding, size: int
+) -> Iterator[_Block]:
+    """The file's lines in blocks: the first line alone, then a chunk's whole lines each."""
+    first = source.read(size)
+    if _not_text(first, scan.problems, decoding):
+        return
+    encoding = _Encoding(path, scan.problems, decoding)
+    carry, header = b"", True
+    chunk = first
+    while chunk:
+        data = encoding.feed(chunk)
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
+        if not cut:
+            carry += data
+            if len(carry) > LONG_LINE_BYTES:
+                raise _LongLine
+        else:
+            head = data.find(b"\n") + 1 if header or carry else 0
+            head = head if 0 < head <= cut else (cut if header or carry else 0)
+            if head:
+                yield _Block(carry + data[:head], 0, len(carry) + head)
+            if cut > head:
+                yield _Block(data, head, cut)
+            carry, header = data[cut:], False
+        chunk = source.read(size)
+    carry += encoding.finish()
+    if carry:
+        yield _Block(carry, 0, len(carry))
+
+
+class _LongLine(Exception):
+    """A line runs for over LONG_LINE_BYTES without a line end."""
+
+
+class _NoPool:
+    """Where the scanner runs on the reading thread: no threads to start or stop."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+Pending = deque[tuple[_Block, "Future[Scanned] | None"]]
+
+
+class _Rows:
+    """The header, then every record: its width, its values, what the server does to it."""
+
+    def __init__(self, name: str, scan: CsvScan, strict: bool, scanner: RowScanner | None):
+        self.name, self.scan, self.strict, self.scanner = name, scan, strict, scanner
+        self.line = 1  # the number of the next line
+        self.width = 0  # of the header, once it is known and rows are to be checked
+        self.rules: tuple[ValueRule, ...] = ()
+        self.scanned: Rules = ()
+        self.status = -1
+        self.kind = ""
+        self.stopped = self.header_read = self.too_long = False
+        self.blank: int | None = None  # a blank line that may yet be the last
+
+    def read(self, blocks: Iterator[_Block], pool: ThreadPoolExecutor | None) -> None:
+        pending: Pending = deque()
+        while not self.stopped:
+            if not pending:
+                self._fill(pending, blocks, pool, 1)
+            if not pending:
+                break
+            block, future = pending.popleft()
+            if self.width and self.scanner is not None:
+                self._fill(pending, blocks, pool, IN_FLIGHT)
+                found = future.result() if future is not None else self._scan(block)
+                stop = self._scanned(block, found)
+                if stop == block.end:
+                    continue
+                block = _Block(block.data, stop, block.end)
+            self._segment(block, pending, blocks)
+        if self.too_long and not self.stopped:
+            self._stop(
+                f"line {self.line} runs for over {LONG_LINE_BYTES:,} bytes without a line end; "
+                "is this a CSV file?"
+            )
+
+    def _next(self, blocks: Iterator[_Block]) -> _Block | None:
+        """The next block, or None at the end or at a line too long to be a row."""
+        try:
+            return next(blocks, None)
+        except _LongLine:
+            self.too_long = True
+            return None
+
+    def _fill(
+        self,
+        pending: Pending,
+        blocks: Iterator[_Block],
+        pool: ThreadPoolExecutor | None,
+        most: int,
+    ) -> None:
+        while len(pending) < most and (block := self._next(blocks)) is not None:
+            scanning = pool is not None and self.width and self.scanner is not None
+            future = pool.submit(self._scan, block) if pool is not None and scanning else None
+            pending.append((block, future))
+
+    def _scan(self, block: _Block) -> Scanned:
+        assert self.scanner is not None
+        return self.scanner(
+            block.data, block.start, block.end, self.width, self.scanned, self.status
+        )
+
+    def _scanned(self, block: _Block, found: Scanned) -> int:
+        """Take in what the scanner found in `block`; where the reader must take over."""
+        lines, deleted, odd, stop = found
+        base, after = self.line, 0
+        for index, begin, end in odd:
+            if index > after:
+                self._flush_blank()  # clean lines came after it
+            text = block.data[begin:end].decode("utf-8", "replace").removesuffix("\r")
+            self._row(text.split(","), base + index, base + index)
+            after = index + 1
+        if lines > after:
+            self._flush_blank()
+        self.scan.rows += lines - len(odd)  # the odd ones were counted where read
+        if self.scan.deleted is not None:
+            self.scan.deleted += deleted
+        self.line = base + lines
+        return stop
+
+    def _segment(self, first: _Block, pending: Pending, blocks: Iterator[_Block]) -> None:
+        """Read from `first` by the reference reader until a block ends outside a record."""
+        offset, fed, done, held = self.line - 1, 0, 0, 0
+
+        def texts() -> Iterator[str]:
+            nonlocal fed, held
+            block: _Block | None = first
+            while block is not None:
+                text = block.text()
+                fed += _line_ends(text)
+                yield text
+                if done == fed or self.stopped:
+                    return
+                held += len(text)
+                if held > LONG_LINE_BYTES:
+                    line = offset + done + 1
+                    self._stop(
+                        f"line {line}: a quote opened on this record is still open "
+                        f"{LONG_LINE_BYTES:,} bytes later; the server would take all of it as "
+                        "one value, or refuse the whole upload if it never closes; close the "
+                        'quote, or double it ("") where it belongs in the value'
+                    )
+                    return
+                block = pending.popleft()[0] if pending else self._next(blocks)
+
+        try:
+            for part in read_rows(texts()):
+                done = part.last_line
+                if isinstance(part, PlainRows):
+                    self._plain(part.rows, offset + part.line)
+                else:
+                    self._record(part, offset)
+                if self.stopped:
+                    break
+        except Unterminated as exc:
+            if not self.stopped:
+                moved = Unterminated(offset + exc.line, offset + exc.record_line, exc.shown)
+                self._stop(moved.sentence(self.name), moved.line)
+        self.line = offset + fed + 1
+
+    def _record(self, record: Record, offset: int) -> None:
+        notes = [n for n in record.notes if n.kind not in _SILENT_NOTES]
+        line, last = offset + record.line, offset + record.last_line
+        self._row(record.fields, line, last, notes, offset, quoted=True)
+
+    def _plain(self, rows: list[list[str]], line: int) -> None:
+        """Lines split at commas, `rows[k]` being line `line + k`: checked in bulk."""
+        if not self.header_read and rows:
+            self._row(rows[0], line, line)
+            rows, line = rows[1:], line + 1
+        if self.stopped or not rows:
+            return
+        width = self.width
+        if set(map(len, rows)) != {width}:
+            for number, row in enumerate(rows, line):
+                self._row(row, number, number)
+            return
+        self._flush_blank()
+        self.scan.rows += len(rows)
+        found: list[tuple[int, str]] = []
+        for rule in self.rules:
+            column = map(itemgetter(rule.index), rows)
+            if rule.allowed:  # a few distinct values: each judged once
+                counts = Counter(column)
+                taken = all(value.lower() in rule.allowed for value in counts)
+                if rule.index == self.status and self.scan.deleted is not None:
+                    self.scan.deleted += sum(n for v, n in counts.items() if _deleted(v))
+            else:
+                taken = EMAIL_LINES.fullmatch("\n".join(column)) is not None
+            if not taken:
+                found += [
+                    (number, f"line {number}: {complaint}")
+                    for number, row in enumerate(rows, line)
+                    if (complaint := rule.complaint(row[rule.index]))
+                ]
+        for number, message in sorted(found, key=lambda item: item[0]):
+            self.scan.warnings.add(number, message)
+
+    def _row(
+        self,
+        fields: Sequence[str],
+        line: int,
+        last: int,
+        notes: Sequence[Note] = (),
+        offset: int = 0,
+        *,
+        quoted: bool = False,
+    ) -> None:
+        """One record, lines `line` to `last`; `quoted`: read by the reader's state machine
+        (a line holding a quote or a backslash, which is never blank)."""
+        if not self.header_read:
+            self._header(fields, line)
+            return
+        if not quoted and len(fields) == 1 and not fields[0].strip():
+            self._flush_blank()
+            self.blank = line
+            return
+        self._flush_blank()
+        self.scan.rows += 1
+        for note in notes:
+            moved = Note(
+                note.kind, note.line + offset, note.last_line + offset, note.written, note.shown
+            )
+            # Joined lines lose whole rows, as a dropped row does: that fails the batch.
+            found = self.scan.problems if note.kind is NoteKind.JOINED else self.scan.warnings
+            found.add(moved.line, moved.sentence(self.name))
+        if len(fields) != self.width:
+            self.scan.problems.add(line, self._width(line, last, len(fields)))
+            return
+        for rule in self.rules:
+            if complaint := rule.complaint(fields[rule.index]):
+                self.scan.warnings.add(line, f"line {line}: {complaint}")
+        if self.status >= 0 and self.scan.deleted is not None and _deleted(fields[self.status]):
+            self.scan.deleted += 1
+
+    def _width(self, line: int, last: int, found: int) -> str:
+        # The file is named beside the finding wherever it is shown.
+        where = f"line {line}" if last == line else f"the row on lines {line}-{last}"
+        does = "drops this row without a word"
+        if self.kind in _MENTIONED:
+            does = "skips this row, and says so only in the e-mail it sends after the import"
+        return (
+            f"{where} has {found} fields, the header has {self.width}: the server {does}; fix "
+            "the row (a missing or extra comma, or a stray quote)"
+        )
+
+    def _header(self, fields: Sequence[str], line: int) -> None:
+        self.header_read = True
+        if fields and fields[0].startswith("\ufeff"):
+            self.scan.bom = True  # taken off in the copy that goes up
+            fields = (fields[0][1:], *fields[1:])
+        key = ",".join(fields)
+        kind = HEADER_KEYS.get(key)
+        self.scan.kind = kind
+        if self.strict and kind is None:
+            self.scan.problems.add(line, header_complaint(key, tuple(fields)))
+        if not self.strict or kind is None:
+            self.stopped = True  # rows measured against an unknown header say nothing
+            return
+        names = tuple(key.split(","))
+        self.kind, self.width = kind, len(names)
+        self.rules = value_rules(kind, names)
+        self.scanned = tuple((r.index, tuple(v.encode() for v in r.allowed)) for r in self.rules)
+        self.status = names.index("status") if "status" in names else -1
+        self.scan.deleted = 0 if self.status >= 0 else None
+
+    def _stop(self, why: str, line: int | None = None) -> None:
+        self.stopped = True
+        if self.strict:
+            self.scan.problems.add(self.line if line is None else line, why)
+
+    def _flush_blank(self) -> None:
+        if self.blank is not None:
+            self.scan.warnings.add(
+                self.blank,
+                f"line {self.blank} is blank; remove it (a blank line is only fine at the "
+                "very end)",
+            )
+            self.blank = None
+
+
+def _deleted(value: str) -> bool:
+    return value.strip().lower() == "deleted"
+
+
+def _line_ends(text: str) -> int:
+    """How many lines the reader counts in `text` (an unended last line is one)."""
+    ends = text.count("\n")
+    if "\r" in text:
+        ends += text.count("\r") - text.count("\r\n")
+    return ends + (0 if text.endswith(("\n", "\r")) else 1)
+
+
+def _not_text(first: bytes, problems: Notes, decoding: Decoding) -> bool:
     if not first:
         problems.add(None, "the file is empty; the server needs at least its header line")
-    elif first.startswith((b"\xff\xfe", b"\xfe\xff")):
-        problems.add(None, 'the file is UTF-16; save it as UTF-8 (in Excel: "CSV UTF-8")')
+    elif first.startswith((b"\xff\xfe", b"\xfe\xff")) and decoding.keeps_ascii:
+        problems.add(None, decoding.utf16())
     elif first.startswith(b"PK\x03\x04"):
         problems.add(None, 'the file is a ZIP or an Excel workbook; export it as "CSV UTF-8"')
     else:
@@ -148,24 +466,25 @@ def _line_at(path: Path, offset: int) -> int:
 
 
 class _Encoding:
-    """The first byte that is not UTF-8 and the first NUL byte, over raw chunks."""
+    """The first byte that does not read in the group's encoding and the first NUL byte,
+    over raw chunks; what it gives back is the text as UTF-8, for the rows' checks."""
 
-    def __init__(self, path: Path, problems: Notes) -> None:
-        self.path, self.problems = path, problems
+    def __init__(self, path: Path, problems: Notes, decoding: Decoding) -> None:
+        self.path, self.problems, self.decoding = path, problems, decoding
         self.offset = 0  # of the next chunk in the file
         self.pending = b""  # the start of a character the last chunk cut
         self.utf8 = self.nul = True  # not yet reported
+        self.lines = 0  # line ends given back so far, where the file is converted
+        self.decoder = (
+            None if decoding.utf8 else codecs.getincrementaldecoder(decoding.codec)("strict")
+        )
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bytes:
+        """`chunk` as UTF-8 (itself, for a UTF-8 file), less what the next chunk ends."""
+        if self.decoder is not None:
+            return self._convert(chunk, final=False)
         if self.nul and b"\0" in chunk:
-            self.nul = False
-            line = _line_at(self.path, self.offset + chunk.index(b"\0"))
-            self.problems.add(
-                line,
-                f"line {line} holds a NUL byte; the file is binary or damaged: export it "
-                "again as CSV",
-                always=True,
-            )
+            self._nul(_line_at(self.path, self.offset + chunk.index(b"\0")))
         data = self.pending + chunk if self.pending else chunk
         start, self.pending = self.offset - len(self.pending), b""
         self.offset += len(chunk)
@@ -177,19 +496,50 @@ class _Encoding:
                     self.pending = data[exc.start :]
                 else:
                     self._report(data, exc.start, start)
+        return chunk
 
-    def finish(self) -> None:
+    def finish(self) -> bytes:
+        """What the file's last bytes, held back, come to once it has ended."""
+        if self.decoder is not None:
+            return self._convert(b"", final=True)
         if self.utf8 and self.pending:
             self._report(self.pending, 0, self.offset - len(self.pending))
+        return b""
+
+    def _nul(self, line: int) -> None:
+        self.nul = False
+        self.problems.add(
+            line,
+            f"line {line} holds a NUL byte; the file is binary or damaged: export it again as CSV",
+            always=True,
+        )
 
     def _report(self, data: bytes, index: int, start: int) -> None:
         self.utf8 = False
         line = _line_at(self.path, start + index)
         before = data[max(data.rfind(b"\n", 0, index) + 1, index - 30) : index]
-        after = f' after "{before.decode("utf-8", "replace")}"' if before.strip() else ""
-        self.problems.add(
-            line,
-            f"line {line} is not valid UTF-8 (byte 0x{data[index]:02X}{after}); save the "
-            'file as UTF-8 (in Excel: "CSV UTF-8")',
-            always=True,
-        )
+        shown = before.decode("utf-8", "replace")
+        self.problems.add(line, self.decoding.unreadable(line, data[index], shown), always=True)
+
+    def _convert(self, chunk: bytes, *, final: bool) -> bytes:
+        assert self.decoder is not None
+        try:
+            text = self.decoder.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            self._unreadable(exc)
+            self.decoder.errors = "replace"  # the rows are still checked, as best they read
+            text = self.decoder.decode(chunk, final)
+        data = text.encode("utf-8")
+        if self.nul and b"\0" in data:
+            self._nul(self.lines + data.count(b"\n", 0, data.index(b"\0")) + 1)
+        self.lines += data.count(b"\n")
+        return data
+
+    def _unreadable(self, exc: UnicodeDecodeError) -> None:
+        self.utf8 = False
+        # What the decoder was given holds the bytes it had held back from the last chunk.
+        before = exc.object[: exc.start].decode(self.decoding.codec, "replace")
+        line = self.lines + before.count("\n") + 1
+        shown = before[max(before.rfind("\n") + 1, len(before) - 30) :]
+        byte = exc.object[exc.start]
+        self.problems.add(line, self.decoding.unreadable(line, byte, shown), always=True)

@@ -23,6 +23,7 @@ from daemon.archive.writer import (
     build_zip,
     fastest_deflate,
     file_sha256,
+    measure_zip,
     stdlib_deflate,
 )
 from daemon.base.errors import ArchiveError, SourceError
@@ -342,3 +343,109 @@ def test_build_zip_syncs_in_the_background_as_it_writes(
     assert synced and all(name.startswith("zip-sync") for name in synced)
     with zipfile.ZipFile(built.path) as zipped:
         assert zipped.read("a.csv") == data
+
+
+# Measuring a ZIP without writing it
+
+
+@pytest.mark.parametrize("engine", [DEFLATE, stdlib_deflate()], ids=["fastest", "stdlib"])
+def test_measure_zip_gives_the_size_build_zip_writes_and_each_entrys(
+    tmp_path: Path, engine: Any
+) -> None:
+    big = os.urandom(1 << 20) + USERS * 5000  # spans several read chunks
+    entries = [
+        ZipEntry(source(tmp_path, "users.csv", BOM + USERS), "users.csv", strip_bom=True),
+        ZipEntry(source(tmp_path, "courses.csv", COURSES), "courses.csv"),
+        ZipEntry(source(tmp_path, "big.csv", big), "big.csv"),
+    ]
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    measured = measure_zip(entries, engine=engine)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing is written"
+    built = build_zip(entries, tmp_path / "out.zip", engine=engine)
+    assert measured.bytes == built.bytes == (tmp_path / "out.zip").stat().st_size
+    with zipfile.ZipFile(built.path) as archive_file:
+        compressed = [(i.filename, i.compress_size) for i in archive_file.infolist()]
+    assert [(e.name, e.compressed) for e in measured.entries] == compressed
+    assert [e.source for e in measured.entries] == ["users.csv", "courses.csv", "big.csv"]
+
+
+def test_measure_zip_missing_source_raises_source_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError):
+        measure_zip([ZipEntry(tmp_path / "gone.csv", "gone.csv")])
+
+
+# --- the copy in the ZIP: UTF-8 from the group's encoding, message.properties escaped ------
+
+
+def test_build_zip_converts_a_source_in_another_encoding_to_utf8(tmp_path: Path) -> None:
+    original = "user_id,first_name\r\nu1,Renée\r\nu2,Zoë €\r\n".encode("cp1252")
+    (tmp_path / "users.csv").write_bytes(original)
+    entry = ZipEntry(tmp_path / "users.csv", "users.csv", strip_bom=True, encoding="cp1252")
+    built = build_zip([entry], tmp_path / "out.zip")
+    with zipfile.ZipFile(built.path) as z:
+        assert z.read("users.csv") == original.decode("cp1252").encode("utf-8")
+    (source,) = built.sources
+    assert source.converted_from == "cp1252" and source.escaped == 0
+    assert source.bytes == len(original)
+    assert source.sha256 == hashlib.sha256(original).hexdigest()  # of the original
+    assert (tmp_path / "users.csv").read_bytes() == original
+
+
+def test_build_zip_does_not_call_ascii_a_conversion(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes(b"user_id,listing_id\nu1,L1\n")
+    built = build_zip([ZipEntry(tmp_path / "a.csv", "a.csv", encoding="cp1252")], tmp_path / "z")
+    assert built.sources[0].converted_from == ""
+
+
+@pytest.mark.parametrize(
+    ("codec", "name", "bom"),
+    [
+        ("utf-16", "日本 Ümit", ""),  # the codec reads its own byte-order mark
+        ("utf-16-le", "日本 Ümit", "\ufeff"),  # here the text holds it: it is taken off
+        ("shift_jis", "日本", ""),
+        ("latin-1", "Ümit", ""),
+    ],
+)
+def test_build_zip_converts_across_chunk_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str, name: str, bom: str
+) -> None:
+    monkeypatch.setattr(archive, "ZIP_CHUNK", 7)
+    text = "course_id,name\n" + f"C1,{name}\n" * 50
+    (tmp_path / "c.csv").write_bytes((bom + text).encode(codec))
+    entry = ZipEntry(tmp_path / "c.csv", "c.csv", strip_bom=True, encoding=codec)
+    built = build_zip([entry], tmp_path / "out.zip")
+    with zipfile.ZipFile(built.path) as z:
+        assert z.read("c.csv") == text.encode("utf-8")
+    assert built.sources[0].converted_from == codec
+    assert built.sources[0].bom_stripped is bool(bom)
+
+
+def test_build_zip_escapes_message_properties_as_java_reads_it(tmp_path: Path) -> None:
+    original = "sender=a@b.edu\nsubject=Bienvenue\nbody=Café 🎵\n".encode()
+    (tmp_path / "message.properties").write_bytes(original)
+    entry = ZipEntry(tmp_path / "message.properties", "message.properties", escape_unicode=True)
+    built = build_zip([entry], tmp_path / "out.zip")
+    with zipfile.ZipFile(built.path) as z:
+        copy = z.read("message.properties")
+    assert copy == b"sender=a@b.edu\nsubject=Bienvenue\nbody=Caf\\u00e9 \\ud83c\\udfb5\n"
+    (source,) = built.sources
+    assert source.escaped == 2 and source.converted_from == ""
+    assert (tmp_path / "message.properties").read_bytes() == original
+
+
+def test_build_zip_escapes_message_properties_from_the_group_encoding(tmp_path: Path) -> None:
+    (tmp_path / "m.properties").write_bytes("body=Café\n".encode("cp1252"))
+    entry = ZipEntry(tmp_path / "m.properties", "m", encoding="cp1252", escape_unicode=True)
+    built = build_zip([entry], tmp_path / "out.zip")
+    with zipfile.ZipFile(built.path) as z:
+        assert z.read("m") == b"body=Caf\\u00e9\n"
+    assert (built.sources[0].converted_from, built.sources[0].escaped) == ("cp1252", 1)
+
+
+def test_build_zip_refuses_a_source_that_no_longer_reads_in_its_encoding(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes(b"a,b\n\x81\n")
+    with pytest.raises(ArchiveError, match="does not read as cp1252 near byte 4"):
+        build_zip([ZipEntry(tmp_path / "a.csv", "a.csv", encoding="cp1252")], tmp_path / "z")
+    assert not (tmp_path / "z").exists()

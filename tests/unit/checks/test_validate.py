@@ -1,7 +1,7 @@
 """Validation of a batch's files as the provider's server would judge them.
 
 Every test runs twice: with the compiled row scanner (where it was built) and with the
-checks in Python only, as where no C compiler was at hand.
+reference reader alone, as where no C compiler was at hand.
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from daemon.checks.csv import check as csvcheck
-from daemon.checks.csv import fast as csvfast
-from daemon.checks.csv import rows as csvrows
-from daemon.checks.validate import Finding, Report, validate_batch
+from daemon.checks.validate import (
+    Decoding,
+    Finding,
+    Report,
+    properties_encoding,
+    validate_batch,
+)
 from daemon.config.model import Validation
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\n"
@@ -32,18 +36,24 @@ PROPERTIES = b"sender=music@example.edu\nsubject=Welcome\nbody=Hello\n"
 
 @pytest.fixture(autouse=True, params=["rowscan", "python"])
 def row_checks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if request.param == "rowscan" and csvfast.ROWSCAN is None:
+    if request.param == "rowscan" and csvcheck.ROWSCAN is None:
         pytest.skip("the row scanner was not built")
     if request.param == "python":
-        monkeypatch.setattr(csvfast, "ROWSCAN", None)
+        monkeypatch.setattr(csvcheck, "ROWSCAN", None)
+
+
+MUSIC = Decoding("utf-8", "groups.music.encoding")
 
 
 def check(
-    tmp_path: Path, files: dict[str, bytes], validation: Validation = Validation.STRICT
+    tmp_path: Path,
+    files: dict[str, bytes],
+    validation: Validation = Validation.STRICT,
+    decoding: Decoding = MUSIC,
 ) -> Report:
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    return validate_batch([tmp_path / name for name in files], validation)
+    return validate_batch([tmp_path / name for name in files], validation, decoding=decoding)
 
 
 def lines_and_words(findings: tuple[Finding, ...]) -> list[tuple[int | None, str]]:
@@ -107,7 +117,7 @@ CSV_CASES: list[tuple[str, bytes, list[tuple[int | None, str]], list[tuple[int |
     (
         "ragged after a quoted line break",
         ENROLLMENTS + b'C1,u1,student,"S1\nnorth",active\nC1,u2,S1,active\n',
-        [(4, "line 4 has 4 fields, the header has 5; check for a missing or extra comma")],
+        [(4, "line 4 has 4 fields, the header has 5: the server drops this row without a word")],
         [],
     ),
     (
@@ -119,7 +129,7 @@ CSV_CASES: list[tuple[str, bytes, list[tuple[int | None, str]], list[tuple[int |
     (
         "unterminated quote",
         GOOD + b'C1,"u2,student,S1,active\n' + ENROLLED,
-        [(3, "line 3 opens a quoted field that is never closed")],
+        [(3, "never closes, so the server refuses the whole upload")],
         [],
     ),
     (
@@ -167,7 +177,7 @@ CSV_CASES: list[tuple[str, bytes, list[tuple[int | None, str]], list[tuple[int |
     ("blank first line", b"\n" + GOOD, [(1, "line 1 is blank")], []),
     ("utf-16", "course_id,user_id\n".encode("utf-16"), [(None, "the file is UTF-16")], []),
     ("a workbook", b"PK\x03\x04\x14\x00\x06\x00", [(None, "an Excel workbook")], []),
-    ("old mac line ends", GOOD.replace(b"\n", b"\r"), [(1, "old Mac line ends")], []),
+    ("old mac line ends", GOOD.replace(b"\n", b"\r"), [], []),  # opencsv reads CR-only ends
     ("blank line at the end", GOOD + b"\n", [], []),
     ("blank crlf line at the end", GOOD.replace(b"\n", b"\r\n") + b"\r\n", [], []),
     ("blank line inside", GOOD + b"\n" + ENROLLED, [], [(3, "line 3 is blank; remove it")]),
@@ -347,11 +357,36 @@ def test_validate_batch_wants_a_users_csv_with_message_properties(tmp_path: Path
     assert_findings(report.problems, [(None, "refuses without a users CSV")])
 
 
-def test_validate_batch_warns_of_utf8_in_message_properties(tmp_path: Path) -> None:
-    data = PROPERTIES + "body=Café\n".encode()
+def test_validate_batch_takes_utf8_text_in_message_properties_as_it_goes_up_escaped(
+    tmp_path: Path,
+) -> None:
+    # Java reads the file as ISO-8859-1; the copy in the ZIP holds \u00e9, read as written.
+    data = b"sender=a@b.edu\nsubject=Caf\xc3\xa9\nbody=\xe2\x82\xac \xf0\x9f\x8e\xb5\n"
     report = check(tmp_path, {"users.csv": USERS + GUEST, "message.properties": data})
+    assert report.problems == report.warnings == ()
+
+
+def test_validate_batch_finds_message_properties_in_any_case(tmp_path: Path) -> None:
+    report = check(tmp_path, {"e.csv": GOOD, "Message.Properties": PROPERTIES})
+    assert report.kinds["Message.Properties"] == "properties"
+    assert_findings(report.problems, [(None, "refuses without a users CSV")])
+
+
+def test_validate_batch_refuses_message_properties_not_in_the_group_encoding(
+    tmp_path: Path,
+) -> None:
+    data = PROPERTIES + b"# from a Java tool\nbody=Caf\xe9\n"
+    report = check(tmp_path, {"users.csv": USERS + GUEST, "message.properties": data})
+    assert_findings(
+        report.problems,
+        [(5, 'line 5 is not valid UTF-8 (byte 0xE9 after "body=Caf"); save the file as UTF-8')],
+    )
+    assert "or set groups.music.encoding to the file's encoding" in report.problems[0].message
+    cp1252 = Decoding("cp1252", "groups.music.encoding")
+    report = check(
+        tmp_path, {"users.csv": USERS + GUEST, "message.properties": data}, decoding=cp1252
+    )
     assert report.problems == ()
-    assert_findings(report.warnings, [(None, "é is \\u00e9")])
 
 
 def test_validate_batch_off_still_refuses_a_bad_escape(tmp_path: Path) -> None:
@@ -371,13 +406,13 @@ def test_validate_batch_stops_at_a_line_that_never_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(csvcheck, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(csvrows, "LONG_LINE_BYTES", 1000)
+    monkeypatch.setattr(csvcheck, "LONG_LINE_BYTES", 1000)
     endless = GOOD + b"C1," + b"x" * 2000 + b"\n" + b"junk\n"
     runaway = GOOD + b'C1,u2,student,"S1\n' + b"x\n" * 1000
     report = check(tmp_path, {"endless.csv": endless, "runaway.csv": runaway})
     assert_findings(
         report.problems,
-        [(3, "line 3 runs for over"), (3, "line 3 opens a quoted field still open")],
+        [(3, "line 3 runs for over"), (3, "line 3: a quote opened on this record is still open")],
     )
 
 
@@ -444,7 +479,6 @@ def test_validate_batch_counts_fields_as_the_csv_module_does(
 ) -> None:
     rng = random.Random(seed)
     monkeypatch.setattr(csvcheck, "CHUNK_BYTES", rng.choice([3, 8, 40, 200, 5000]))
-    monkeypatch.setattr(csvrows, "SPLIT_BYTES", rng.choice([16, 4096]))
     records = [
         ",".join(random_field(rng) for _ in range(rng.choice([2, 2, 2, 2, 1, 3])))
         for _ in range(rng.randint(1, 60))
@@ -509,7 +543,6 @@ def test_validate_batch_judges_row_values_as_a_plain_reading_does(
                 expected.append(line)
             deleted += status.strip().lower() == "deleted"
         line += 1 + sum(field.count("\n") for field in row)
-    monkeypatch.setattr(csvrows, "SPLIT_BYTES", rng.choice([16, 100, 4096]))
     for chunk in (rng.choice([7, 50, 300]), 1 << 20):
         monkeypatch.setattr(csvcheck, "CHUNK_BYTES", chunk)
         report = check(tmp_path, {"f.csv": data})
@@ -548,3 +581,122 @@ def test_validate_batch_counts_deleted_rows_however_many(tmp_path: Path, share: 
     assert report.deleted == {"f.csv": deleted}
     assert report.rows == {"f.csv": 40_001}
     assert [f.line for f in report.warnings] == [20_002]
+
+
+# --- a group's `encoding` ------------------------------------------------------------------
+
+CP1252 = Decoding("cp1252", "groups.music.encoding")
+RENEE = "u2,renee@example.edu,Renée,Dupré,renee@example.edu,active\n"
+
+
+def test_validate_batch_names_the_line_and_the_encoding_setting_of_bytes_not_utf8(
+    tmp_path: Path,
+) -> None:
+    report = check(tmp_path, {"users.csv": USERS + GUEST + RENEE.encode("cp1252")})
+    assert_findings(
+        report.problems,
+        [
+            (
+                3,
+                'line 3 is not valid UTF-8 (byte 0xE9 after "u2,renee@example.edu,Ren"); save '
+                'the file as UTF-8 (in Excel: "CSV UTF-8"), or set groups.music.encoding to the '
+                'file\'s encoding, such as "cp1252"',
+            )
+        ],
+    )
+
+
+def test_validate_batch_reads_a_cp1252_csv_in_its_group_encoding(tmp_path: Path) -> None:
+    data = (USERS + GUEST + RENEE.encode("cp1252")).replace(b"\n", b"\r\n")
+    report = check(
+        tmp_path, {"users.csv": data + b"u3,x@y.edu,\x80uro,Z,x@y.edu,deleted\r\n"}, decoding=CP1252
+    )
+    assert report.problems == report.warnings == ()
+    assert report.kinds == {"users.csv": "users"}
+    assert report.rows == {"users.csv": 3}
+    assert report.deleted == {"users.csv": 1}
+
+
+def test_validate_batch_refuses_a_byte_the_group_encoding_does_not_have(tmp_path: Path) -> None:
+    # 0x81 is one of the five bytes cp1252 leaves undefined: the file is not cp1252.
+    data = USERS + GUEST + b"u2,a@b.edu,A\x81,B,a@b.edu,active\n" + b"u3,,\n"
+    report = check(tmp_path, {"users.csv": data}, decoding=CP1252)
+    assert_findings(
+        report.problems,
+        [
+            (
+                3,
+                'line 3 is not valid cp1252 (byte 0x81 after "u2,a@b.edu,A"); save the file in '
+                "cp1252, or set groups.music.encoding to the file's encoding",
+            ),
+            (4, "line 4 has 3 fields"),  # the rows are still checked, as best they read
+        ],
+    )
+
+
+def test_validate_batch_off_still_reads_each_file_in_the_group_encoding(tmp_path: Path) -> None:
+    files = {"users.csv": USERS + b"u1\x81\n", "nul.csv": LISTINGS + "é\0,L\n".encode("cp1252")}
+    report = check(tmp_path, files, Validation.OFF, CP1252)
+    assert_findings(report.problems, [(2, "not valid cp1252"), (2, "line 2 holds a NUL byte")])
+    assert report.kinds == {"users.csv": "users", "nul.csv": "listings"}
+
+
+def test_validate_batch_reads_utf16_where_the_group_says_so(tmp_path: Path) -> None:
+    data = (USERS + GUEST).decode() + RENEE
+    utf16 = Decoding("utf-16", "groups.music.encoding")
+    report = check(tmp_path, {"users.csv": data.encode("utf-16")}, decoding=utf16)
+    assert report.problems == ()
+    assert report.kinds == {"users.csv": "users"}
+    assert report.rows == {"users.csv": 2}
+    report = check(tmp_path, {"users.csv": data.encode("utf-16")})
+    assert_findings(report.problems, [(None, 'set groups.music.encoding to "utf-16"')])
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1 << 20])
+@pytest.mark.parametrize("codec", ["cp1252", "utf-16-le", "shift_jis"])
+def test_validate_batch_converts_without_regard_to_chunk_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, codec: str
+) -> None:
+    monkeypatch.setattr(csvcheck, "CHUNK_BYTES", chunk)
+    name = "Ümit" if codec != "shift_jis" else "日本"
+    text = ENROLLMENTS.decode() + f'C1,"{name},\r\nx",student,S1,active\r\nC1,u2,ta,S1\n'
+    report = check(tmp_path, {"e.csv": text.encode(codec)}, decoding=Decoding(codec))
+    assert_findings(report.problems, [(4, "line 4 has 4 fields, the header has 5")])
+    assert report.rows == {"e.csv": 2}
+
+
+def test_validate_batch_refuses_a_quote_in_message_properties_that_never_closes(
+    tmp_path: Path,
+) -> None:
+    # The server reads every file with CSVReader first: opencsv throws on this one (400).
+    data = PROPERTIES + b'body=Click "Accept to join\n'
+    report = check(tmp_path, {"users.csv": USERS + GUEST, "message.properties": data})
+    assert_findings(
+        report.problems,
+        [(4, 'line 4 of message.properties opens a quote that never closes ("body=Click')],
+    )
+    assert 'write a lone quote as \\"' in report.problems[0].message
+
+
+@pytest.mark.parametrize(
+    "body", [b'body=Click \\"Accept\n', b'body=Click "Accept" now\n', b"body=it's\n"]
+)
+def test_validate_batch_takes_quotes_in_message_properties_that_opencsv_reads(
+    tmp_path: Path, body: bytes
+) -> None:
+    report = check(tmp_path, {"users.csv": USERS + GUEST, "message.properties": PROPERTIES + body})
+    assert report.problems == ()
+
+
+def test_validate_batch_reads_a_utf8_message_properties_as_utf8_in_any_group(
+    tmp_path: Path,
+) -> None:
+    # Written by hand in an editor, it is UTF-8 where the CSVs are cp1252.
+    files = {
+        "users.csv": USERS + GUEST + RENEE.encode("cp1252"),
+        "message.properties": PROPERTIES + "body=Café\n".encode(),
+    }
+    assert check(tmp_path, files, decoding=CP1252).problems == ()
+    assert properties_encoding(tmp_path / "message.properties", "cp1252") == "utf-8"
+    (tmp_path / "message.properties").write_bytes("body=Café\n".encode("cp1252"))
+    assert properties_encoding(tmp_path / "message.properties", "cp1252") == "cp1252"

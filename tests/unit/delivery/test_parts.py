@@ -59,3 +59,9 @@ def test_plan_parts_refuses_a_file_that_cannot_fit_alone() -> None:
         plan_parts([Sized("small.csv", 10), Sized("huge.csv", 5000)], 1000)
     assert caught.value.name == "huge.csv"
     assert caught.value.needs > 1000
+
+
+def test_server_order_puts_message_properties_in_any_case_after_users() -> None:
+    kinds = {"e.csv": "enrollments", "u.csv": "users"}
+    ordered = server_order(["e.csv", "Message.Properties", "u.csv"], kinds)
+    assert ordered == ["u.csv", "Message.Properties", "e.csv"]

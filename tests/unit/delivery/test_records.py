@@ -8,7 +8,15 @@ import json
 from daemon.base.errors import Finding, Offence
 from daemon.base.steps import Step
 from daemon.delivery.records import BatchRecord, Failure, HeldRecord
-from daemon.spool.manifest import FileRecord, Part, PartAnswer, Release, ZipSummary
+from daemon.spool.manifest import (
+    FileRecord,
+    Part,
+    PartAnswer,
+    Release,
+    Unpacked,
+    UnpackedEntry,
+    ZipSummary,
+)
 
 RECEIPT_KEYS = [
     "batch",
@@ -138,3 +146,46 @@ def test_held_record_keeps_what_release_needs() -> None:
     assert data["min_rows_for_guard"] == 100 and data["held"] == "2026-11-23T08:00:01.000Z"
     assert "status" not in data and '"users.csv" has 150' in data["reason"]
     assert held.reason == data["reason"]
+
+
+def test_receipt_of_a_dropped_zip_lists_its_entries_and_the_junk_left_out() -> None:
+    unpacked = Unpacked(
+        "export.zip",
+        (
+            UnpackedEntry("export/users.csv", "users.csv", 51),
+            UnpackedEntry("export/courses.csv", "courses.csv", 60, converted_from="cp1252"),
+        ),
+        ("__MACOSX/export/._users.csv", "export/.DS_Store"),
+    )
+    data = json.loads(json.dumps(record(unpacked=unpacked).to_json()))
+    assert list(data) == [*RECEIPT_KEYS, "unpacked"]
+    assert data["unpacked"] == {
+        "from": "export.zip",
+        "entries": [
+            {"entry": "export/users.csv", "name": "users.csv", "bytes": 51},
+            {
+                "entry": "export/courses.csv",
+                "name": "courses.csv",
+                "bytes": 60,
+                "converted": {"from": "cp1252", "to": "utf-8"},
+            },
+        ],
+        "left_out": ["__MACOSX/export/._users.csv", "export/.DS_Store"],
+    }
+    failed = record(unpacked=unpacked, failure=Failure(Step.INTAKE, "two users.csv")).to_json()
+    assert list(failed)[-3:] == ["unpacked", "step", "reason"]
+    assert "unpacked" not in record().to_json(), "only a batch dropped as a ZIP has it"
+
+
+def test_receipt_says_per_file_what_its_copy_was_converted_from_and_escaped() -> None:
+    files = (
+        FileRecord("users.csv", 51, "cd" * 32, "csv", converted_from="cp1252"),
+        FileRecord("message.properties", 40, "ef" * 32, "properties", escaped=3),
+        FileRecord("courses.csv", 20, "01" * 32, "csv"),
+    )
+    data = json.loads(json.dumps(record(files=files).to_json()))
+    users, properties, courses = data["files"]
+    assert users["converted"] == {"from": "cp1252", "to": "utf-8"}
+    assert "escaped" not in users
+    assert properties["escaped"] == 3 and "converted" not in properties
+    assert list(courses) == ["name", "bytes", "sha256", "kind"]  # only where it happened

@@ -82,6 +82,7 @@ def test_classify_temporary_names_are_never_taken(name: str) -> None:
         ("users.csv", FileKind.CSV),
         ("Enrollments.CSV", FileKind.CSV),
         ("message.properties", FileKind.PROPERTIES),
+        ("Message.Properties", FileKind.PROPERTIES),  # the server finds it in any case
         ("upload.zip", FileKind.ZIP),
         ("UPLOAD.ZIP", FileKind.ZIP),
         ("users.csv.done", FileKind.MARKER),

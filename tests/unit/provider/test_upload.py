@@ -160,6 +160,65 @@ def test_classify_413_fails_naming_max_upload_bytes() -> None:
     assert "max_upload_bytes" in outcome.reason and "413" in outcome.reason
 
 
+# Spring Boot's error body for MaxUploadSizeExceededException, and what some deployments send
+# in its place: a 500 or 400 whose body carries the exception's message.
+SPRING_413 = {
+    "timestamp": "2026-11-23T08:00:00.000+00:00",
+    "status": 413,
+    "error": "Payload Too Large",
+    "path": "/rest/upload/music/zip",
+}
+SPRING_500_MESSAGE = {
+    "timestamp": "2026-11-23T08:00:00.000+00:00",
+    "status": 500,
+    "error": "Internal Server Error",
+    "message": "Maximum upload size exceeded",
+    "path": "/rest/upload/music/zip",
+}
+TOMCAT_PAGE = (
+    "<html><head><title>HTTP Status 500 - Internal Server Error</title></head><body>"
+    "<p>org.springframework.web.multipart.MaxUploadSizeExceededException: Maximum upload "
+    "size exceeded; nested exception is java.lang.IllegalStateException: "
+    "org.apache.tomcat.util.http.fileupload.impl.FileSizeLimitExceededException: The field "
+    "deptFileUpload exceeds its maximum permitted size of 1048576 bytes.</p></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body"),
+    [
+        (413, JSON, json.dumps(SPRING_413)),
+        (413, HTML, "<html><head><title>413 Request Entity Too Large</title></head></html>"),
+        (413, {}, ""),
+        (500, JSON, json.dumps(SPRING_500_MESSAGE)),
+        (500, HTML, TOMCAT_PAGE),
+        (400, JSON, json.dumps({**SPRING_500_MESSAGE, "status": 400, "error": "Bad Request"})),
+        (400, {"Content-Type": "text/plain"}, "Maximum upload size exceeded"),
+        (503, {"Content-Type": "text/plain"}, "SizeLimitExceededException: request too big"),
+    ],
+    ids=["spring-413", "proxy-413", "bare-413", "spring-500", "tomcat-500", "400", "text", "503"],
+)
+def test_classify_an_upload_over_the_size_limit_fails_the_batch_naming_max_upload_bytes(
+    status: int, headers: dict[str, str], body: str
+) -> None:
+    outcome = classify(status, headers, body, now=NOW, request_bytes=2_345_678)
+    assert outcome.kind is OutcomeKind.FAILED, "never retried: it would be refused again"
+    assert not outcome.retryable
+    assert outcome.status == status
+    assert outcome.reason.startswith(
+        f"the server refused the upload of 2,345,678 bytes as too large (HTTP {status}, "
+        "maximum upload size exceeded): set max_upload_bytes for the group below the "
+        "server's limit"
+    )
+
+
+def test_classify_a_500_that_says_nothing_of_size_is_still_retried() -> None:
+    body = {**SPRING_500_MESSAGE, "message": "Unable to unzip uploaded file"}
+    outcome = classify(500, JSON, json.dumps(body), now=NOW, request_bytes=10)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert "max_upload_bytes" not in outcome.reason
+
+
 def test_classify_200_sign_in_page_is_retried_naming_its_title() -> None:
     outcome = classify(200, HTML, SIGN_IN, now=NOW)
     assert outcome.kind is OutcomeKind.RETRY
@@ -531,6 +590,21 @@ def test_upload_zip_400_from_the_server_fails_with_its_answer(
     assert outcome.kind is OutcomeKind.FAILED
     assert outcome.status == 400
     assert outcome.answer == PARSE_ERROR
+
+
+def test_upload_zip_413_fails_naming_the_size_sent_and_max_upload_bytes(
+    server: UploadServer, zip_file: Path
+) -> None:
+    server.recorder.status = 413
+    server.recorder.body = json.dumps(SPRING_413).encode()
+
+    outcome = upload(server, zip_file)
+
+    assert outcome.kind is OutcomeKind.FAILED
+    [received] = server.recorder.requests
+    assert f"the upload of {len(received.body):,} bytes as too large" in outcome.reason
+    assert "max_upload_bytes" in outcome.reason
+    assert outcome.answer == SPRING_413
 
 
 def test_upload_zip_429_from_the_server_retries_after(server: UploadServer, zip_file: Path) -> None:

@@ -17,7 +17,16 @@ import pytest
 from daemon.base.durable import write_json_atomic
 from daemon.base.errors import Finding, FolderError, SpoolError
 from daemon.intake.readiness import FileKind, ReadyFile
-from daemon.spool.manifest import BatchState, FileRecord, Manifest, Part, Release, ZipSummary
+from daemon.spool.manifest import (
+    BatchState,
+    FileRecord,
+    Manifest,
+    Part,
+    Release,
+    Unpacked,
+    UnpackedEntry,
+    ZipSummary,
+)
 from daemon.spool.store import Spool, new_batch_id
 from unit.child import run_child, start_child
 
@@ -476,3 +485,24 @@ def test_try_lock_refuses_a_fifo_at_the_lock_without_waiting_on_it(tmp_path: Pat
     with pytest.raises(FolderError) as caught:
         Spool(tmp_path, "music").try_lock()
     assert "lock is not a regular file" in caught.value.reason
+
+
+def test_spool_fresh_unpacked_dir_starts_empty_and_is_cleared(spool: Spool) -> None:
+    manifest = spool.open_batch(MOMENT)
+    leftover = spool.fresh_unpacked_dir(manifest.batch)
+    (leftover / "users.csv").write_bytes(b"half of it")  # a crash came mid-unpacking
+    again = spool.fresh_unpacked_dir(manifest.batch)
+    assert again == leftover and list(again.iterdir()) == []
+    assert again.stat().st_mode & 0o777 == 0o700
+    spool.clear_unpacked(manifest.batch)
+    spool.clear_unpacked(manifest.batch)  # gone already: nothing to do
+    assert listing(spool.batch_dir(manifest.batch)) == ["files", "manifest.json"]
+
+
+def test_spool_save_load_round_trip_of_a_dropped_zip(spool: Spool) -> None:
+    manifest = spool.open_batch(MOMENT)
+    manifest.unpacked = Unpacked(
+        "export.zip", (UnpackedEntry("a/users.csv", "users.csv", 51),), ("__MACOSX/a/._users.csv",)
+    )
+    spool.save(manifest)
+    assert spool.load(manifest.batch) == manifest
