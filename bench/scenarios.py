@@ -98,7 +98,7 @@ class DropdRun:
     to_answer: float | None
     idle_mib: float | None
     server_peak_mib: float | None
-    helper_peak_mib: float | None = None  # the scan helper's, where dropd started one
+    helper_peak_mib: float | None = None  # dropd's child processes', where it started any
 
 
 def _mib(kib: int | None) -> float | None:
@@ -178,9 +178,9 @@ def dropd_upload(work: Path, source: Path, server: Server, deadline: float) -> D
 
 
 def _children_peak_mib(pid: int) -> float | None:
-    """The summed VmHWM of `pid`'s child processes (dropd's scan helper), if it has any."""
+    """The summed VmHWM of `pid`'s child processes, if it has any (dropd starts none now)."""
     children: list[str] = []
-    # Each thread lists the children it started: dropd starts its helper from a worker.
+    # Each thread lists the children it started: a child started from a worker shows there.
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         with contextlib.suppress(OSError):
             children += task.read_text().split()

@@ -18,9 +18,10 @@ VALIDATE = Path(__file__).with_name("validate_speed.py")
 @dataclass(frozen=True)
 class Validated:
     """`validate_batch` on the CSV: strict as dropd runs it (the best of two runs), strict
-    on one core, the same in Python only (no row scanner), on one core without the
-    row-value warnings, and `off`, in MB/s; the peak
-    RSS (MiB) of the process that ran them all, and of its scan helper (None: not started)."""
+    on one thread, the same in Python only (the reference reader, no row scanner), on one
+    thread without the row-value warnings, and `off`, in MB/s; the peak RSS (MiB) of the
+    process that ran them all; `helper_peak_mib` is always None now (validate_speed.py
+    writes it so: dropd starts no helper process)."""
 
     strict: float
     one_core: float

@@ -87,7 +87,7 @@ def _with_helper(run: DropdRun) -> float | None:
 def _helper_note(run: DropdRun) -> str:
     if not run.helper_peak_mib or run.upload.peak_mib is None:
         return ""
-    return f": {run.upload.peak_mib:.1f} + scan helper {run.helper_peak_mib:.1f}"
+    return f": {run.upload.peak_mib:.1f} + child processes {run.helper_peak_mib:.1f}"
 
 
 def _ratio(dropd: float | None, baseline: float | None) -> float | None:
@@ -96,8 +96,8 @@ def _ratio(dropd: float | None, baseline: float | None) -> float | None:
 
 
 def memory_figures(results: list[SizeResult]) -> list[Figure]:
-    """dropd's peak RSS per batch size: the daemon's, plus its scan helper's where one ran
-    (a child process, part of the service: judged together)."""
+    """dropd's peak RSS per batch size: the daemon's, plus its child processes' where any
+    ran (part of the service: judged together; dropd starts none now)."""
     peaks = [_with_helper(r.dropd) for r in results]
     rows = [
         Figure(
@@ -119,7 +119,7 @@ def validation_figures(r: SizeResult) -> list[Figure]:
     v = r.validated
     if v is None:
         return [Figure(f"validation, {_size(r.size)} CSV", "failed: see stderr")]
-    helper = f" + scan helper {_n(v.helper_peak_mib, 0, ' MiB')}" if v.helper_peak_mib else ""
+    helper = f" + child processes {_n(v.helper_peak_mib, 0, ' MiB')}" if v.helper_peak_mib else ""
     return [
         Figure(
             f"validation, {_size(r.size)} CSV, strict, as dropd runs it (peak RSS)",
