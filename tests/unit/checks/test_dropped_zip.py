@@ -3,7 +3,6 @@ CSVs and message.properties, no escapes, links or bombs."""
 
 from __future__ import annotations
 
-import io
 import stat
 import zipfile
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from daemon.checks import dropped_zip as zipcheck
 from daemon.checks.dropped_zip import TakenEntry, Unpacking, is_macos_junk, unpack_zip
+from unit.zips import zip_of
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\n"
 COURSES = b"course_id,short_name,long_name,account_id,term_id,status\n"
@@ -206,23 +206,9 @@ def test_unpack_reads_a_zip_behind_a_stub(tmp_path: Path) -> None:
 def test_unpack_reads_a_stored_entry_with_a_data_descriptor(tmp_path: Path) -> None:
     # Written to a stream that cannot seek, zipfile puts sizes after the data: with a stored
     # entry, which Java's ZipInputStream cannot read.
-    class Unseekable(io.RawIOBase):
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: object) -> int:
-            chunk = bytes(b)  # type: ignore[call-overload]
-            self.data += chunk
-            return len(chunk)
-
-    out = Unseekable()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("users.csv", USERS)
+    streamed = zip_of({"users.csv": USERS}, zipfile.ZIP_STORED, seekable=False)
     path, folder = tmp_path / "streamed.zip", tmp_path / "unpacked"
-    path.write_bytes(bytes(out.data))
+    path.write_bytes(streamed)
     folder.mkdir()
     with zipfile.ZipFile(path) as archive:
         [info] = archive.infolist()

@@ -22,6 +22,7 @@ from daemon.delivery import packing
 from daemon.intake.readiness import FileKind, classify
 from daemon.spool.manifest import FileRecord, Manifest, Unpacked, UnpackedEntry
 from daemon.spool.store import Spool
+from unit.zips import zip_of
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\nu1,a@b.edu,A,B,a@b.edu,active\n"
 ENROLLMENTS = b"course_id,user_id,role,section_id,status\n" + b"C1,u1,student,S1,active\n" * 5000
@@ -234,22 +235,8 @@ def test_pack_a_dropped_zip_behind_a_stub_goes_up_as_dropds_own(tmp_path: Path) 
 
 
 def test_pack_a_dropped_zip_of_a_stored_entry_with_a_data_descriptor(tmp_path: Path) -> None:
-    class Unseekable(io.RawIOBase):  # zipfile writes sizes after the data to such a stream
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: object) -> int:
-            chunk = bytes(b)  # type: ignore[call-overload]
-            self.data += chunk
-            return len(chunk)
-
-    out = Unseekable()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("users.csv", USERS)
-    spool, manifest = batch(tmp_path, {"export.zip": bytes(out.data)})
+    streamed = zip_of({"users.csv": USERS}, zipfile.ZIP_STORED, seekable=False)
+    spool, manifest = batch(tmp_path, {"export.zip": streamed})
     claimed(spool, manifest, ["export.zip"])
     packing.pack(spool, manifest, 0, Validation.STRICT)
     with zipfile.ZipFile(spool.zip_path(manifest.batch)) as archive:

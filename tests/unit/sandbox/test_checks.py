@@ -17,6 +17,7 @@ from daemon.sandbox import checks
 from daemon.sandbox.checks import ReceivedFile, Verdict, judge_upload, unzip
 from daemon.sandbox.form import Part, RequestError, UploadForm
 from daemon.sandbox.zipstream import StreamEntry, ZipStreamError, entries
+from unit.zips import zip_of
 
 USERS = (
     b"user_id,login_id,first_name,last_name,email,status\r\n"
@@ -26,30 +27,6 @@ MESSAGE = b"sender=noreply@example.edu\nsubject=Welcome\nbody=Hello\n"
 UNZIP_FAILED = (400, "Unable to unzip uploaded file", None)
 NO_FILES = (400, "No files to process", None)
 ACCEPTED = (200, checks.ACCEPTED, None)
-
-
-class _Unseekable(io.RawIOBase):
-    """A stream zipfile cannot seek back in: it writes a data descriptor after each entry."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.data += data
-        return len(data)
-
-
-def zip_of(
-    files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED, *, seekable: bool = True
-) -> bytes:
-    target: io.BytesIO | _Unseekable = io.BytesIO() if seekable else _Unseekable()
-    with zipfile.ZipFile(target, "w", compression=method) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return bytes(target.getvalue() if isinstance(target, io.BytesIO) else target.data)
 
 
 def answer(data: bytes, *, notify: bool = False) -> tuple[int, str, list[str] | None]:
