@@ -55,10 +55,15 @@ def block_template(seed: int) -> bytes:
 
 def write_enrollments(path: Path, size: int, seed: int = 7) -> int:
     """Write an enrollments CSV of about `size` bytes (whole rows) and fsync it; its rows."""
-    template = block_template(seed)
-    written, rows, block = len(HEADER), 0, 0
+    return write_blocks(path, HEADER, block_template(seed), size)
+
+
+def write_blocks(path: Path, header: bytes, template: bytes, size: int) -> int:
+    """Write `header`, then `template` again and again with `#####` the block number, to
+    about `size` bytes of whole rows, and fsync it; the rows written."""
+    written, rows, block = len(header), 0, 0
     with open(path, "wb") as out:
-        out.write(HEADER)
+        out.write(header)
         while written < size:
             data = template.replace(_COUNTER, b"%05d" % (block % 100_000))
             if written + len(data) > size:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from sis_data import write_enrollments
+from sis_data import write_blocks, write_enrollments
 
 from daemon.checks.csv.check import ROWSCAN, THREADED_BYTES
 from daemon.checks.csv.formats import ValueRule, value_rules
@@ -81,20 +80,7 @@ def write_users(path: Path, size: int, seed: int = 7) -> int:
             f"#####%s,{first}.{last}%s@example.edu,{first},{last},x%s@mail.example.org,{status}"
         )
     template = "\n".join(row % ((n,) * 3) for n, row in enumerate(rows)).encode() + b"\n"
-    written, count, block = len(USERS_HEADER), 0, 0
-    with open(path, "wb") as out:
-        out.write(USERS_HEADER)
-        while written < size:
-            data = template.replace(b"#####", b"%05d" % (block % 100_000))
-            if written + len(data) > size:
-                data = data[: data.rfind(b"\n", 0, size - written) + 1]
-                if not data:
-                    break
-            out.write(data)
-            written, count, block = written + len(data), count + data.count(b"\n"), block + 1
-        out.flush()
-        os.fsync(out.fileno())
-    return count
+    return write_blocks(path, USERS_HEADER, template, size)
 
 
 def measure(path: Path, repeats: int) -> dict[str, Any]:
