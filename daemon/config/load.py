@@ -14,9 +14,26 @@ from daemon.config.overlap import check_folders_apart, check_state_apart
 from daemon.config.tables import read_daemon, read_environment, read_group
 from daemon.config.toml import Table, check_path, join_key, sections
 
-__all__ = ["TOP_KEYS", "check_paths", "load_config", "read_toml"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "TOP_KEYS",
+    "check_paths",
+    "config_option",
+    "load_config",
+    "read_toml",
+]
 
 TOP_KEYS = ("daemon", "environments", "groups")  # the tables of the file, in their order
+
+# Where every command looks when neither `--config` nor `$DROPD_CONFIG` names a file.
+DEFAULT_CONFIG_PATH = Path("/etc/dropd/dropd.toml")
+
+
+def config_option(path: Path) -> str:
+    """` --config PATH` for a command a person is told to run, or "" for the default file."""
+    if Path(os.path.abspath(path)) == DEFAULT_CONFIG_PATH:
+        return ""
+    return f" --config {os.path.abspath(path)}"
 
 
 def load_config(path: Path) -> Config:
