@@ -70,14 +70,17 @@ _NAMES = ("Ann", "Bo", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivo", "J
 
 
 def write_users(path: Path, size: int, seed: int = 7) -> int:
-    """Write a users CSV of about `size` bytes (whole rows); its rows."""
+    """Write a users CSV of about `size` bytes (whole rows, 2% of them quoted, 1 in 1,000
+    with a backslash); its size."""
     rng = random.Random(seed)
     rows = []
     for _ in range(5000):
         first, last = rng.choice(_NAMES), rng.choice(_NAMES) + "son"
         status = rng.choices(("active", "suspended", "deleted"), (0.96, 0.02, 0.02))[0]
+        # As SIS exports write them: 2% of names quoted for a comma, 1 in 1,000 a backslash.
+        shown = rng.choices((last, f'"{last}, Jr."', f"{last}\\Art"), (0.979, 0.02, 0.001))[0]
         rows.append(
-            f"#####%s,{first}.{last}%s@example.edu,{first},{last},x%s@mail.example.org,{status}"
+            f"#####%s,{first}.{last}%s@example.edu,{first},{shown},x%s@mail.example.org,{status}"
         )
     template = "\n".join(row % ((n,) * 3) for n, row in enumerate(rows)).encode() + b"\n"
     return write_blocks(path, USERS_HEADER, template, size)

@@ -10,9 +10,10 @@ backslashes it drops, quotes it takes, a quote that never closes (the server the
 the whole upload).
 
 Most SIS lines hold no quote and no backslash; for those opencsv's reading is a split at
-every comma, so they are split in bulk (`PlainRows`). The others are one `Record` each: a
-line whose quotes all sit at field edges (`"a,b",c`) is split around them, and the rest
-(a backslash, a quote inside a field, a record a quote keeps open) go through opencsv's
+every comma, so they are split in bulk (`PlainRows`). A line whose quotes all sit at field
+edges (`1,"Lee, Jr.",x`) reads as it looks, each quoted field its text between the
+quotes: it is split around them and stays in the bulk. The rest (a backslash, a quote
+inside a field, a record a quote keeps open) are one `Record` each, read by opencsv's
 state machine.
 """
 
@@ -124,7 +125,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class PlainRows:
-    """Consecutive lines with no quote and no backslash: each is one record, split at commas.
+    """Consecutive lines each one record as it looks: split at commas, a field wholly in
+    quotes (`"Lee, Jr."`) taken as the text between them, no backslash, no other quote.
 
     `rows[k]` is line `line + k`. The rows are lists, not tuples, because building a frozen
     record per line would cost more than the whole reading; treat them as read-only.
@@ -315,9 +317,13 @@ class _Reader:
             if any(char in piece for char in _OTHER_BREAKS):
                 split = _split_line_ends
         quote, backslash = piece.find('"'), piece.find("\\")  # the next of each, or -1
+        # The bulk being gathered: plain lines and lines quoted at field edges, from `first`.
+        rows: list[list[str]] = []
+        first = self.number
         while start < end:
             if self.open:
                 start = self._slow(piece, start, found)
+                first = self.number
                 continue
             if 0 <= quote < start:
                 quote = piece.find('"', start)
@@ -327,22 +333,40 @@ class _Reader:
                 min(quote, backslash) if quote >= 0 and backslash >= 0 else quote + backslash + 1
             )
             if special < 0:
-                found.append(self._plain(piece[start:] if start else piece, split))
+                self._plain(piece[start:] if start else piece, split, rows)
                 break
             line_start = piece.rfind("\n", start, special)
             if has_cr:
                 line_start = max(line_start, piece.rfind("\r", start, special))
             if line_start >= start:
-                found.append(self._plain(piece[start : line_start + 1], split))
+                self._plain(piece[start : line_start + 1], split, rows)
                 start = line_start + 1
+            line_end = _line_end(piece, start, end)
+            line = piece[start:line_end]
+            # A line with no comma (`""`) stays a Record: a quoted empty field is no blank
+            # line, though a split row would look like one.
+            if (
+                (backslash < 0 or backslash > line_end)
+                and "," in line
+                and _EDGE_QUOTED.fullmatch(line)
+            ):
+                rows.append(_edge_quoted_fields(line))
+                self.number += 1
+                start = line_end + 2 if piece.startswith("\r\n", line_end) else line_end + 1
+                continue
+            if rows:
+                found.append(PlainRows(first, rows))
+                rows = []
             start = self._slow(piece, start, found)
+            first = self.number
+        if rows:
+            found.append(PlainRows(first, rows))
         return found
 
-    def _plain(self, text: str, split: Callable[[str], list[str]]) -> PlainRows:
+    def _plain(self, text: str, split: Callable[[str], list[str]], rows: list[list[str]]) -> None:
         lines = split(text)
-        rows = PlainRows(self.number, [*map(str.split, lines, repeat(","))])
+        rows += map(str.split, lines, repeat(","))
         self.number += len(lines)
-        return rows
 
     def _slow(self, piece: str, start: int, found: list[PlainRows | Record]) -> int:
         """Read one line of `piece` from `start`; the next line's start."""
@@ -351,7 +375,7 @@ class _Reader:
         line = piece[start:end]
         if not self.open:
             if _EDGE_QUOTED.fullmatch(line):
-                found.append(Record(_edge_quoted_fields(line), self.number, self.number))
+                found.append(Record(tuple(_edge_quoted_fields(line)), self.number, self.number))
                 self.number += 1
                 return after
             self.record_line = self.field_line = self.number
@@ -463,14 +487,14 @@ class _Reader:
             self.notes.append(Note(kind, line_number, last, written, value))
 
 
-def _edge_quoted_fields(line: str) -> tuple[str, ...]:
+def _edge_quoted_fields(line: str) -> list[str]:
     """The fields of a line `_EDGE_QUOTED` matches: split at the commas between quotes."""
     segments = line.split('"')  # outside, inside, outside, ...: every inside is one field
     fields = segments[0].split(",")
     for inside, outside in zip(segments[1::2], segments[2::2], strict=True):
         fields[-1] = inside
         fields += outside.split(",")[1:]
-    return tuple(fields)
+    return fields
 
 
 def _past_line_start(line: str, index: int) -> bool:

@@ -1,17 +1,19 @@
-/* The row scanner: the check of plain CSV lines, compiled.
+/* The row scanner: the check of CSV lines opencsv reads as they look, compiled.
  *
- * A line with no quote, no backslash and no lone CR is read by opencsv as a split at every
- * comma, so here it is: each such line's field count and checked values, with the GIL
- * released so that two threads check two stretches of a file at once. It is optional:
- * where it was not built (no C compiler), the reference reader (daemon/base/opencsv.py)
- * reads every line.
+ * A line with no backslash and no lone CR whose quotes all sit at field edges
+ * (`1,"Lee, Jr.",x`) is read by opencsv as a split at every comma outside the quotes, each
+ * quoted field its text between them (the reference reader's `_EDGE_QUOTED`), so here it
+ * is: each such line's field count and checked values, with the GIL released so that two
+ * threads check two stretches of a file at once. It is optional: where it was not built
+ * (no C compiler), the reference reader (daemon/base/opencsv.py) reads every line.
  *
- * It checks lines from the start of a run until the first line holding a quote, a
- * backslash or a CR not followed by LF, and says where that line starts: the reader takes
- * over there. A line of the header's width whose checked values are all taken is counted
- * (and counted as deleted where its status is "deleted"); any other line is returned as
- * odd, for the Python checks to read alone and say exactly what is wrong. So it may only
- * ever be stricter than the Python checks, never looser: a value is taken here only where
+ * It checks lines from the start of a run until the first line holding a backslash, a CR
+ * not followed by LF, or a quote anywhere but at a field's edges, and says where that line
+ * starts: the reader takes over there. A line of the header's width whose checked values
+ * are all taken is counted (and counted as deleted where its status is "deleted"); any
+ * other line with no quote is returned as odd, for the Python checks to read alone and say
+ * exactly what is wrong, and a quoted one stops the run there. So it may only ever be
+ * stricter than the Python checks, never looser: a value is taken here only where
  * `formats.ValueRule.complaint` takes it.
  */
 #define PY_SSIZE_T_CLEAN
@@ -163,15 +165,13 @@ static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t *b
     return SCANNED;
 }
 
-/* Where the first line that is not plain starts: one holding a quote, a backslash, or a
- * CR that ends a line on its own (a CR last in the run may be one). */
+/* Where the first line the scan must leave to the reader starts: one holding a backslash
+ * or a CR that ends a line on its own (a CR last in the run may be one). Quotes are judged
+ * line by line. */
 static Py_ssize_t plain_end(const unsigned char *data, Py_ssize_t start, Py_ssize_t end)
 {
     Py_ssize_t limit = end;
-    const unsigned char *found = memchr(data + start, '"', (size_t)(end - start));
-    if (found != NULL)
-        limit = found - data;
-    found = memchr(data + start, '\\', (size_t)(limit - start));
+    const unsigned char *found = memchr(data + start, '\\', (size_t)(end - start));
     if (found != NULL)
         limit = found - data;
     const unsigned char *cr = data + start;
@@ -189,15 +189,80 @@ static Py_ssize_t plain_end(const unsigned char *data, Py_ssize_t start, Py_ssiz
     return limit;
 }
 
+enum { EDGE_TAKEN = 0, EDGE_LEFT = 2 }; /* a quoted line: counted, or left to the reader */
+
+/* A line holding a quote, `data[begin:end]` (no "\n", no backslash, no lone CR): counted
+ * when its quotes all sit at field edges, it has the header's width and its checked values
+ * are taken; else EDGE_LEFT, and the reader reads it and says what is wrong. */
+static int scan_quoted_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end)
+{
+    const unsigned char *data = scan->data;
+    Py_ssize_t value_end = (end > begin && data[end - 1] == '\r') ? end - 1 : end;
+    Py_ssize_t starts[MAX_WIDTH], ends[MAX_WIDTH];
+    Py_ssize_t field = 0, pos = begin;
+    for (;;) {
+        if (field == scan->width)
+            return EDGE_LEFT;
+        if (pos < value_end && data[pos] == '"') {
+            const unsigned char *close =
+                memchr(data + pos + 1, '"', (size_t)(value_end - pos - 1));
+            if (close == NULL)
+                return EDGE_LEFT; /* open at the line end */
+            starts[field] = pos + 1;
+            ends[field++] = close - data;
+            pos = close - data + 1;
+            if (pos == value_end)
+                break;
+            if (data[pos] != ',')
+                return EDGE_LEFT; /* `"a"b` or `"a""b"` */
+            pos++;
+            continue;
+        }
+        const unsigned char *comma = memchr(data + pos, ',', (size_t)(value_end - pos));
+        Py_ssize_t field_end = comma ? comma - data : value_end;
+        if (memchr(data + pos, '"', (size_t)(field_end - pos)) != NULL)
+            return EDGE_LEFT; /* a quote inside a field */
+        starts[field] = pos;
+        ends[field++] = field_end;
+        if (comma == NULL)
+            break;
+        pos = field_end + 1;
+    }
+    if (field != scan->width)
+        return EDGE_LEFT;
+    for (Py_ssize_t r = 0; r < scan->nrules; r++) {
+        Py_ssize_t column = scan->rules[r].column;
+        if (!taken(&scan->rules[r], data + starts[column], ends[column] - starts[column]))
+            return EDGE_LEFT;
+    }
+    if (scan->status >= 0) {
+        Py_ssize_t column = scan->status;
+        if (same_word(data + starts[column], ends[column] - starts[column], "deleted", 7))
+            scan->deleted++;
+    }
+    return EDGE_TAKEN;
+}
+
 static int scan_lines(Scan *scan)
 {
     Py_ssize_t bounds[MAX_WIDTH + 1];
     const unsigned char *data = scan->data;
     Py_ssize_t begin = scan->start;
+    const unsigned char *quote = memchr(data + begin, '"', (size_t)(scan->end - begin));
     while (begin < scan->end) {
         const unsigned char *line_end = memchr(data + begin, '\n', (size_t)(scan->end - begin));
         Py_ssize_t end = line_end ? line_end - data : scan->end; /* the last may be unended */
-        int outcome = scan_line(scan, begin, end, bounds);
+        int outcome;
+        if (quote != NULL && quote < data + end) {
+            if (scan_quoted_line(scan, begin, end) == EDGE_LEFT) {
+                scan->end = begin;
+                return SCANNED;
+            }
+            outcome = SCANNED;
+            quote = end < scan->end ? memchr(data + end, '"', (size_t)(scan->end - end)) : NULL;
+        }
+        else
+            outcome = scan_line(scan, begin, end, bounds);
         if (outcome != SCANNED)
             return outcome;
         scan->lines++;
@@ -257,10 +322,11 @@ static PyObject *odd_lines(const OddList *odd)
 PyDoc_STRVAR(plain_lines_doc,
 "plain_lines(data, start, end, width, rules, status, /)\n--\n\n"
 "Check the lines of data[start:end] (`start` begins a line, `end` ends one or the data)\n"
-"up to the first that is not plain (a quote, a backslash, a lone CR):\n"
-"(lines, deleted, odd, stop), with odd a list of (index, begin, end) of the lines not of\n"
+"up to the first the reader must read (a backslash, a lone CR, a quote not at a field's\n"
+"edges, or a quoted line that is not taken whole):\n"
+"(lines, deleted, odd, stop), with odd a list of (index, begin, end) of the unquoted lines not of\n"
 "`width` fields or with a value `rules` ((column, allowed lowercase values or () for an\n"
-"email address), ...) does not take, and stop where the first line not plain begins\n"
+"email address), ...) does not take, and stop where the first line left to the reader begins\n"
 "(`end` if none). `status` is the status column, or -1.");
 
 static PyObject *plain_lines(PyObject *Py_UNUSED(module), PyObject *args)

@@ -188,7 +188,9 @@ class _NoPool:
         return None
 
 
-Pending = deque[tuple[_Block, "Future[Scanned] | None"]]
+# A block's runs as the scanner read them: each run's start, and what it found there.
+Runs = list[tuple[int, Scanned]]
+Pending = deque[tuple[_Block, "Future[Runs] | None"]]
 
 
 class _Rows:
@@ -213,14 +215,27 @@ class _Rows:
             if not pending:
                 break
             block, future = pending.popleft()
-            if self.width and self.scanner is not None:
-                self._fill(pending, blocks, pool, IN_FLIGHT)
-                found = future.result() if future is not None else self._scan(block)
-                stop = self._scanned(block, found)
-                if stop == block.end:
-                    continue
-                block = _Block(block.data, stop, block.end)
-            self._segment(block, pending, blocks)
+            if not (self.width and self.scanner is not None):
+                self._segment(block, pending, blocks)
+                continue
+            self._fill(pending, blocks, pool, IN_FLIGHT)
+            runs = deque(future.result() if future is not None else self._scan(block))
+            # The reader reads the record where a run stopped; where that record is one
+            # line, the next run (scanned ahead, from the line after it) goes on from there.
+            position = block.start
+            while not self.stopped:
+                while runs and runs[0][0] < position:  # a record ran on over this run
+                    runs.popleft()
+                if not runs or runs[0][0] != position:  # ...and ended inside one: scan again
+                    runs = deque(self._scan(_Block(block.data, position, block.end)))
+                stop = self._scanned(block, runs.popleft()[1])
+                if stop >= block.end:
+                    break
+                rest = _Block(block.data, stop, block.end)
+                resume = self._segment(rest, pending, blocks, one_record=True)
+                if resume is None:
+                    break
+                position = resume
         if self.too_long and not self.stopped:
             self._stop(
                 f"line {self.line} runs for over {LONG_LINE_BYTES:,} bytes without a line end; "
@@ -247,11 +262,22 @@ class _Rows:
             future = pool.submit(self._scan, block) if pool is not None and scanning else None
             pending.append((block, future))
 
-    def _scan(self, block: _Block) -> Scanned:
+    def _scan(self, block: _Block) -> Runs:
+        """The scanner's runs over `block`: from its start, then from the line after each
+        line the scanner left to the reader (ahead of the reader, which may find that line
+        opens a record running on, so that the next run starts elsewhere)."""
         assert self.scanner is not None
-        return self.scanner(
-            block.data, block.start, block.end, self.width, self.scanned, self.status
-        )
+        runs: Runs = []
+        start = block.start
+        while True:
+            found = self.scanner(
+                block.data, start, block.end, self.width, self.scanned, self.status
+            )
+            runs.append((start, found))
+            line_end = block.data.find(b"\n", found[3], block.end)
+            if found[3] == block.end or line_end < 0:
+                return runs
+            start = line_end + 1
 
     def _scanned(self, block: _Block, found: Scanned) -> int:
         """Take in what the scanner found in `block`; where the reader must take over."""
@@ -271,13 +297,29 @@ class _Rows:
         self.line = base + lines
         return stop
 
-    def _segment(self, first: _Block, pending: Pending, blocks: Iterator[_Block]) -> None:
-        """Read from `first` by the reference reader until a block ends outside a record."""
+    def _segment(
+        self, first: _Block, pending: Pending, blocks: Iterator[_Block], *, one_record: bool = False
+    ) -> int | None:
+        """Read from `first` by the reference reader until a block ends outside a record.
+
+        `one_record`: read the first line of `first` alone, and where it is a whole record,
+        stop there: the offset in `first.data` after it, for the scanner to go on from.
+        Returns None where the reader read on to the end of a block.
+        """
         offset, fed, done, held = self.line - 1, 0, 0, 0
+        resume: int | None = None
 
         def texts() -> Iterator[str]:
-            nonlocal fed, held
+            nonlocal fed, held, resume
             block: _Block | None = first
+            if one_record and (end := first.data.find(b"\n", first.start, first.end)) >= 0:
+                text = _Block(first.data, first.start, end + 1).text()
+                fed += _line_ends(text)
+                yield text
+                if done == fed:
+                    resume = end + 1
+                    return
+                block = _Block(first.data, end + 1, first.end)
             while block is not None:
                 text = block.text()
                 fed += _line_ends(text)
@@ -310,6 +352,7 @@ class _Rows:
                 moved = Unterminated(offset + exc.line, offset + exc.record_line, exc.shown)
                 self._stop(moved.sentence(self.name), moved.line)
         self.line = offset + fed + 1
+        return resume
 
     def _record(self, record: Record, offset: int) -> None:
         notes = [n for n in record.notes if n.kind not in _SILENT_NOTES]

@@ -84,13 +84,14 @@ def test_header_key_joins_the_fields_as_the_server_types_a_file() -> None:
 
 
 def test_plain_lines_come_in_bulk_and_the_others_one_by_one() -> None:
-    parts = list(read_rows(['a,b\nc,d\n1,"x"\ne,f\n']))
+    parts = list(read_rows(['a,b\nc,d\n1,"x"\ne,\\f\ng,h\n']))
     assert parts == [
-        PlainRows(1, [["a", "b"], ["c", "d"]]),
-        Record(("1", "x"), 3, 3),
-        PlainRows(4, [["e", "f"]]),
+        PlainRows(1, [["a", "b"], ["c", "d"], ["1", "x"]]),
+        Record(("e", "f"), 4, 4, parts[1].notes if isinstance(parts[1], Record) else ()),
+        PlainRows(5, [["g", "h"]]),
     ]
-    assert isinstance(parts[0], PlainRows) and parts[0].last_line == 2
+    assert isinstance(parts[0], PlainRows) and parts[0].last_line == 3
+    assert isinstance(parts[1], Record) and [n.kind for n in parts[1].notes] == [NoteKind.VANISHED]
 
 
 def test_empty_text_has_no_record() -> None:
@@ -199,14 +200,13 @@ def test_escape_before_5_5_2_leaves_a_field_unopened() -> None:
         list(read_records(['\\"a,b\n'], escape_opens_field=False))
 
 
-def test_lines_quoted_only_at_field_edges_read_as_they_look() -> None:
-    text = '1,"Núñez, Jr.",x\r\n"",a,""\r\n"a,b"\r\n2,plain\r\n'
+def test_lines_quoted_only_at_field_edges_read_as_they_look_in_the_bulk() -> None:
+    text = '1,"Núñez, Jr.",x\r\n"",a,""\r\n"a,b"\r\n2,plain\r\n""\r\n3,"y"\r\n'
     parts = list(read_rows([text]))
     assert parts == [
-        Record(("1", "Núñez, Jr.", "x"), 1, 1),
-        Record(("", "a", ""), 2, 2),
-        Record(("a,b",), 3, 3),
-        PlainRows(4, [["2", "plain"]]),
+        PlainRows(1, [["1", "Núñez, Jr.", "x"], ["", "a", ""], ["a,b"], ["2", "plain"]]),
+        Record(("",), 5, 5),  # a lone empty quoted field: a Record, never taken for a blank line
+        PlainRows(6, [["3", "y"]]),
     ]
 
 

@@ -1,7 +1,8 @@
 """Tests of the compiled row scanner (daemon/checks/csv/_rowscan.c) against its twin, the
 reference reader.
 
-The scanner may answer for plain lines only as the reader's checks would: every file here
+The scanner may answer for the lines it reads (plain, or quoted at field edges) only as the
+reader's checks would: every file here
 is checked twice, with the scanner (on one thread and on two) and without it, and the
 answers must agree on findings, line numbers, rows and deleted rows.
 """
@@ -67,8 +68,21 @@ def plain_lines(
         (b"C1,u1,student,S1,active,x\n", (1, 0, [(0, b"C1,u1,student,S1,active,x")], b"")),
         (b"C1,u1,student,S1,active\n\n", (2, 0, [(1, b"")], b"")),  # a blank line
         (b"C1,u1,student,S1,active", (1, 0, [], b"")),  # the file's last line, unended
-        # The reader takes over at the first line holding a quote, a backslash or a lone CR.
-        (b'C1,u1,ta,S1,active\nC1,"u1",ta,S1,active\n', (1, 0, [], b'C1,"u1",ta,S1,active\n')),
+        # Quotes at field edges are read as the reader reads them: the text between them.
+        (b'C1,u1,ta,S1,active\nC1,"u1",ta,S1,active\n', (2, 0, [], b"")),
+        (b'C1,"u, 1",ta,S1,"Deleted"\r\n', (1, 1, [], b"")),
+        (b'"C1","u1","ta","","active"', (1, 0, [], b"")),
+        (b'C1,u1,ta,S1,active\n"C1,u1",ta,S1,active,x\n', (1, 0, [], b'"C1,u1",ta,S1,active,x\n')),
+        # The reader takes over at the first line holding a quote anywhere but at a field's
+        # edges, a quoted line it must word (a width or a value), a backslash or a lone CR.
+        (b'C1,"u1"x,ta,S1,active\n', (0, 0, [], b'C1,"u1"x,ta,S1,active\n')),
+        (b'C1,u"1,ta,S1,active\n', (0, 0, [], b'C1,u"1,ta,S1,active\n')),
+        (b'C1, "u1",ta,S1,active\n', (0, 0, [], b'C1, "u1",ta,S1,active\n')),
+        (b'C1,"u""1",ta,S1,active\n', (0, 0, [], b'C1,"u""1",ta,S1,active\n')),
+        (b'C1,"u1,ta,S1,active\nC1\n', (0, 0, [], b'C1,"u1,ta,S1,active\nC1\n')),
+        (b'C1,"u1",ta,S1,Mentor\n', (0, 0, [], b'C1,"u1",ta,S1,Mentor\n')),
+        (b'C1,"u1",ta,S1\n', (0, 0, [], b'C1,"u1",ta,S1\n')),
+        (b'C1,"u1",ta,S1,""\n', (0, 0, [], b'C1,"u1",ta,S1,""\n')),
         (b"C1,u\\1,ta,S1,active\n", (0, 0, [], b"C1,u\\1,ta,S1,active\n")),
         (
             b"C1,u1,ta,S1,active\rC1,u2,ta,S1,active\r",
@@ -122,7 +136,8 @@ class Counting:
 
 def random_csv(rng: random.Random, header: tuple[bytes, ...], lines: int, troubled: float) -> bytes:
     """A CSV of mostly good rows, with odd values, case, white space and CRs, and in a
-    `troubled` share of lines short and long rows, blank lines, quotes and backslashes."""
+    `troubled` share of lines short and long rows, blank lines, quotes of every shape and
+    backslashes."""
     names = tuple(n.decode() for n in header)
     rules = {r.index: r for r in value_rules(HEADERS[names], names)}
     odd = [b"", b" active", b"Mentor", b"x@y", b"\xc3\xa9", b"delet\xc3\xa9d", b"a b@c.de"]
@@ -148,12 +163,25 @@ def random_csv(rng: random.Random, header: tuple[bytes, ...], lines: int, troubl
             row += b",extra"
         elif trouble < 0.75:
             row = b""
-        elif trouble < 0.9:
-            row = row.replace(b",", b',"', 1).replace(b",", b'",', 2)
+        elif trouble < 0.95:
+            row = _quoted(rng, fields)
         elif trouble < 1:
             row = row.replace(b",", b",a\\b", 1)
         rows.append(row + (b"\r" if rng.random() < 0.1 else b""))
     return b"\n".join(rows) + b"\n"
+
+
+def _quoted(rng: random.Random, fields: list[bytes]) -> bytes:
+    """The row with a field quoted: at its edges (mostly), or in a way only the reader reads."""
+    index = rng.randrange(len(fields))
+    value = fields[index]
+    shapes = [b'"%s"', b'"%s"', b'"%s, Jr."', b'""', b' "%s"', b'"%s"x', b'x"%s', b'"%s""a"']
+    shapes += [b'"%s\r\nnext"', b'"%s']
+    quoted = [*fields]
+    quoted[index] = rng.choice(shapes).replace(b"%s", value)
+    if rng.random() < 0.3:  # every field quoted
+        quoted = [b'"%s"' % field for field in fields]
+    return b",".join(quoted)
 
 
 def findings(path: Path) -> tuple[object, ...]:
