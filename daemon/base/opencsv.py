@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from itertools import repeat
 
 __all__ = [
     "Note",
@@ -44,10 +43,6 @@ _UNQUOTED_STOP = re.compile(r'[,"\\]')
 _QUOTED_STOP = re.compile(r'["\\]')
 # A line whose quotes all sit at field edges (`"a,b",c`): opencsv reads it as it looks,
 # each quoted field its text between the quotes, so it needs no state machine.
-# `str.splitlines` also cuts at these, which are no line end to Java: a piece holding one
-# is cut at CR, LF and CRLF by a regular expression instead.
-_OTHER_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
-_LINE_END = re.compile(r"\r\n|\r|\n")
 _EDGE_QUOTED = re.compile(r'(?:"[^"\\]*"|[^",\\]*)(?:,(?:"[^"\\]*"|[^",\\]*))*')
 _ESCAPABLE = frozenset('",\\')
 # `Character.isWhitespace`, which `StringUtils.isWhitespace` asks of each char: the Unicode
@@ -128,19 +123,48 @@ class PlainRows:
     """Consecutive lines each one record as it looks: split at commas, a field wholly in
     quotes (`"Lee, Jr."`) taken as the text between them, no backslash, no other quote.
 
-    `rows[k]` is line `line + k`. The rows are lists, not tuples, because building a frozen
-    record per line would cost more than the whole reading; treat them as read-only.
+    `count` records from line `line`, their fields in one flat list: every record's first
+    field but the first begins with "\n" (no value here holds a line end, so that marks
+    where a record starts). Splitting a stretch of lines at commas in one go costs half of
+    a split per line; `rows` and `column` give the records and the columns back. Treat the
+    list as read-only.
     """
 
     line: int
-    rows: list[list[str]]
+    count: int
+    fields: list[str]
 
     @property
     def last_line(self) -> int:
-        return self.line + len(self.rows) - 1
+        return self.line + self.count - 1
+
+    def rows(self) -> list[list[str]]:
+        """The records' fields, record by record."""
+        rows: list[list[str]] = [[]]
+        for value in self.fields:
+            if value[:1] == "\n":
+                rows.append([value[1:]])
+            else:
+                rows[-1].append(value)
+        return rows
+
+    def uniform(self, width: int) -> bool:
+        """Whether every record has `width` fields (so that `column` may be asked)."""
+        if width < 1 or len(self.fields) != self.count * width:
+            return False
+        # Each value holds at most one line end, first: where the values each record's
+        # width puts first hold all count - 1 of them, every record starts there.
+        return "".join(self.fields[width::width]).count("\n") == self.count - 1
+
+    def column(self, index: int, width: int) -> list[str]:
+        """Field `index` of every record, where all are `width` fields wide (`uniform`)."""
+        values = self.fields[index::width]
+        if index == 0 and len(values) > 1:
+            values[1:] = [value[1:] for value in values[1:]]
+        return values
 
     def records(self) -> Iterator[Record]:
-        for number, row in enumerate(self.rows, self.line):
+        for number, row in enumerate(self.rows(), self.line):
             yield Record(tuple(row), number, number)
 
 
@@ -242,18 +266,6 @@ def read_rows(
     reader.finish()
 
 
-def _split_lf(text: str) -> list[str]:
-    """The lines of `text`, which ends with a LF and holds no CR."""
-    lines = text.split("\n")
-    lines.pop()
-    return lines
-
-
-def _split_line_ends(text: str) -> list[str]:
-    """The lines of `text` (which ends with a line end) where `splitlines` would cut more."""
-    return _LINE_END.split(text)[:-1]
-
-
 def _line_end(text: str, start: int, end: int) -> int:
     """Where the line from `start` ends in `text[:end]`, which holds a line end after it."""
     lf, cr = text.find("\n", start, end), text.find("\r", start, end)
@@ -311,14 +323,9 @@ class _Reader:
         found: list[PlainRows | Record] = []
         start, end = 0, len(piece)
         has_cr = "\r" in piece
-        split: Callable[[str], list[str]] = _split_lf  # the cheapest, where it is exact
-        if has_cr:
-            split = str.splitlines
-            if any(char in piece for char in _OTHER_BREAKS):
-                split = _split_line_ends
         quote, backslash = piece.find('"'), piece.find("\\")  # the next of each, or -1
         # The bulk being gathered: plain lines and lines quoted at field edges, from `first`.
-        rows: list[list[str]] = []
+        fields: list[str] = []
         first = self.number
         while start < end:
             if self.open:
@@ -333,13 +340,13 @@ class _Reader:
                 min(quote, backslash) if quote >= 0 and backslash >= 0 else quote + backslash + 1
             )
             if special < 0:
-                self._plain(piece[start:] if start else piece, split, rows)
+                self._plain(piece[start:] if start else piece, has_cr, fields)
                 break
             line_start = piece.rfind("\n", start, special)
             if has_cr:
                 line_start = max(line_start, piece.rfind("\r", start, special))
             if line_start >= start:
-                self._plain(piece[start : line_start + 1], split, rows)
+                self._plain(piece[start : line_start + 1], has_cr, fields)
                 start = line_start + 1
             line_end = _line_end(piece, start, end)
             line = piece[start:line_end]
@@ -350,23 +357,30 @@ class _Reader:
                 and "," in line
                 and _EDGE_QUOTED.fullmatch(line)
             ):
-                rows.append(_edge_quoted_fields(line))
+                values = _edge_quoted_fields(line)
+                if fields:
+                    values[0] = "\n" + values[0]
+                fields += values
                 self.number += 1
                 start = line_end + 2 if piece.startswith("\r\n", line_end) else line_end + 1
                 continue
-            if rows:
-                found.append(PlainRows(first, rows))
-                rows = []
+            if fields:
+                found.append(PlainRows(first, self.number - first, fields))
+                fields = []
             start = self._slow(piece, start, found)
             first = self.number
-        if rows:
-            found.append(PlainRows(first, rows))
+        if fields:
+            found.append(PlainRows(first, self.number - first, fields))
         return found
 
-    def _plain(self, text: str, split: Callable[[str], list[str]], rows: list[list[str]]) -> None:
-        lines = split(text)
-        rows += map(str.split, lines, repeat(","))
-        self.number += len(lines)
+    def _plain(self, text: str, has_cr: bool, fields: list[str]) -> None:
+        """Split `text`, whole lines with no quote and no backslash, onto `fields`."""
+        if has_cr:  # CR, LF and CRLF each end a line, as `BufferedReader.readLine` has it
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.count("\n")
+        body = text[:-1].replace("\n", ",\n")
+        fields += ("\n" + body if fields else body).split(",")
+        self.number += lines
 
     def _slow(self, piece: str, start: int, found: list[PlainRows | Record]) -> int:
         """Read one line of `piece` from `start`; the next line's start."""

@@ -19,7 +19,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -342,7 +341,7 @@ class _Rows:
             for part in read_rows(texts()):
                 done = part.last_line
                 if isinstance(part, PlainRows):
-                    self._plain(part.rows, offset + part.line)
+                    self._plain(part, offset + part.line)
                 else:
                     self._record(part, offset)
                 if self.stopped:
@@ -359,23 +358,21 @@ class _Rows:
         line, last = offset + record.line, offset + record.last_line
         self._row(record.fields, line, last, notes, offset, quoted=True)
 
-    def _plain(self, rows: list[list[str]], line: int) -> None:
-        """Lines split at commas, `rows[k]` being line `line + k`: checked in bulk."""
-        if not self.header_read and rows:
-            self._row(rows[0], line, line)
-            rows, line = rows[1:], line + 1
-        if self.stopped or not rows:
-            return
+    def _plain(self, part: PlainRows, line: int) -> None:
+        """Records read as they look, from line `line`: checked a column at a time where all
+        have the header's width, else one by one."""
         width = self.width
-        if set(map(len, rows)) != {width}:
-            for number, row in enumerate(rows, line):
+        if not self.header_read or not part.uniform(width):
+            for number, row in enumerate(part.rows(), line):
                 self._row(row, number, number)
+                if self.stopped:
+                    return
             return
         self._flush_blank()
-        self.scan.rows += len(rows)
+        self.scan.rows += part.count
         found: list[tuple[int, str]] = []
         for rule in self.rules:
-            column = map(itemgetter(rule.index), rows)
+            column = part.column(rule.index, width)
             if rule.allowed:  # a few distinct values: each judged once
                 counts = Counter(column)
                 taken = all(value.lower() in rule.allowed for value in counts)
@@ -386,8 +383,8 @@ class _Rows:
             if not taken:
                 found += [
                     (number, f"line {number}: {complaint}")
-                    for number, row in enumerate(rows, line)
-                    if (complaint := rule.complaint(row[rule.index]))
+                    for number, value in enumerate(column, line)
+                    if (complaint := rule.complaint(value))
                 ]
         for number, message in sorted(found, key=lambda item: item[0]):
             self.scan.warnings.add(number, message)

@@ -83,15 +83,54 @@ def test_header_key_joins_the_fields_as_the_server_types_a_file() -> None:
     assert header_key(_read('user_id, "login_id",status\n')[0]) == "user_id,login_id,status"
 
 
-def test_plain_lines_come_in_bulk_and_the_others_one_by_one() -> None:
-    parts = list(read_rows(['a,b\nc,d\n1,"x"\ne,\\f\ng,h\n']))
-    assert parts == [
-        PlainRows(1, [["a", "b"], ["c", "d"], ["1", "x"]]),
-        Record(("e", "f"), 4, 4, parts[1].notes if isinstance(parts[1], Record) else ()),
-        PlainRows(5, [["g", "h"]]),
+Shape = tuple[int, int, list[list[str]]] | Record
+
+
+def _shapes(text: list[str]) -> list[Shape]:
+    """What `read_rows` gives: a bulk as (first line, last line, its rows), a Record as is."""
+    return [
+        (part.line, part.last_line, part.rows()) if isinstance(part, PlainRows) else part
+        for part in read_rows(text)
     ]
-    assert isinstance(parts[0], PlainRows) and parts[0].last_line == 3
-    assert isinstance(parts[1], Record) and [n.kind for n in parts[1].notes] == [NoteKind.VANISHED]
+
+
+def test_plain_lines_come_in_bulk_and_the_others_one_by_one() -> None:
+    shapes = _shapes(['a,b\nc,d\n1,"x"\ne,\\f\ng,h\n'])
+    vanished = Note(NoteKind.VANISHED, 4, 4, "\\f", "f")
+    assert shapes == [
+        (1, 3, [["a", "b"], ["c", "d"], ["1", "x"]]),
+        Record(("e", "f"), 4, 4, (vanished,)),
+        (5, 5, [["g", "h"]]),
+    ]
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_a_bulk_keeps_blank_lines_and_java_line_ends_only(end: str) -> None:
+    text = end.join(["a,b", "", "c\x85,d\u2028", ",", "e"]) + end
+    parts = [part for part in read_rows([text]) if isinstance(part, PlainRows)]
+    assert [row for part in parts for row in part.rows()] == [
+        ["a", "b"],
+        [""],
+        ["c\x85", "d\u2028"],
+        ["", ""],
+        ["e"],
+    ]
+    assert (parts[0].line, parts[-1].last_line) == (1, 5)
+
+
+def test_a_bulk_gives_its_columns_where_every_record_has_the_width() -> None:
+    (bulk,) = read_rows(['a,b,c\n"d,e",f,g\nh,,i\n'])
+    assert isinstance(bulk, PlainRows) and bulk.count == 3
+    assert bulk.uniform(3) and not bulk.uniform(2) and not bulk.uniform(0)
+    assert [bulk.column(k, 3) for k in range(3)] == [
+        ["a", "d,e", "h"],
+        ["b", "f", ""],
+        ["c", "g", "i"],
+    ]
+    # As many fields in all, but not three to a record: not uniform.
+    (uneven,) = read_rows(["a,b,c,d\ne,f\n"])
+    assert isinstance(uneven, PlainRows) and not uneven.uniform(3)
+    assert uneven.rows() == [["a", "b", "c", "d"], ["e", "f"]]
 
 
 def test_empty_text_has_no_record() -> None:
@@ -111,7 +150,8 @@ def test_a_huge_plain_file_is_read_in_pieces() -> None:
     line = "u1,login@example.edu,First,Last,login@example.edu,active\n"
     parts = list(read_rows([line * 20_000]))
     assert len(parts) > 1 and all(isinstance(part, PlainRows) for part in parts)
-    assert sum(len(part.rows) for part in parts if isinstance(part, PlainRows)) == 20_000
+    assert sum(part.count for part in parts if isinstance(part, PlainRows)) == 20_000
+    assert all(part.uniform(6) for part in parts if isinstance(part, PlainRows))
 
 
 def test_a_quote_never_closed_is_refused_with_its_lines() -> None:
@@ -202,11 +242,10 @@ def test_escape_before_5_5_2_leaves_a_field_unopened() -> None:
 
 def test_lines_quoted_only_at_field_edges_read_as_they_look_in_the_bulk() -> None:
     text = '1,"Núñez, Jr.",x\r\n"",a,""\r\n"a,b"\r\n2,plain\r\n""\r\n3,"y"\r\n'
-    parts = list(read_rows([text]))
-    assert parts == [
-        PlainRows(1, [["1", "Núñez, Jr.", "x"], ["", "a", ""], ["a,b"], ["2", "plain"]]),
+    assert _shapes([text]) == [
+        (1, 4, [["1", "Núñez, Jr.", "x"], ["", "a", ""], ["a,b"], ["2", "plain"]]),
         Record(("",), 5, 5),  # a lone empty quoted field: a Record, never taken for a blank line
-        PlainRows(6, [["3", "y"]]),
+        (6, 6, [["3", "y"]]),
     ]
 
 
