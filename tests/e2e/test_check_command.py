@@ -160,7 +160,7 @@ def test_check_usage_errors_exit_2(tmp_path: Path, setup: tuple[Path, Path, Path
     code, _, err = check(config, str(music), str(lenient))
     assert code == 2 and "folders of groups lenient, music" in err
     code, _, err = check(tmp_path / "nope.toml", str(music))
-    assert code == 2 and "nope.toml: does not exist" in err
+    assert code == 2 and f"no config at {tmp_path / 'nope.toml'} (given with --config)" in err
     assert run_dropd("check", "--config", str(config)).returncode == 2, "no PATH"
 
 

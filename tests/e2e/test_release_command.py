@@ -113,9 +113,10 @@ def test_release_refuses_what_is_not_held(
     assert done.returncode == 1 and "the guard holds it" in done.stderr, done.stderr
     assert "`dropd release`" in done.stderr
     done = run_dropd("release", "--config", str(config), "nosuch", held)
-    assert done.returncode == 1 and 'no group "nosuch"' in done.stderr
+    assert done.returncode == 2 and 'no group "nosuch"' in done.stderr
     done = run_dropd("release", "--config", str(tmp_path / "missing.toml"), "music", held)
-    assert done.returncode == 2 and "does not exist" in done.stderr
+    missing = f"no config at {tmp_path / 'missing.toml'} (given with --config)"
+    assert done.returncode == 2 and missing in done.stderr, done.stderr
     assert held_ids(folder) == [held], "nothing moved"
     assert (folder / "held" / held / "users.csv").read_bytes() == GUARDED
 
