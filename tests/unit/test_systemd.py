@@ -18,6 +18,7 @@ import pytest
 from daemon.commands.check_config import check_config_command
 from daemon.commands.cli import build_parser
 from daemon.config.load import check_paths, load_config
+from daemon.config.lookup import choose_config
 from daemon.config.model import SecretKind
 from daemon.runtime.scheduler import LOOP_CEILING_SECONDS, STOP_GRACE_SECONDS
 
@@ -185,7 +186,8 @@ def test_systemd_exec_start_is_the_run_command() -> None:
     program, *args = directives(UNIT.read_text(encoding="utf-8"))["ExecStart"][0].split()
     parsed = build_parser().parse_args(args)
     assert program == "/opt/dropd/bin/dropd"
-    assert (parsed.command, parsed.config) == ("run", Path("/etc/dropd/dropd.toml"))
+    assert parsed.command == "run"
+    assert choose_config(parsed.config, {}).path == Path("/etc/dropd/dropd.toml")
 
 
 def test_systemd_timeouts_fit_the_daemon() -> None:
@@ -197,13 +199,20 @@ def test_systemd_timeouts_fit_the_daemon() -> None:
     assert unit["RestartPreventExitStatus"] == ["2"]  # dropd's exit on a bad config
 
 
-def test_systemd_unit_and_tmpfiles_agree_on_the_config_folder() -> None:
-    """systemd warns at every start when /etc/dropd's mode differs from the unit's."""
-    mode = directives(UNIT.read_text(encoding="utf-8"))["ConfigurationDirectoryMode"]
+def test_systemd_config_folder_is_read_only_to_dropd() -> None:
+    """/etc/dropd is tmpfiles' (root:dropd 0750), not the unit's: ConfigurationDirectory=
+    would mount it writable inside ProtectSystem=strict, leaving only its mode."""
+    unit = directives(UNIT.read_text(encoding="utf-8"))
+    assert not {"ConfigurationDirectory", "ConfigurationDirectoryMode"} & unit.keys()
     lines = [line.split() for line in TMPFILES.read_text(encoding="utf-8").splitlines()]
     entry = next(fields for fields in lines if fields[:2] == ["d", "/etc/dropd"])
-    assert mode == [entry[2]]
-    assert entry[3:5] == ["root", "dropd"]
+    assert entry[2:5] == ["0750", "root", "dropd"]
+
+
+def test_systemd_world_writable_run_and_shm_are_read_only() -> None:
+    """ProtectSystem=strict leaves /run (with /run/lock, 1777) and /dev/shm writable."""
+    unit = directives(UNIT.read_text(encoding="utf-8"))
+    assert {"/run", "/dev/shm"} <= {p for v in unit["ReadOnlyPaths"] for p in v.split()}
 
 
 # -- sysusers and tmpfiles -----------------------------------------------------------------
