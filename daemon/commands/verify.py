@@ -6,8 +6,9 @@
     token     a token is fetched from the token URL, and kept nowhere
     endpoint  the group's upload URL answers HTTP to a GET (nothing is uploaded)
 
-It changes nothing: no file is created, no token cached. Exit 0 when every step is ok, 1 when
-one fails, 2 on a bad config or an unknown group.
+With a [notify] table, a last line says whether its URLs can be read and apprise takes each
+(nothing is sent). It changes nothing: no file is created, no token cached. Exit 0 when
+every step is ok, 1 when one fails, 2 on a bad config or an unknown group.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import enum
 import logging
+import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -27,7 +29,8 @@ from daemon.base import log as logsetup
 from daemon.base.errors import ConfigError, SecretError, TokenError
 from daemon.base.log import LogFormat
 from daemon.config.load import load_config
-from daemon.config.model import Config, Environment, Group
+from daemon.config.model import Config, Environment, Group, NotifySettings, UrlsKind
+from daemon.config.notify_urls import read_urls, scheme_of
 from daemon.config.toml import check_path, join_key
 from daemon.provider import upload as api
 from daemon.provider.tokens import TokenSource, read_secret
@@ -100,7 +103,23 @@ def verify_command(config_path: Path, names: Sequence[str]) -> int:
         for result in verify_group(config, config.groups[key], access):
             print(f"{key:<{width}}  {result.step.value:<8}  {result.text()}")
             failed = failed or not result.ok
+    if config.notify is not None:
+        told = notify_result(config.notify)
+        print(f"{'[notify]':<{width}}  {'urls':<8}  {told}")
+        failed = failed or told.startswith("failed")
     return 1 if failed else 0
+
+
+def notify_result(notify: NotifySettings) -> str:
+    """Whether [notify]'s URLs can be read and apprise takes each; nothing is sent."""
+    if notify.urls.kind is UrlsKind.CREDENTIAL and "CREDENTIALS_DIRECTORY" not in os.environ:
+        return "skipped: urls_credential is read inside the service only"
+    try:
+        found = read_urls(notify)
+    except ConfigError as exc:
+        return f"failed: {'; '.join(exc.problems)}"
+    schemes = ", ".join(sorted({scheme_of(url) for url in found.urls}))
+    return f"ok ({len(found.urls)} URL{'' if len(found.urls) == 1 else 's'}: {schemes})"
 
 
 def verify_group(config: Config, group: Group, access: dict[str, Access]) -> list[CheckResult]:
