@@ -19,6 +19,20 @@ class LogFormat(enum.Enum):
     CONSOLE = "console"
 
 
+class LogLevel(enum.Enum):
+    """The least severe log lines written: `warning` writes warnings and errors only."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def number(self) -> int:
+        """The level as the logging module counts it (`logging.WARNING`)."""
+        return logging.getLevelNamesMapping()[self.name]
+
+
 REDACTED = "[redacted]"
 
 # Field names whose values are never logged, whatever they hold.
@@ -96,7 +110,8 @@ REDACTOR = SecretRedactor()
 def configure(
     log_format: LogFormat = LogFormat.JSON, stream: TextIO | None = None, level: int = logging.INFO
 ) -> None:
-    """Send structlog and stdlib logging to `stream` (stdout) as JSON or console lines."""
+    """Send structlog and stdlib logging to `stream` (stdout) as JSON or console lines, from
+    `level` up. Called again (a reload), it replaces the set-up: loggers already made follow."""
     out = stream or sys.stdout
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -128,9 +143,12 @@ def configure(
             ],
         )
     )
+    # The handler filters too: a library logger set to its own level (below) hands its lines
+    # to the root's handler without the root's level being asked.
+    handler.setLevel(level)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # oauthlib logs the Basic header and the token at DEBUG (requests-oauthlib#536).
     for noisy in ("oauthlib", "requests_oauthlib", "urllib3", "watchdog"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))

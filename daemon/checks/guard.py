@@ -103,12 +103,13 @@ def describe(found: Sequence[Offence]) -> str:
     return words
 
 
-def held_reason(batch: str, group: str, found: Sequence[Offence]) -> str:
-    """Why a batch is held, and what a person can do, in one sentence."""
+def held_reason(batch: str, group: str, found: Sequence[Offence], config_option: str = "") -> str:
+    """Why a batch is held, and what a person can do, in one sentence; `config_option` is
+    the ` --config PATH` of the command to run ("" for the default config file)."""
     limit = found[0].limit
     return (
         f"{describe(found)}, more than max_deleted_percent ({percent(limit)}) lets through, "
         f"so the batch waits in held/{batch}: if the deletions are meant, send it with "
-        f"`dropd release --config F {group} {batch}`; if not, fix the export and remove "
+        f"`dropd release{config_option} {group} {batch}`; if not, fix the export and remove "
         "that folder"
     )

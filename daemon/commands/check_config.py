@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from daemon.base.errors import ConfigError
-from daemon.config.load import check_paths, load_config
+from daemon.config.load import load_config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,12 +18,9 @@ def run(args: argparse.Namespace) -> int:
 def check_config_command(path: Path) -> int:
     """0 and one line on stdout, or 2 and every problem on stderr."""
     try:
-        config = load_config(path)
+        config = load_config(path, check_files=True)
     except ConfigError as exc:
         return _report(exc.problems)
-    problems = check_paths(config)
-    if problems:
-        return _report(problems)
     environments = _count(len(config.environments), "environment")
     print(f"{path}: ok ({environments}, {_count(len(config.groups), 'group')})")
     return 0

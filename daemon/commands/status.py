@@ -2,13 +2,17 @@
 
 Exit codes: 0 when dropd runs and every group of the config is `Valid` or `Processing`; 1
 when something needs a person (a group in `Error`, dropd not running, no status yet, a group
-the running dropd has not loaded, a status not refreshed); 2 when the config is bad.
+the running dropd has not loaded, a status not refreshed); 2 when the config is bad. A bad
+config still shows what the running dropd says (it keeps the config it last loaded): the
+status file is looked for in the broken file's `[daemon] state_dir` where that reads, else
+in the default one, and the config's problems follow on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -16,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from daemon.base.errors import ConfigError, os_reason
+from daemon.base.steps import Step
 from daemon.base.timestamps import iso, utc_now
-from daemon.config.load import load_config
-from daemon.config.model import Config, Group
+from daemon.config.load import load_config, read_toml
+from daemon.config.model import Config, DaemonSettings, Group
+from daemon.config.tables import read_daemon
 from daemon.observe.liveness import is_running
 from daemon.observe.status import REFRESH_SECONDS, STATUS_FILE, GroupState, GroupStatus
 
@@ -65,11 +71,50 @@ def status_command(config_path: Path, as_json: bool) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
+        report = build_report_without_config(state_dir_of(config_path), utc_now())
+        _print(report, as_json, config_problems=exc.problems)
+        print(f"{config_path}: the config has problems:", file=sys.stderr)
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
     report = build_report(config, utc_now())
-    print(json.dumps(report_json(report), indent=2) if as_json else render_text(report, utc_now()))
+    _print(report, as_json)
     return report.exit_code()
+
+
+def _print(report: StatusReport, as_json: bool, config_problems: list[str] | None = None) -> None:
+    if as_json:
+        data = report_json(report)
+        if config_problems is not None:
+            data["config_problems"] = config_problems
+            data["exit_code"] = 2
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_text(report, utc_now()))
+
+
+def state_dir_of(config_path: Path) -> Path:
+    """The state_dir a config names, even when the config is broken elsewhere: its `[daemon]
+    state_dir` where that reads, else the default. The running dropd may still use it."""
+    path = Path(os.path.abspath(config_path))
+    try:
+        raw = read_toml(path)
+    except ConfigError:
+        return DaemonSettings().state_dir
+    return read_daemon(raw.get("daemon"), path.parent, []).state_dir
+
+
+def build_report_without_config(state_dir: Path, now: datetime) -> StatusReport:
+    """What the status file in `state_dir` says, every group it lists, when the config cannot
+    be read: a running dropd keeps the config it last loaded."""
+    path = state_dir / STATUS_FILE
+    try:
+        found = read_status_file(path)
+    except FileNotFoundError:
+        why = f"no status to show: {path} does not exist, so no dropd has run with it"
+        return StatusReport(path, False, None, None, None, None, [], problem=why)
+    except (OSError, ValueError) as exc:
+        return StatusReport(path, False, None, None, None, None, [], problem=_unreadable(path, exc))
+    return _report_of(path, found, list(found.groups.values()), now, [])
 
 
 def build_report(config: Config, now: datetime) -> StatusReport:
@@ -85,16 +130,27 @@ def build_report(config: Config, now: datetime) -> StatusReport:
         return _without_file(config, path, why)
     except (OSError, ValueError) as exc:
         return _without_file(config, path, _unreadable(path, exc))
-    running = found.pid is not None and is_running(found.pid, found.pid_start_ticks)
+    running = _running(found)
+    groups = [_group_entry(g, found.groups.get(key), running) for key, g in config.groups.items()]
+    return _report_of(path, found, groups, now, _notes(config, found))
+
+
+def _running(found: StatusFile) -> bool:
+    return found.pid is not None and is_running(found.pid, found.pid_start_ticks)
+
+
+def _report_of(
+    path: Path, found: StatusFile, groups: list[GroupStatus], now: datetime, notes: list[str]
+) -> StatusReport:
     return StatusReport(
         path,
-        running,
+        _running(found),
         found.pid,
         found.started,
         iso(found.updated),
         round(max(0.0, (now - found.updated).total_seconds()), 1),
-        [_group_entry(g, found.groups.get(key), running) for key, g in config.groups.items()],
-        notes=_notes(config, found),
+        groups,
+        notes=notes,
     )
 
 
@@ -218,11 +274,17 @@ def _group_block(group: GroupStatus, now: datetime) -> list[str]:
         rows.append(("step", group.step))
     if group.reason:
         rows.append(("reason", group.reason))
+    if group.batch:
+        where = "held" if group.step == Step.GUARD else "failed"
+        rows.append(("batch", f"{group.batch} (in {where}/)"))
     if group.status != UNKNOWN:
+        failed = str(group.batches_failed)
+        if group.batches_failed and group.last_failed:
+            failed += f" (newest {group.last_failed})"
         rows += [
             ("last upload", _when(group.last_upload, now)),
             ("files waiting", str(group.files_waiting)),
-            ("failed batches", str(group.batches_failed)),
+            ("failed batches", failed),
             ("held batches", str(group.batches_held)),
             ("role", str(group.role)),
         ]

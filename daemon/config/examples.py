@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from daemon.config.keys import REQUIRED, Key, Section, Setting, settings_of, toml_value
-from daemon.config.model import SECTIONS, DoneMarkers
+from daemon.config.model import SECTIONS, DoneMarkers, NotifyEvent
 
 __all__ = ["EXAMPLES", "Example", "Sample", "render"]
 
@@ -32,6 +32,8 @@ class Sample:
     defaults: tuple[str, ...] | None = ()
     hidden: Mapping[str, object] = field(default_factory=dict)  # keys shown commented out
     notes: Mapping[str, str] = field(default_factory=dict)  # a comment of its own above a key
+    # The whole table written as comments: an optional table shown, not set.
+    commented: bool = False
 
     @property
     def section(self) -> Section:
@@ -78,8 +80,10 @@ def render(example: Example) -> str:
             if intro:  # two blank lines between sections, one after the file's header
                 lines += ["", "", *intro] if introduced else ["", *intro]
             introduced.add(section.kind)
-        lines += ["", f"[{sample.header}]"]
-        lines += _table(example, sample, explained)
+        table = [f"[{sample.header}]", *_table(example, sample, explained)]
+        if sample.commented:
+            table = [line if line.startswith("#") else f"# {line}" for line in table]
+        lines += ["", *table]
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +140,8 @@ def _explanation(key: Key) -> list[str]:
         lines += _wrap(f"{toml_value(member)}: {meaning}.", indent="  ")
     if key.default:
         lines += _wrap(f"Default: {key.default}.")
+    if key.restart:
+        lines += _wrap("A reload does not change it: restart dropd.")
     return lines
 
 
@@ -240,6 +246,17 @@ Each key is shown with its default value; docs/reference/configuration.md lists 
             },
             defaults=("validation",),
             notes={"done_markers": _DTP_NOTE},
+        ),
+        Sample(
+            "notify",
+            values={
+                "urls": [
+                    "mailto://relay.example.edu?to=sis-team@example.edu&from=dropd@example.edu"
+                ],
+                "on": list(NotifyEvent),
+            },
+            hidden={"urls_file": "/etc/dropd/notify.urls", "urls_credential": "notify.urls"},
+            commented=True,
         ),
     ),
 )

@@ -50,6 +50,8 @@ class Key:
     one_of: Mapping[enum.Enum, Key] = dataclasses.field(default_factory=dict)
     default: str = ""  # the default in words, where the field's own is not the whole story
     type: str = ""  # the value's type in words, for a key that is not a field of its own
+    # True: a reload keeps the running value and says dropd must be restarted to change it.
+    restart: bool = False
 
 
 def about(
@@ -61,9 +63,20 @@ def about(
     choices: Mapping[enum.Enum, str] | None = None,
     one_of: Mapping[enum.Enum, Key] | None = None,
     default: str = "",
+    restart: bool = False,
 ) -> dict[str, Key]:
-    """The metadata of a settings field that is a key: `field(metadata=about("..."))`."""
-    found = Key(meaning, unit, bounds, allowed, dict(choices or {}), dict(one_of or {}), default)
+    """The metadata of a settings field that is a key: `field(metadata=about("..."))`;
+    `restart=True` for a key a reload cannot change."""
+    found = Key(
+        meaning,
+        unit,
+        bounds,
+        allowed,
+        dict(choices or {}),
+        dict(one_of or {}),
+        default,
+        restart=restart,
+    )
     return {KEY: found}
 
 
@@ -133,6 +146,8 @@ def toml_value(value: object) -> str:
         return f'"{text}"'
     if isinstance(value, float):
         return figure(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     return str(value)
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon.base.errors import ConfigError
-from daemon.config.model import Config, SecretKind
+from daemon.config.model import Config, SecretKind, UrlsKind
+from daemon.config.notify_urls import read_urls
 from daemon.config.overlap import check_folders_apart, check_state_apart
-from daemon.config.tables import read_daemon, read_environment, read_group
+from daemon.config.tables import read_daemon, read_environment, read_group, read_notify
 from daemon.config.toml import Table, check_path, join_key, sections
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
     "read_toml",
 ]
 
-TOP_KEYS = ("daemon", "environments", "groups")  # the tables of the file, in their order
+TOP_KEYS = ("daemon", "environments", "groups", "notify")  # the tables of the file, in their order
 
 # Where every command looks when neither `--config` nor `$DROPD_CONFIG` names a file.
 DEFAULT_CONFIG_PATH = Path("/etc/dropd/dropd.toml")
@@ -36,15 +37,17 @@ def config_option(path: Path) -> str:
     return f" --config {os.path.abspath(path)}"
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, *, check_files: bool = False) -> Config:
     """Read and check the TOML at `path`; relative paths in it are taken from its folder.
+    With `check_files`, the files and folders it names are checked too (`check_paths`), in
+    the same run as the rest.
 
     Raises ConfigError listing every problem if the file is missing, not TOML, or invalid.
     """
     path = Path(os.path.abspath(path))
     problems: list[str] = []
     top = Table(read_toml(path), "", problems)
-    daemon_raw, environments_raw, groups_raw = (top.get(k) for k in TOP_KEYS)
+    daemon_raw, environments_raw, groups_raw, notify_raw = (top.get(k) for k in TOP_KEYS)
     top.reject_unknown()
     daemon = read_daemon(daemon_raw, path.parent, problems)
     environment_tables = sections(environments_raw, "environments", problems)
@@ -56,11 +59,19 @@ def load_config(path: Path) -> Config:
         key: read_group(key, table, path.parent, defined)
         for key, table in sections(groups_raw, "groups", problems)
     }
+    notify = read_notify(notify_raw, path.parent, problems)
     check_folders_apart(list(groups.values()), problems)
     check_state_apart(daemon.state_dir, list(groups.values()), problems)
+    config = Config(
+        path=path, daemon=daemon, environments=environments, groups=groups, notify=notify
+    )
+    if check_files:
+        # A key already wrong has no file to look at: its problem is said once.
+        wrong = {problem.split(": ", 1)[0] for problem in problems}
+        problems += [p for p in check_paths(config) if p.split(": ", 1)[0] not in wrong]
     if problems:
         raise ConfigError(problems)
-    return Config(path=path, daemon=daemon, environments=environments, groups=groups)
+    return config
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -85,7 +96,7 @@ def check_paths(config: Config) -> list[str]:
     """Problems with the files and folders `config` names, as `key.path: why`; [] when none.
 
     Secrets from environment variables and credentials are not checked: they only exist
-    inside the service.
+    inside the service. The URLs in notify.urls_file are, when this user may read it.
     """
     problems: list[str] = []
     for name, environment in config.environments.items():
@@ -97,4 +108,12 @@ def check_paths(config: Config) -> list[str]:
             check_path(f"{where}.client_secret_file", secret_file, "file", problems)
     for key, group in config.groups.items():
         check_path(f"{join_key('groups', key)}.folder", group.folder, "folder", problems)
+    if config.notify is not None and config.notify.urls.kind is UrlsKind.FILE:
+        urls_file = Path(config.notify.urls.value)
+        check_path("notify.urls_file", urls_file, "file", problems)
+        if urls_file.is_file() and os.access(urls_file, os.R_OK):  # else dropd's user reads it
+            try:
+                read_urls(config.notify)
+            except ConfigError as exc:
+                problems += exc.problems
     return problems

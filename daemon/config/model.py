@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon.base.log import LogFormat
+from daemon.base.log import LogFormat, LogLevel
 from daemon.config.keys import Key, Section, about
 from daemon.config.toml import Bounds
 
@@ -19,9 +19,13 @@ __all__ = [
     "DoneMarkers",
     "Environment",
     "Group",
+    "NotifyEvent",
+    "NotifySettings",
+    "NotifyUrls",
     "SecretKind",
     "SecretSource",
     "TokenAuth",
+    "UrlsKind",
     "Validation",
 ]
 
@@ -60,6 +64,33 @@ class SecretSource:
     value: str  # a path, an environment variable name, or a credential name
 
 
+class NotifyEvent(enum.StrEnum):
+    """What dropd tells people of through [notify]; each value is its log event's name."""
+
+    BATCH_FAILED = "batch_failed"
+    BATCH_HELD = "batch_held"
+    GROUP_ERROR = "group_error"
+    GROUP_RECOVERED = "group_recovered"
+
+
+class UrlsKind(enum.Enum):
+    """Where [notify]'s apprise URLs are read from; each value is the key that names it."""
+
+    LIST = "urls"
+    FILE = "urls_file"
+    CREDENTIAL = "urls_credential"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyUrls:
+    """Where the apprise URLs are: in the TOML itself, or in a file or credential (a URL may
+    hold a password, so it may live where a client secret would)."""
+
+    kind: UrlsKind
+    urls: tuple[str, ...] = ()  # the URLs, when written in the TOML (kind LIST)
+    value: str = ""  # a path or a credential name, for the other kinds
+
+
 _ABOVE_ZERO = Bounds(above=True)
 _URL = (
     "an https:// URL (plain http:// only to a loopback host, such as the sandbox) with no "
@@ -78,7 +109,8 @@ class DaemonSettings:
             "lock; dropd creates it with mode 0700. It stands apart from every drop folder: "
             "not a group's folder, not inside one, not holding one (checked as written and "
             "once links are followed). One dropd runs per state_dir: a second `dropd run` on "
-            "it exits 2 at once. A reload cannot move it: restart dropd to move it."
+            "it exits 2 at once.",
+            restart=True,
         ),
     )
     settle_seconds: float = field(
@@ -124,6 +156,19 @@ class DaemonSettings:
             choices={
                 LogFormat.JSON: "one JSON object a line, for journald",
                 LogFormat.CONSOLE: "a line for people at a terminal",
+            },
+        ),
+    )
+    log_level: LogLevel = field(
+        default=LogLevel.INFO,
+        metadata=about(
+            "The least severe log lines dropd writes; the levels of each event are in the "
+            "log events reference.",
+            choices={
+                LogLevel.DEBUG: "every line, debugging details included",
+                LogLevel.INFO: "what dropd does: files claimed, batches sent",
+                LogLevel.WARNING: "only what went wrong or may need a look",
+                LogLevel.ERROR: "only what needs a person",
             },
         ),
     )
@@ -243,7 +288,7 @@ class Environment:
             "A CA bundle to trust as well as the system's (it adds to the trust, never "
             "replaces it): a PEM file, or a folder of hashed certificates; for a campus proxy "
             "that re-signs TLS. `dropd check-config` checks that it exists.",
-            default="the system's CA certificates",
+            default="none: the system's CA certificates only",
         ),
     )
     token_auth: TokenAuth = field(
@@ -311,8 +356,11 @@ class Group:
             choices={
                 Validation.STRICT: "check the files as the server will, and fail a bad batch "
                 "before sending it",
-                Validation.OFF: "send the files as dropped, checking only that they read in "
-                "`encoding` and hold no NUL bytes",
+                Validation.OFF: "skip the checks of headers, rows and values: a batch fails at "
+                "validate only where a file does not read in `encoding`, a CSV holds a NUL byte "
+                "or message.properties an escape Java cannot read; the copies still go up in "
+                "UTF-8 without a byte-order mark, and the guard (max_deleted_percent) still "
+                "counts deleted rows",
             },
         ),
     )
@@ -365,12 +413,74 @@ class Group:
     )
 
 
+_URL_LINES = (
+    "one apprise URL a line; blank lines and lines starting with # are left out; owned by "
+    "dropd's user, mode 0600 (a file others can read is a warning)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """The [notify] table: who is told of what, through apprise URLs."""
+
+    urls: NotifyUrls = field(
+        metadata=about(
+            "Where the apprise URLs are: each event in `on` sends one message through every "
+            "URL, naming the group, the batch, the step, the reason and the command to run "
+            "next. A URL may hold a password: keep it out of the TOML with urls_file or "
+            "urls_credential. No URL is ever logged; a URL apprise cannot use is an error "
+            "naming its place (`notify.urls[0]`) and its scheme only. A message that cannot be "
+            "sent is logged as alert_failed and never stops dropd.",
+            one_of={
+                UrlsKind.LIST: Key(
+                    "The apprise URLs: mailto://, msteams://, slack://, ntfy://, json://, "
+                    "and the other schemes of apprise's documentation. One with a password "
+                    "(user:password@host) is an error here: secrets never sit in the TOML.",
+                    allowed='a list of apprise URLs, such as ["mailto://relay.example.edu'
+                    '?to=sis-team@example.edu&from=dropd@example.edu"]',
+                    type="list of strings",
+                ),
+                UrlsKind.FILE: Key(
+                    "A file holding the URLs. `dropd check-config` checks the URLs in it "
+                    "when it can read it; dropd reads it when it starts and at each reload.",
+                    allowed=_URL_LINES,
+                    type="path",
+                ),
+                UrlsKind.CREDENTIAL: Key(
+                    "A systemd credential holding the URLs, as a file would "
+                    "(LoadCredential=NAME:PATH in the unit), read from "
+                    "$CREDENTIALS_DIRECTORY/NAME when dropd starts and at each reload.",
+                    allowed="the NAME of LoadCredential=NAME:PATH, without any /",
+                    type="string",
+                ),
+            },
+        )
+    )
+    on: tuple[NotifyEvent, ...] = field(
+        default=tuple(NotifyEvent),
+        metadata=about(
+            "The events that send a message.",
+            choices={
+                NotifyEvent.BATCH_FAILED: "a batch went to failed/ (with `dropd retry` to "
+                "run once its files are fixed)",
+                NotifyEvent.BATCH_HELD: "the guard held a batch in held/ (with `dropd "
+                "release` to send it as it is)",
+                NotifyEvent.GROUP_ERROR: "a group shows Error and waits for a person (with "
+                "`dropd verify`); told once when it starts or its step or reason changes, not "
+                "at every look",
+                NotifyEvent.GROUP_RECOVERED: "a group in Error is fine again",
+            },
+        ),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     environments: Mapping[str, Environment] = field(default_factory=dict)
     groups: Mapping[str, Group] = field(default_factory=dict)
+    notify: NotifySettings | None = None  # None: no [notify] table, nobody is told
 
 
 SECTIONS = (
@@ -392,5 +502,12 @@ SECTIONS = (
         Group,
         "One table per drop folder; NAME is the group's key, which logs, `dropd status` and the "
         "commands use. No group at all is valid: dropd then waits for a reload.",
+    ),
+    Section(
+        "notify",
+        NotifySettings,
+        "Optional: tell people when something needs them, without Prometheus: by e-mail, "
+        "Teams, Slack, ntfy, a healthchecks-style or a plain JSON webhook (any apprise URL). "
+        "Sending never holds up the uploads; a reload applies a changed table.",
     ),
 )

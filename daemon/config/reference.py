@@ -10,6 +10,7 @@ import enum
 import functools
 import sys
 import types
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -47,7 +48,10 @@ source as this page.
 - Every `*_seconds` key takes a whole or a fractional number (`10`, `0.5`).
 - URLs are `https://`; plain `http://` is accepted only for a loopback host (the sandbox).
 - A reload (SIGHUP: `systemctl reload dropd`) reads the file again; a config with problems
-  is refused, and the running one stays.
+  is refused, and the running one stays. A good one is applied at once, every key whose
+  `reload` column says `applied`; a changed key that says `restart` keeps its running value
+  until dropd is restarted, and the reload names it (the `restart_needed` field of
+  `config_reloaded`, and a `reload_needs_restart` warning).
 """
 
 
@@ -95,7 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _section(section: Section) -> str:
-    rows = ["| key | type | default | allowed values | meaning |", "|---|---|---|---|---|"]
+    rows = [
+        "| key | type | default | allowed values | meaning | reload |",
+        "|---|---|---|---|---|---|",
+    ]
     notes = []
     for setting in settings_of(section.settings):
         if setting.key.one_of:
@@ -116,7 +123,8 @@ def _section(section: Section) -> str:
 
 
 def _row(name: str, key: Key, kind: str, default: str, *, number: bool) -> str:
-    cells = [f"`{name}`", kind, default, _allowed(key, number), _meaning(key)]
+    reload = "restart" if key.restart else "applied"
+    cells = [f"`{name}`", kind, default, _allowed(key, number), _meaning(key), reload]
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
@@ -125,6 +133,8 @@ def _type(setting: Setting) -> tuple[str, bool]:
     hint = setting.type
     if isinstance(hint, types.UnionType):  # Path | None: a key that may be left out
         hint = next(part for part in hint.__args__ if part is not type(None))
+    if typing.get_origin(hint) is tuple:  # tuple[NotifyEvent, ...]: a list of choices
+        return "list of choices", False
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return "choice", False
     kind = {float: "number", int: "whole number", str: "string", Path: "path"}[hint]

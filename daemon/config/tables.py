@@ -1,5 +1,5 @@
-"""Each table of dropd's TOML read into its settings: [daemon], [environments.NAME] and
-[groups.NAME], every problem noted as `key.path: why`.
+"""Each table of dropd's TOML read into its settings: [daemon], [environments.NAME],
+[groups.NAME] and [notify], every problem noted as `key.path: why`.
 
 `load.load_config` puts them together; `toml` reads the values of any table, and each
 number's range and each default come from the settings' fields (`keys`).
@@ -20,11 +20,16 @@ from daemon.config.model import (
     DoneMarkers,
     Environment,
     Group,
+    NotifyEvent,
+    NotifySettings,
+    NotifyUrls,
     SecretKind,
     SecretSource,
     TokenAuth,
+    UrlsKind,
     Validation,
 )
+from daemon.config.notify_urls import apprise_problem, password_of, scheme_of
 from daemon.config.toml import Bounds, Table, figure, join_key, quote, subtable, url_problem
 
 _T = TypeVar("_T")
@@ -75,6 +80,7 @@ def read_daemon(raw: object, base: Path, problems: list[str]) -> DaemonSettings:
     settings = DaemonSettings(
         state_dir=state_dir,
         log_format=table.choice("log_format", default.log_format),
+        log_level=table.choice("log_level", default.log_level),
         metrics_port=_whole(table, DaemonSettings, "metrics_port", example="9100"),
         sent_retention_days=_whole(table, DaemonSettings, "sent_retention_days", example="30"),
     )
@@ -172,6 +178,90 @@ def read_group(key: str, table: Table, base: Path, environments: Sequence[str]) 
     return group
 
 
+def read_notify(raw: object, base: Path, problems: list[str]) -> NotifySettings | None:
+    """The [notify] table's settings; None when there is no such table."""
+    if raw is None:
+        return None
+    table = subtable(raw, "notify", problems)
+    if table is None:
+        return None
+    given = [kind for kind in UrlsKind if table.get(kind.value) is not None]
+    on = _notify_events(table)
+    table.reject_unknown()
+    if len(given) > 1:
+        names = [kind.value for kind in given]
+        listed = f"{', '.join(names[:-1])} and {names[-1]}"
+        table.problem(None, f"{listed} are given; keep exactly one of them")
+    elif not given:
+        table.problem(None, f"no URL; give one of {', '.join(k.value for k in UrlsKind)}")
+    else:
+        return NotifySettings(_notify_urls(table, given[0], base), on)
+    return None
+
+
+def _notify_urls(table: Table, kind: UrlsKind, base: Path) -> NotifyUrls:
+    if kind is UrlsKind.FILE:
+        path = table.path(kind.value, base, example='"/etc/dropd/notify.urls"', required=True)
+        return NotifyUrls(kind, value=str(path or ""))
+    if kind is UrlsKind.CREDENTIAL:
+        name = table.text(kind.value, example='"notify.urls"')
+        pattern, why = _SECRET_RULES[SecretKind.CREDENTIAL]
+        if name and not pattern.fullmatch(name):
+            table.problem(kind.value, f"{quote(name)} {why}")
+        return NotifyUrls(kind, value=name)
+    urls = _list_of_text(table, kind.value, example='["mailto://relay.example.edu?to=…"]')
+    if not urls and kind.value not in table.bad:
+        why = "is empty; give at least one apprise URL, or remove [notify]"
+        table.problem(kind.value, why)
+    for index, url in enumerate(urls):
+        # Never the URL itself in a message: it may hold a password.
+        problem = apprise_problem(url)
+        if password_of(url) is not None:
+            problem = (
+                f"a {scheme_of(url)}:// URL with a password; secrets never sit in the TOML: "
+                "move it to urls_file or urls_credential"
+            )
+        if problem is not None:
+            _item_problem(table, kind.value, index, problem)
+    return NotifyUrls(kind, urls=tuple(urls))
+
+
+def _notify_events(table: Table) -> tuple[NotifyEvent, ...]:
+    default = _default(NotifySettings, "on", tuple)
+    if table.get("on") is None:
+        return default
+    names = _list_of_text(table, "on", example='["batch_failed", "group_error"]')
+    known = {event.value: event for event in NotifyEvent}
+    allowed = ", ".join(quote(event.value) for event in NotifyEvent)
+    found = []
+    for index, name in enumerate(names):
+        if name in known:
+            found.append(known[name])
+        else:
+            why = f"{quote(name)} is not an event dropd tells of; use some of: {allowed}"
+            _item_problem(table, "on", index, why)
+    return tuple(dict.fromkeys(found))
+
+
+def _list_of_text(table: Table, key: str, *, example: str) -> list[str]:
+    """The list of strings at `key`; [] and a problem if it is not one."""
+    value = table.get(key)
+    if not isinstance(value, list):
+        table.problem(key, f"{quote(value)} is not a list; write it as {key} = {example}")
+        return []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            # Not quoted: an item of urls may be a URL with its password.
+            shown = "is empty" if isinstance(item, str) else f"is {quote(item)}, not a string"
+            _item_problem(table, key, index, f"{shown}; write each in quotes")
+    return [item for item in value if isinstance(item, str) and item.strip()]
+
+
+def _item_problem(table: Table, key: str, index: int, why: str) -> None:
+    table.bad.add(key)
+    table.problems.append(f"{join_key(table.where, key)}[{index}]: {why}")
+
+
 def _encoding(table: Table) -> str:
     """The group's `encoding`: a name Python's codecs know, for text (not base64 or rot13)."""
     default = _default(Group, "encoding", str)
@@ -191,6 +281,15 @@ def _encoding(table: Table) -> str:
 
 
 def _environment_name(table: Table, defined: Sequence[str]) -> str:
+    if not defined and table.get("environment") is None:
+        # Nothing to name yet: the environment's table comes first.
+        table.problem(
+            "environment",
+            "missing, and the file has no environment to name: add an [environments.NAME] "
+            "table (token_url, base_url, client_id and a client secret; see "
+            'config/dropd.example.toml), then environment = "NAME" here',
+        )
+        return ""
     name = table.text("environment", example=quote(defined[0] if defined else "test"))
     if name and name not in defined:
         hint = f"add [{join_key('environments', name)}]"

@@ -16,11 +16,12 @@ from daemon.base.errors import Finding, Offence
 from daemon.base.records import for_people
 from daemon.base.steps import Step
 from daemon.base.timestamps import iso
+from daemon.config.load import config_option
 from daemon.delivery.packing import describe_files
 from daemon.delivery.records import BatchRecord, Failure, HeldRecord
 from daemon.delivery.setup import Delivery
 from daemon.provider import upload as api
-from daemon.spool.manifest import BatchState, Manifest
+from daemon.spool.manifest import BatchState, FileRecord, Manifest
 
 log = structlog.get_logger()
 
@@ -100,7 +101,12 @@ def end_batch(
     manifest.state = BatchState.FAILED
     if not manifest.files or any(not f.sha256 for f in manifest.files):
         _describe_present(ctx, manifest)
-    failure = Failure(step, reason, None if problems is None else tuple(problems))
+    failure = Failure(
+        step,
+        reason,
+        None if problems is None else tuple(problems),
+        _as_checked(ctx, manifest) if step is Step.VALIDATE else None,
+    )
     record = record_of(ctx, manifest, outcome, failure)
     dest = ctx.spool.finish(manifest, for_people(record.to_json()), ctx.wall())
     ctx.memory.forget(manifest.batch)
@@ -113,7 +119,13 @@ def hold_batch(ctx: Delivery, manifest: Manifest, offences: Sequence[Offence]) -
     manifest.state = BatchState.HELD
     _describe_present(ctx, manifest)
     about = record_of(ctx, manifest, None)
-    record = HeldRecord(about, tuple(offences), ctx.group.min_rows_for_guard, iso(ctx.wall()))
+    record = HeldRecord(
+        about,
+        tuple(offences),
+        ctx.group.min_rows_for_guard,
+        iso(ctx.wall()),
+        config_option(ctx.config_path),
+    )
     dest = ctx.spool.finish(manifest, for_people(record.to_json()), ctx.wall())
     ctx.memory.forget(manifest.batch)
     log.warning(
@@ -123,6 +135,17 @@ def hold_batch(ctx: Delivery, manifest: Manifest, offences: Sequence[Offence]) -
         destination=str(dest),
     )
     return BatchResult(ResultKind.HELD, Step.GUARD, record.reason, destination=dest)
+
+
+def _as_checked(ctx: Delivery, manifest: Manifest) -> tuple[FileRecord, ...]:
+    """Every file in the batch's folder as validation read it, for `dropd retry` to compare:
+    what goes to failed/BATCH/, whatever the manifest listed."""
+    files_dir = ctx.spool.files_dir(manifest.batch)
+    names = ctx.spool.file_names(manifest.batch)
+    listed = {f.name: f for f in manifest.files}
+    if sorted(listed) == names and all(f.sha256 for f in listed.values()):
+        return tuple(listed[n] for n in names)
+    return tuple(describe_files([files_dir / n for n in names]))
 
 
 def _describe_present(ctx: Delivery, manifest: Manifest) -> None:

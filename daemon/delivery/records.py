@@ -27,6 +27,9 @@ class Failure:
     step: Step
     reason: str
     problems: tuple[Finding, ...] | None = None  # only when the checks failed it
+    # Only when the checks failed it: each file as they read it (name, bytes, sha256), so
+    # that `dropd retry` can tell whether a person has fixed them since.
+    files_at_failure: tuple[FileRecord, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,11 @@ class BatchRecord:
             data["reason"] = self.failure.reason
             if self.failure.problems is not None:
                 data["problems"] = [p.to_json() for p in self.failure.problems]
+            if self.failure.files_at_failure is not None:
+                data["files_at_failure"] = [
+                    {**name_fields(f.name), "bytes": f.bytes, "sha256": f.sha256 or None}
+                    for f in self.failure.files_at_failure
+                ]
         return data
 
 
@@ -97,11 +105,12 @@ class HeldRecord:
     offences: tuple[Offence, ...]
     min_rows_for_guard: int
     held: str  # when
+    config_option: str = ""  # ` --config PATH` for the release command; "" for the default
 
     @property
     def reason(self) -> str:
         """Why the batch is held, and what a person can do, in one sentence."""
-        return held_reason(self.about.batch, self.about.group, self.offences)
+        return held_reason(self.about.batch, self.about.group, self.offences, self.config_option)
 
     def to_json(self) -> dict[str, Any]:
         """The record as it is written: a release needs its batch, files, attempts,

@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import requests
 import structlog
 
 from daemon.base.errors import SecretError
+from daemon.config.load import DEFAULT_CONFIG_PATH
 from daemon.config.model import Config, Environment, Group
 from daemon.provider import upload as api
 from daemon.provider.tokens import TokenSource, ignore_fetch, read_secret
@@ -54,6 +56,8 @@ class Delivery:
     give_up_after_seconds: float
     wall: Callable[[], datetime]
     memory: DeliveryMemory = field(default_factory=lambda: DeliveryMemory())
+    # The config this dropd runs with, for the commands its records tell a person to run.
+    config_path: Path = DEFAULT_CONFIG_PATH
 
 
 def token_sources(
@@ -98,4 +102,5 @@ def build_delivery(
         daemon.give_up_after_seconds,
         wall,
         memory or DeliveryMemory(),
+        config.path,
     )

@@ -24,6 +24,8 @@ class GroupSnapshot:
     open_batch: str | None  # the batch files are joining
     batches_in_line: int  # closed batches in line, the one in flight included
     in_flight: str | None  # the batch being uploaded
+    error_batch: str | None = None  # the failed batch `error` is about, when it is one's
+    last_failed: str | None = None  # the newest batch in failed/
 
     @property
     def busy(self) -> bool:

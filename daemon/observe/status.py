@@ -47,6 +47,8 @@ class GroupStatus:
     files_waiting: int | None
     batches_failed: int | None
     batches_held: int | None
+    batch: str | None = None  # the batch the Error is about: the failed or the newest held one
+    last_failed: str | None = None  # the newest batch in failed/, whatever the status
 
     def to_json(self) -> dict[str, Any]:
         """The entry as status.json holds it."""
@@ -61,6 +63,8 @@ class GroupStatus:
             "files_waiting": self.files_waiting,
             "batches_failed": self.batches_failed,
             "batches_held": self.batches_held,
+            "batch": self.batch,
+            "last_failed": self.last_failed,
         }
 
     @classmethod
@@ -78,6 +82,8 @@ class GroupStatus:
             batches_failed=_int_or_none(data.get("batches_failed")),
             # A status file written before held/ was counted has none.
             batches_held=_int_or_none(data.get("batches_held", 0)),
+            batch=_text_or_none(data.get("batch")),
+            last_failed=_text_or_none(data.get("last_failed")),
         )
 
 
@@ -95,10 +101,12 @@ def _int_or_none(value: object) -> int | None:
 
 def group_status(group: GroupSnapshot) -> GroupStatus:
     """One group's status as the status file and `dropd status` show it."""
+    batch = None
     if group.error is not None:
-        state, (step, reason) = GroupState.ERROR, group.error
+        state, (step, reason), batch = GroupState.ERROR, group.error, group.error_batch
     elif group.held:
         state, step, reason = GroupState.ERROR, Step.GUARD, held_summary(dict(group.held))
+        batch = max(batch_id for batch_id, _ in group.held)
     else:
         state, step, reason = (GroupState.PROCESSING if group.busy else GroupState.VALID), "", ""
     return GroupStatus(
@@ -112,6 +120,8 @@ def group_status(group: GroupSnapshot) -> GroupStatus:
         files_waiting=group.files_waiting,
         batches_failed=group.failed_batches,
         batches_held=group.batches_held,
+        batch=batch,
+        last_failed=group.last_failed,
     )
 
 

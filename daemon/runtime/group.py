@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import structlog
 
 from daemon.base import crashpoints
 from daemon.base.errors import FolderError, SecretError, SpoolError
 from daemon.base.steps import Step
-from daemon.config.model import Config, DaemonSettings, Group
-from daemon.delivery.outcome import BatchResult, end_batch
+from daemon.config.model import Config, DaemonSettings, Group, NotifyEvent
+from daemon.delivery.outcome import BatchResult, ResultKind, end_batch
 from daemon.delivery.setup import Delivery, build_delivery
 from daemon.intake.readiness import scan_folder
 from daemon.intake.watch import FolderWatcher
+from daemon.observe.alerts import Alert
 from daemon.observe.snapshot import GroupSnapshot
 from daemon.provider.tokens import TokenSource
 from daemon.runtime.closing import BatchCloser
@@ -35,6 +37,7 @@ log = structlog.get_logger()
 RESCAN_SECONDS = 60.0  # a full rescan catches what events missed (overflow, other hosts)
 CLOSE_RETRY_SECONDS = 2.0  # how soon a batch close the disk refused is tried again
 FOLDER_RETRY_SECONDS = 2.0  # how often a folder in Error at step folder is looked at
+_TOLD = {ResultKind.FAILED: NotifyEvent.BATCH_FAILED, ResultKind.HELD: NotifyEvent.BATCH_HELD}
 
 
 class GroupWorker:
@@ -49,7 +52,7 @@ class GroupWorker:
         self.wall = wall
         key = group.key
         self.line = GroupLine()
-        self.health = GroupHealth(key)
+        self.health = GroupHealth(key, tell=self._tell_group)
         self.closer = BatchCloser(key, spool, self.line, wall)
         self.lease = FolderLease(key, group.folder, spool, self.health)
         self.recovery = Recovery(key, spool, self.line, self.closer, self.health, self.refuse)
@@ -59,10 +62,26 @@ class GroupWorker:
         # Told every batch result, those of intake included (which never reach the upload
         # pool's `finished`): the metrics.
         self._on_result: Callable[[str, BatchResult], None] | None = None
+        self._on_alert: Callable[[Alert], None] | None = None  # [notify]: see report_alerts_to
 
     def report_results_to(self, on_result: Callable[[str, BatchResult], None]) -> None:
         """Tell `on_result` every batch result from now on (the metrics count them)."""
         self._on_result = on_result
+
+    def report_alerts_to(self, on_alert: Callable[[Alert], None]) -> None:
+        """Tell `on_alert` what people should hear of from now on ([notify])."""
+        self._on_alert = on_alert
+
+    def _alert(self, event: NotifyEvent, step: str, reason: str, folder: Path | None) -> None:
+        on_alert = self._on_alert
+        if on_alert is not None:
+            # A group's error is about the batch in flight, if one is.
+            batch = folder.name if folder is not None else self.line.in_flight
+            group = self.group
+            on_alert(Alert(event, group.key, group.friendly_name, step, reason, batch, folder))
+
+    def _tell_group(self, event: NotifyEvent, step: str, reason: str) -> None:
+        self._alert(event, step, reason, None)
 
     @property
     def owner(self) -> bool:
@@ -85,7 +104,7 @@ class GroupWorker:
             self.lease.refused(exc)
             return
         if folder_was_wrong:
-            log.info("group_recovered", group=self.group.key, step=Step.FOLDER)
+            self.health.back(Step.FOLDER)
         self.lease.watch()
         log.info(
             "group_owned",
@@ -188,7 +207,7 @@ class GroupWorker:
             self.line.delay_close(now + CLOSE_RETRY_SECONDS)
             self.health.set_error(Step.SPOOL, str(exc))
             return
-        self.health.clear(Step.SPOOL)
+        self.health.recovered(Step.SPOOL)
 
     def close_open(self) -> None:
         """Close the open batch and put it in line (state `claimed` on disk)."""
@@ -255,6 +274,9 @@ class GroupWorker:
         """Keep what status needs from a batch's result."""
         if self._on_result is not None:
             self._on_result(self.group.key, result)
+        if result.kind in _TOLD and result.destination is not None:
+            event = _TOLD[result.kind]
+            self._alert(event, result.step or "", result.reason, result.destination)
         if self.lease.losing is not None:
             self.changed()  # the upload in flight is over: let go of the folder now
         self.health.record(result, moment)
@@ -283,6 +305,8 @@ class GroupWorker:
             held=tuple(sorted(self.health.held.items())),
             last_upload=self.health.last_upload,
             failed_batches=self.health.failed_batches,
+            error_batch=self.health.error_batch,
+            last_failed=self.health.last_failed,
             files_seen=self.intake.tracker.watched(),
             files_waiting=self.files_waiting(),
             open_batch=line.open.batch_id if line.open else None,

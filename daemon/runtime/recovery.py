@@ -53,11 +53,15 @@ class Recovery:
 
     def adopt(self) -> None:
         """Put in line the batches that appeared in the spool (`dropd retry`, `release`), and
-        forget the held batches that left held/ (released, or removed by a person)."""
+        forget the held and failed batches that left held/ and failed/ (released, retried,
+        or removed by a person)."""
         known = self.line.known()
-        if self._spool_has_new(known):
+        adopted = self._spool_has_new(known)
+        if adopted:
             self._enqueue([b for b in self.spool.batch_ids() if b not in known], "batch_adopted")
         self.health.look_at_held(self.spool.root)
+        # A batch `dropd retry` put back left failed/: count it out however fast that came.
+        self.health.look_at_failed(self.spool.root, recount=adopted)
 
     def _spool_has_new(self, known: set[str]) -> bool:
         # One listing per scan; the manifests are looked for only when a name is new.

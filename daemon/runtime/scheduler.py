@@ -21,8 +21,10 @@ from daemon.base.errors import ConfigError, SecretError
 from daemon.base.timestamps import utc_now
 from daemon.config.load import load_config
 from daemon.config.model import Config, DaemonSettings
+from daemon.delivery.outcome import BatchResult
 from daemon.delivery.setup import token_sources
 from daemon.intake.watch import FolderChanged, FolderWatcher
+from daemon.observe.alerts import AlertSender
 from daemon.observe.metrics import Metrics
 from daemon.observe.publishing import PUBLISH_SECONDS, outline, publish_due, status_line
 from daemon.observe.snapshot import GroupSnapshot
@@ -32,7 +34,8 @@ from daemon.runtime.agenda import NOW, Agenda
 from daemon.runtime.group import GroupWorker, build_group
 from daemon.runtime.line import Backoff, BatchTiming
 from daemon.runtime.notify import Notifier
-from daemon.runtime.reconfigure import plan_reload
+from daemon.runtime.once import OnceOutcome, OnceTally, work_of
+from daemon.runtime.reconfigure import keep_restart_keys, plan_reload
 from daemon.runtime.upload_pool import Finished, UploadPool
 from daemon.spool.retention import Pruner
 
@@ -57,8 +60,14 @@ class Scheduler:
         config: Config,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
+        *,
+        once: bool = False,
+        configure_log: Callable[[DaemonSettings], None] | None = None,
     ) -> None:
         self.config = config
+        # `dropd run --once`: the results of the batches the run took; None for the daemon.
+        self.once = OnceTally() if once else None
+        self.configure_log = configure_log  # a reload that changes the log settings calls it
         self.clock = clock
         self.wall = wall
         self.inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -70,6 +79,7 @@ class Scheduler:
         self.status = StatusWriter(config.daemon.state_dir, started=wall())
         self.pruner = Pruner(wall)
         self.metrics = Metrics()
+        self.alerts = AlertSender(clock)  # [notify]: messages sent by a thread of their own
         self.groups: dict[str, GroupWorker] = {}
         self.retiring: list[GroupWorker] = []  # removed by a reload, finishing their upload
         self.stopping = False
@@ -83,6 +93,8 @@ class Scheduler:
         if self.config.daemon.poll_seconds == 0:
             self.watcher = FolderWatcher(self.inbox)
         self.metrics.serve(self.config.daemon.metrics_port)
+        self.alerts.configure(self.config)
+        self.alerts.start()
         now = self.clock()
         tokens = token_sources(self.config, self.metrics.token_fetched)
         for key in self.config.groups:
@@ -105,9 +117,15 @@ class Scheduler:
     ) -> None:
         group = self.config.groups[key]
         worker = build_group(self.config, group, tokens[group.environment], self.wall)
-        worker.report_results_to(self.metrics.batch_finished)
+        worker.report_results_to(self._batch_finished)
+        worker.report_alerts_to(self.alerts.tell)
         self.groups[key] = worker
         worker.take_ownership(now, self.watcher)
+
+    def _batch_finished(self, group: str, result: BatchResult) -> None:
+        self.metrics.batch_finished(group, result)
+        if self.once is not None:
+            self.once.record(result)
 
     def reload(self) -> None:
         """SIGHUP: read the config again; a bad one is refused and the running one kept."""
@@ -119,16 +137,16 @@ class Scheduler:
                 log.error("reload_refused", problem=problem)
             self.notifier.ready(self.summary())
             return
-        if new.daemon.state_dir != self.config.daemon.state_dir:
-            # Its lock and status belong to this process for its whole run.
-            log.error(
-                "reload_refused",
-                problem=f"daemon.state_dir: changed from {self.config.daemon.state_dir} to "
-                f"{new.daemon.state_dir}, which a reload cannot do (the lock and status of "
-                "a running dropd stay where they are); restart dropd to move it",
+        # The state_dir's lock and status belong to this process for its whole run: such
+        # keys keep their running value, and are named, until a restart.
+        new, restart_needed = keep_restart_keys(self.config, new)
+        if restart_needed:
+            log.warning(
+                "reload_needs_restart",
+                keys=list(restart_needed),
+                reason=f"a reload cannot change {', '.join(restart_needed)}: they keep their "
+                "running values until dropd is restarted (systemctl restart dropd)",
             )
-            self.notifier.ready(self.summary())
-            return
         plan = plan_reload(self.config, new)
         self._apply(new)
         tokens = token_sources(new, self.metrics.token_fetched)
@@ -146,15 +164,20 @@ class Scheduler:
             added=list(plan.added),
             removed=list(plan.removed),
             kept=len(plan.kept),
+            restart_needed=list(restart_needed),
         )
         self.notifier.ready(self.summary())
 
     def _apply(self, new: Config) -> None:
-        self.config = new
+        old, self.config = self.config.daemon, new
         daemon = new.daemon
+        logged = (old.log_format, old.log_level) != (daemon.log_format, daemon.log_level)
+        if logged and self.configure_log is not None:
+            self.configure_log(daemon)
         self.timing = BatchTiming(daemon.quiet_seconds, daemon.max_wait_seconds)
         self.pool.use_backoff(Backoff(daemon.retry_initial_seconds, daemon.retry_max_seconds))
         self.metrics.serve(daemon.metrics_port)  # a changed port is served at once
+        self.alerts.configure(new)  # a changed [notify] is used from the next alert on
         if daemon.poll_seconds == 0 and self.watcher is None:
             self.watcher = FolderWatcher(self.inbox)
         elif daemon.poll_seconds > 0 and self.watcher is not None:
@@ -168,7 +191,22 @@ class Scheduler:
         while not self.stopping:
             self._handle(self._next_message())
             self._tick()
+            if self.once is not None and self._once_over():
+                self.stopping = True
         self._shutdown()
+
+    def _once_over(self) -> bool:
+        """`--once`: True when no group has anything left that it can do."""
+        if any(w.in_flight() for w in self.retiring):
+            return False
+        now, settle = self.clock(), self.config.daemon.settle_seconds
+        return all(work_of(w, now, settle).over for w in self.groups.values())
+
+    def once_outcome(self) -> OnceOutcome:
+        """`--once`: how the run went (what it sent, failed, held, and left)."""
+        assert self.once is not None
+        now, settle = self.clock(), self.config.daemon.settle_seconds
+        return self.once.outcome(work_of(w, now, settle) for w in self.groups.values())
 
     def _next_message(self) -> object | None:
         timeout = max(0.0, min(self._next_deadline() - self.clock(), LOOP_CEILING_SECONDS))
@@ -294,6 +332,7 @@ class Scheduler:
             worker.unlock()
         self.status.write(self.snapshots(), self.wall())
         self.metrics.stop()
+        self.alerts.stop()  # what waits to be sent goes, for a few seconds at most
         log.info("daemon_stopped")
 
     def in_flight(self) -> list[str]:

@@ -10,6 +10,7 @@ import logging
 import os
 import resource
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 
@@ -19,29 +20,29 @@ from daemon.base import log as logsetup
 from daemon.base.errors import ConfigError, StateDirBusy, os_reason
 from daemon.base.locks import StateDirLock
 from daemon.config.load import load_config
-from daemon.config.model import Config
+from daemon.config.model import Config, DaemonSettings
 from daemon.runtime.scheduler import Scheduler, Signal
 
 log = structlog.get_logger()
 
 
-def main(config_path: Path) -> int:
-    """`dropd run`: exit 2 on a bad config, 0 after a clean stop."""
+def main(config_path: Path, once: bool = False) -> int:
+    """`dropd run`: exit 2 on a bad config, 0 after a clean stop. `once`: send what is there
+    and stop; exit 0 when every batch it took was sent, else 1."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         logsetup.configure()
         for problem in exc.problems:
-            log.error("config_invalid", problem=problem)
+            config_invalid(problem)
         return 2
-    logsetup.configure(config.daemon.log_format)
+    configure_log(config.daemon)
     faulthandler.enable()
     try:
         config.daemon.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        log.error(
-            "config_invalid",
-            problem=f"daemon.state_dir: {config.daemon.state_dir} "
+        config_invalid(
+            f"daemon.state_dir: {config.daemon.state_dir} "
             f"cannot be created ({exc.strerror}); create it or fix the path",
         )
         return 2
@@ -50,34 +51,67 @@ def main(config_path: Path) -> int:
     except (StateDirBusy, OSError) as exc:
         # Another dropd on this state_dir is a configuration mistake, not a crash: exit 2, so
         # systemd does not restart this one (RestartPreventExitStatus=2 in the unit).
-        log.error("config_invalid", problem=_lock_problem(config.daemon.state_dir, exc))
+        config_invalid(_lock_problem(config.daemon.state_dir, exc))
         return 2
     raise_open_file_limit()
     try:
-        return _serve(config_path, config)
+        return _serve(config_path, config, once)
     finally:
         lock.release()
 
 
-def _serve(config_path: Path, config: Config) -> int:
-    """Run the scheduler until it stops; 0 after a clean stop."""
-    scheduler = Scheduler(config)
+def config_invalid(problem: str) -> None:
+    """Say why dropd cannot start: in the log, and on stderr for the person who ran it
+    (a terminal shows stderr whatever the log's format; journald keeps both)."""
+    log.error("config_invalid", problem=problem)
+    print(f"dropd run: {problem}", file=sys.stderr, flush=True)
+
+
+def configure_log(daemon: DaemonSettings) -> None:
+    """Write the log as `daemon` says: its format and level (at start, and at a reload)."""
+    logsetup.configure(daemon.log_format, level=daemon.log_level.number)
+
+
+def _serve(config_path: Path, config: Config, once: bool) -> int:
+    """Run the scheduler until it stops; 0 after a clean stop (`once`: see `main`)."""
+    scheduler = Scheduler(config, once=once, configure_log=configure_log)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         scheduler.inbox.put(Signal(signum))  # SimpleQueue.put is safe in a signal handler
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    log.info("daemon_starting", config=str(config_path), groups=len(config.groups))
+    log.info("daemon_starting", config=str(config_path), groups=len(config.groups), once=once)
     scheduler.start()
     scheduler.run()
+    code = _once_finished(scheduler) if once else 0
     if scheduler.in_flight():
         # The pool's threads would keep the process alive until the upload ends; the spool
         # has the batch, and the next start sends it again (its receipt will say so).
         log.warning("upload_left_to_recovery", batches=scheduler.in_flight())
         logging.shutdown()
-        os._exit(0)
-    return 0
+        os._exit(code)
+    return code
+
+
+def _once_finished(scheduler: Scheduler) -> int:
+    """Say how a `--once` run went; its exit code."""
+    outcome = scheduler.once_outcome()
+    say = log.info if outcome.exit_code == 0 else log.warning
+    say(
+        "once_finished",
+        exit_code=outcome.exit_code,
+        batches=outcome.taken,
+        sent=outcome.sent,
+        failed=outcome.failed,
+        held=outcome.held,
+        gone=outcome.gone,
+        batches_left=outcome.batches_left,
+        files_left=outcome.files_left,
+        blocked=[group for group, _why in outcome.blocked],
+        summary=outcome.summary,
+    )
+    return outcome.exit_code
 
 
 def _lock_problem(state_dir: Path, exc: StateDirBusy | OSError) -> str:

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.base.errors import DropdError
@@ -28,6 +28,7 @@ class FolderHistory:
     failed_batches: int = 0  # batch folders now in failed/ (`dropd retry` takes one out)
     last_upload: str | None = None  # `finished` of the newest receipt in sent/
     last_failure: tuple[str, str] | None = None  # (step, reason) if the newest batch failed
+    newest_failed: str | None = field(default=None, compare=False)  # the newest in failed/
 
 
 def folder_history(folder: Path | Folder) -> FolderHistory:
@@ -48,7 +49,15 @@ def folder_history(folder: Path | Folder) -> FolderHistory:
                 last_failure = _failure_in(failed_dir, failed[-1])
             if sent is not None:
                 sent.close()
-            return FolderHistory(len(failed), last_upload, last_failure)
+            return FolderHistory(
+                len(failed), last_upload, last_failure, failed[-1] if failed else None
+            )
+
+
+def failed_batch_ids(folder: Path | Folder) -> list[str]:
+    """The batches in the group folder's failed/, oldest first; [] if it cannot be listed."""
+    with _held(folder) as root, _sub(root, "failed") as failed:
+        return batch_names(failed)
 
 
 def held_batches(folder: Path | Folder, known: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,5 +1,11 @@
-"""Putting a failed batch back in line, with its files unchanged (`dropd retry`); `dropd
-release` does the same for a held batch.
+"""Putting a failed batch back in line, with its files as they are in failed/BATCH/ (`dropd
+retry`); `dropd release` does the same for a held batch.
+
+A batch that failed at `validate` would fail the same way with the same files, so its retry
+is refused until a person has fixed them in failed/BATCH/ (or forces it): error.json keeps
+each file's size and SHA-256 as validation read them (`files_at_failure`), and the files
+now are compared with those. A digest rather than a modification time: a `touch`, or a copy
+of the same export put back, is no fix.
 
 The batch is assembled in a staging folder that the daemon ignores, then renamed into the
 spool in one step; the running owner adopts it at its next look at the spool:
@@ -16,6 +22,7 @@ A crash between steps is finished by `finish_staged` (at the daemon's start, or 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +36,7 @@ from typing import Any
 from daemon.base.durable import write_json_atomic
 from daemon.base.errors import FolderError, RequeueError, SpoolError
 from daemon.base.folders import Folder
+from daemon.base.names import quoted
 from daemon.base.regular import open_regular
 from daemon.base.steps import Step
 from daemon.base.timestamps import iso, iso_precise
@@ -74,10 +82,34 @@ class FiledRecord:
         )
 
 
-def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
-    """Put `failed/BATCH` back in line, at its back, unchanged.
+@dataclass(frozen=True, slots=True)
+class FileChanges:
+    """How the files of a batch failed at `validate` differ from those validation read."""
 
-    Raises RequeueError if there is no such failed batch, or it cannot be retried.
+    known: bool  # False: its error.json predates `files_at_failure`, so none can tell
+    changed: tuple[str, ...] = ()  # edited, replaced, added or removed since, as shown
+    unchanged: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """A failed batch back in line, and for one failed at `validate`, what changed."""
+
+    manifest: Manifest
+    changes: FileChanges | None  # None: it failed at another step, or was forced
+
+
+def retry_failed(spool: Spool, batch_id: str, moment: datetime, *, force: bool = False) -> Manifest:
+    """`retry_batch`'s manifest."""
+    return retry_batch(spool, batch_id, moment, force=force).manifest
+
+
+def retry_batch(spool: Spool, batch_id: str, moment: datetime, *, force: bool = False) -> Retried:
+    """Put `failed/BATCH` back in line, at its back, with its files as they are now.
+
+    A batch failed at `validate` whose files are those validation refused is not put back
+    unless `force`. Raises RequeueError if there is no such failed batch, or it cannot be
+    retried.
     """
     finish_staged_for_command(spool)
     with filed_batch(spool, "failed", batch_id, _refuse_unless_failed) as (failed, batch):
@@ -89,10 +121,68 @@ def retry_failed(spool: Spool, batch_id: str, moment: datetime) -> Manifest:
                 "dropd would refuse it again; rename or fix the file and drop it "
                 "again instead"
             )
+        changes = None
+        if record.step == Step.VALIDATE and not force:
+            changes = changes_since_failure(batch, record_file, record.rest)
+            if changes.known and not changes.changed:
+                raise RequeueError(_unchanged(batch, record.reason, spool.group))
         # A batch a person released and that then failed stays released: no guard again.
         manifest = requeued(spool, batch_id, record, moment, record.released)
         stage(spool, manifest, failed, batch, record_file, PREVIOUS_RECORD, "retry")
-    return manifest
+    return Retried(manifest, changes)
+
+
+def _unchanged(batch: Folder, reason: object, group: str) -> str:
+    return (
+        f"batch {batch.shown.name} failed at step validate ({reason}), and its files in "
+        f"{batch.shown} are still the ones validation refused, so it would fail again; fix "
+        "or replace the files there, then run the same `dropd retry` again; `--force` "
+        "sends them as they are"
+    )
+
+
+def changes_since_failure(batch: Folder, record_file: str, record: dict[str, Any]) -> FileChanges:
+    """Which files of the failed batch differ from those its error record lists (size, then
+    SHA-256); a file added or removed since counts as changed."""
+    listed = record.get("files_at_failure")
+    if not isinstance(listed, list):
+        return FileChanges(known=False)
+    before: dict[str, tuple[object, object]] = {}
+    for entry in listed:
+        if isinstance(entry, dict):
+            before[_name_key(entry)] = (entry.get("bytes"), entry.get("sha256"))
+    names = sorted(n for n in batch.names() if n != record_file)
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for name in names:
+        key = os.fsencode(name).hex()
+        same = key in before and _fingerprint(batch, name, before[key][0]) == before[key]
+        (unchanged if same else changed).append(quoted(name))
+        before.pop(key, None)
+    changed += [f"{quoted(os.fsdecode(bytes.fromhex(key)))} (removed)" for key in before]
+    return FileChanges(True, tuple(changed), tuple(unchanged))
+
+
+def _name_key(entry: dict[str, Any]) -> str:
+    # A name that is not UTF-8 is kept in `name_hex`: only its bytes say which file it was.
+    if isinstance(entry.get("name_hex"), str):
+        return str(entry["name_hex"])
+    return os.fsencode(str(entry.get("name"))).hex()
+
+
+def _fingerprint(batch: Folder, name: str, size: object) -> tuple[object, object]:
+    """(bytes, sha256) of the file now; the digest only when the size is still `size`."""
+    try:
+        info = os.stat(name, dir_fd=batch.fd, follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            return info.st_size, None
+        digest = hashlib.sha256()
+        with open_regular(batch.io_path / name) as source:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None, None  # not readable now: changed, and the daemon says why
+    return info.st_size, digest.hexdigest()
 
 
 def requeued(

@@ -94,6 +94,8 @@ def test_guard_holds_each_file_over_the_share_and_sends_the_rest(
     assert first["files"][0]["bytes"] == len(CASES[0][1])
     assert first["created"] and first["held"] and first["batch"] == held_ids(music)[0]
     assert '"users.csv" has 101 of its 200 rows deleted (50.5%)' in first["reason"]
+    # The command to run names the config this dropd runs with, never a placeholder.
+    assert f"`dropd release --config {config} music {first['batch']}`" in first["reason"]
     assert (held_records(music)[0].parent / "users.csv").read_bytes() == CASES[0][1]
     event = daemon.wait_event("batch_held", batch=first["batch"])
     assert event["group"] == "music" and event["guard"] == first["guard"]

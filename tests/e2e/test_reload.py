@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    COURSES,
     USERS,
     DaemonProcess,
     SandboxProcess,
     drained,
     drop,
     drop_folders,
+    errors,
     group_status,
     music_group,
     read,
@@ -187,7 +189,7 @@ def test_reload_while_files_flow_adds_changes_and_removes_groups_losing_nothing(
     assert daemon.stop() == 0
 
 
-def test_reload_refuses_to_move_the_state_dir_and_keeps_its_lock(
+def test_reload_keeps_the_state_dir_and_names_it_as_needing_a_restart(
     tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
 ) -> None:
     config, folder = music_group(tmp_path, sandbox)
@@ -195,14 +197,57 @@ def test_reload_refuses_to_move_the_state_dir_and_keeps_its_lock(
 
     moved = tmp_path / "moved-state"
     text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace(str(tmp_path / "state"), str(moved)), encoding="utf-8")
+    config.write_text(
+        text.replace(str(tmp_path / "state"), str(moved)).replace(
+            "settle_seconds = 0.3", "settle_seconds = 0.2"
+        ),
+        encoding="utf-8",
+    )
     daemon.process.send_signal(signal.SIGHUP)
-    refused = daemon.wait_event("reload_refused")
-    assert refused["problem"].startswith("daemon.state_dir: changed from")
-    assert "restart dropd" in refused["problem"]
+    warned = daemon.wait_event("reload_needs_restart")
+    assert warned["level"] == "warning" and warned["keys"] == ["daemon.state_dir"]
+    assert "restart" in warned["reason"]
+    reloaded = daemon.wait_event("config_reloaded")
+    assert reloaded["restart_needed"] == ["daemon.state_dir"]
+    assert not daemon.named("reload_refused"), "the rest of the config is applied"
     assert not moved.exists(), "nothing is written to a state_dir this process does not hold"
 
     drop(folder, "users.csv", USERS)
-    wait_for(lambda: receipts(folder), "a receipt under the running config")
+    wait_for(lambda: receipts(folder), "a receipt under the reloaded config")
     assert (tmp_path / "state" / "status.json").is_file()
+    assert not moved.exists()
+    assert daemon.process.poll() is None
+
+
+def test_reload_applies_a_changed_log_level_and_log_format(
+    tmp_path: Path, sandbox: SandboxProcess, processes: list[SandboxProcess | DaemonProcess]
+) -> None:
+    config, folder = music_group(tmp_path, sandbox)
+    daemon = start_ready(processes, config, tmp_path / "daemon.log")
+    drop(folder, "users.csv", USERS)
+    daemon.wait_event("batch_sent")
+
+    # A state_dir moved too: its warning, written just before the new log settings apply,
+    # says the reload has come (config_reloaded is an info line, no longer written).
+    text = config.read_text(encoding="utf-8").replace(
+        str(tmp_path / "state"), str(tmp_path / "moved")
+    )
+    config.write_text(
+        text.replace("[daemon]\n", '[daemon]\nlog_level = "warning"\nlog_format = "console"\n'),
+        encoding="utf-8",
+    )
+    before = len(daemon.text())
+    daemon.process.send_signal(signal.SIGHUP)
+    # Read as text: the lines after it are no longer JSON.
+    wait_for(lambda: "reload_needs_restart" in daemon.text()[before:], "the reload's warning")
+    drop(folder, "courses.csv", COURSES)
+    wait_for(lambda: len(receipts(folder)) == 2, "the second batch sent")
+    drop(folder, "notes.txt", b"not for upload")
+    wait_for(lambda: errors(folder), "the intake failure")
+    wait_for(lambda: "batch_failed" in daemon.text()[before:], "the batch_failed line")
+
+    after = daemon.text()[before:].splitlines()
+    assert not [line for line in after if "batch_sent" in line or "file_claimed" in line]
+    [failed] = [line for line in after if "batch_failed" in line]
+    assert not failed.startswith("{") and "[error" in failed, "a console line now"
     assert daemon.process.poll() is None

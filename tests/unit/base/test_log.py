@@ -257,3 +257,45 @@ def test_configure_console_format_redacts_exception_tracebacks() -> None:
     assert "batch_sent" in out and "upload_crashed" in out and "library_failed" in out
     assert SECRET not in out
     assert TOKEN not in out
+
+
+@pytest.mark.parametrize(
+    ("level", "written"),
+    [
+        ("DEBUG", ["chatty", "batch_sent", "disk_low", "library warns", "upload_failed"]),
+        ("INFO", ["batch_sent", "disk_low", "library warns", "upload_failed"]),
+        ("WARNING", ["disk_low", "library warns", "upload_failed"]),
+        ("ERROR", ["upload_failed"]),
+    ],
+)
+def test_configure_writes_only_lines_at_or_above_the_log_level(
+    level: str, written: list[str]
+) -> None:
+    out = run_stdout(
+        f"""
+        dlog.configure(LogFormat.JSON, level=dlog.LogLevel.{level}.number)
+        log = structlog.get_logger()
+        log.debug("chatty")
+        log.info("batch_sent")
+        log.warning("disk_low")
+        logging.getLogger("urllib3").warning("library warns")  # held at WARNING of its own
+        log.error("upload_failed")
+        """
+    )
+    assert [json.loads(line)["event"] for line in out.splitlines()] == written
+
+
+def test_configure_again_takes_the_new_level_and_format_for_loggers_already_made() -> None:
+    out = run_stdout(
+        """
+        log = structlog.get_logger()
+        log.info("before_reload")
+        dlog.configure(LogFormat.CONSOLE, level=dlog.LogLevel.WARNING.number)
+        log.info("hidden_now")
+        log.warning("after_reload")
+        """
+    )
+    first, second = out.splitlines()
+    assert json.loads(first)["event"] == "before_reload"
+    assert "after_reload" in second and not second.startswith("{")
+    assert "hidden_now" not in out

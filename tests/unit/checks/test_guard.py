@@ -84,9 +84,11 @@ def test_guard_reason_names_the_files_the_shares_and_what_to_do() -> None:
     assert reason == (
         '"enrollments.csv" has 1,500 of its 2,000 rows deleted (75%) and "users.csv" 120 of 150 '
         "(80%), more than max_deleted_percent (50%) lets through, so the batch waits in "
-        "held/B1: if the deletions are meant, send it with `dropd release --config F music "
-        "B1`; if not, fix the export and remove that folder"
+        "held/B1: if the deletions are meant, send it with `dropd release music B1`; if not, "
+        "fix the export and remove that folder"
     )
+    with_config = held_reason("B1", "music", found, " --config /srv/dropd.toml")
+    assert "`dropd release --config /srv/dropd.toml music B1`" in with_config
     assert percent(33.333) == "33.33%" and percent(50.0) == "50%" and percent(12.5) == "12.5%"
 
 

@@ -85,6 +85,8 @@ def test_dropd_check_config_exits_2_with_problems_on_stderr(tmp_path: Path) -> N
         'groups.music.environment: "prod" is not defined under [environments]; '
         "add [environments.prod] or use one of: test",
         "groups.music.max_upload_bytes: -1 is too small; give a whole number of 0 or more",
+        # In the same run: the folder need not wait for the other problems to be fixed.
+        f"groups.music.folder: {tmp_path / 'drop'} does not exist; create it or fix the path",
     ]
 
 
@@ -104,3 +106,30 @@ def test_dropd_check_config_exits_0_on_a_good_config(tmp_path: Path) -> None:
     result = run_check_config(path)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"{path}: ok (1 environment, 1 group)\n"
+
+
+def test_check_config_without_environments_says_to_add_one_and_checks_folders_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[groups.music]\nfolder = "drop"\n')
+    assert check_config_command(path) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(
+        "groups.music.environment: missing, and the file has no environment to name: add an "
+        "[environments.NAME] table (token_url, base_url, client_id and a client secret"
+    )
+    assert 'add environment = "test"' not in lines[0]
+    assert lines[1:] == [
+        f"groups.music.folder: {tmp_path / 'drop'} does not exist; create it or fix the path"
+    ]
+
+
+def test_check_config_says_a_missing_folder_with_the_other_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "[daemon]\nquiet_seconds = 0\n" + group('folder = "drop"'))
+    assert check_config_command(path) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "daemon.quiet_seconds: 0 is too small; give a number above 0",
+        f"groups.music.folder: {tmp_path / 'drop'} does not exist; create it or fix the path",
+    ]

@@ -18,6 +18,7 @@ from daemon.commands.status import (
     read_status_file,
     render_text,
     report_json,
+    status_command,
 )
 from daemon.config.model import Config, DaemonSettings, Group
 from daemon.observe import liveness
@@ -140,6 +141,7 @@ def test_ago_says_the_largest_whole_unit(seconds: float, said: str) -> None:
 
 def test_status_report_json_lists_each_group_as_the_status_file_has_it(tmp_path: Path) -> None:
     written = entry("music", "Error", step="upload", reason="HTTP 400", batches_held=1)
+    written.update(batch="20261123T085810.123456Z-3f9a", last_failed="20261123T085810.123456Z-3f9a")
     write_status(tmp_path, [written])
     report = build_report(config_of(tmp_path, "music", "art"), NOW)
     [music, art] = report_json(report)["groups"]
@@ -155,3 +157,47 @@ def test_status_report_a_group_entry_of_an_older_dropd_has_no_held_batches(
     [music] = build_report(config_of(tmp_path, "music"), NOW).groups
     assert (music.batches_held, music.files_waiting) == (0, None)
     assert "held batches:   0" in render_text(build_report(config_of(tmp_path, "music"), NOW), NOW)
+
+
+FAILED = "20261123T085810.123456Z-3f9a"
+
+
+def test_status_report_names_the_failed_batch_and_the_held_one(tmp_path: Path) -> None:
+    failed = entry("music", "Error", step="validate", reason="bad header", batches_failed=2)
+    failed.update(batch=FAILED, last_failed=FAILED)
+    held = entry("art", "Error", step="guard", reason="held", batch="20261124T000000.000000Z-1")
+    write_status(tmp_path, [failed, held])
+    text = render_text(build_report(config_of(tmp_path, "music", "art"), NOW), NOW)
+    assert f"batch:          {FAILED} (in failed/)" in text
+    assert f"failed batches: 2 (newest {FAILED})" in text
+    assert "batch:          20261124T000000.000000Z-1 (in held/)" in text
+
+
+def test_status_with_a_broken_config_shows_the_running_dropd_and_the_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    write_status(state, [entry("music", "Error", step="upload", reason="HTTP 400", batch=FAILED)])
+    config = tmp_path / "dropd.toml"
+    config.write_text('[daemon]\nstate_dir = "state"\nsettle_seconds = "ten"\n')
+    assert status_command(config, as_json=False) == 2
+    out, err = capsys.readouterr()
+    assert f"dropd running (pid {os.getpid()})" in out
+    assert "music" in out and "HTTP 400" in out and FAILED in out
+    assert "the config has problems" in err and 'daemon.settle_seconds: "ten"' in err
+    assert status_command(config, as_json=True) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data["running"] is True and data["exit_code"] == 2
+    assert [g["group"] for g in data["groups"]] == ["music"]
+    assert data["config_problems"][0].startswith("daemon.settle_seconds:")
+
+
+def test_status_with_a_config_that_is_no_toml_looks_in_the_default_state_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "dropd.toml"
+    config.write_text("[daemon\n")
+    assert status_command(config, as_json=True) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data["status_file"] == str(DaemonSettings().state_dir / STATUS_FILE)

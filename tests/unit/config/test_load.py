@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from daemon.base.errors import ConfigError
-from daemon.base.log import LogFormat
+from daemon.base.log import LogFormat, LogLevel
 from daemon.config.load import check_paths, load_config
 from daemon.config.model import (
     Config,
@@ -112,7 +112,7 @@ def test_load_config_error_message_joins_problems(tmp_path: Path) -> None:
 
 def test_load_config_unknown_top_level_key(tmp_path: Path) -> None:
     assert problems(tmp_path, "colour = 1\n") == [
-        "colour: unknown key; remove it (known keys: daemon, environments, groups)"
+        "colour: unknown key; remove it (known keys: daemon, environments, groups, notify)"
     ]
 
 
@@ -323,6 +323,20 @@ def test_load_config_log_format_choices(tmp_path: Path) -> None:
     assert load(tmp_path, '[daemon]\nlog_format = "json"\n').daemon.log_format is LogFormat.JSON
     assert problems(tmp_path, "[daemon]\nlog_format = 1\n") == [
         'daemon.log_format: 1 is not a choice; use one of: "json", "console"'
+    ]
+
+
+def test_load_config_log_level_defaults_to_info_and_takes_each_level(tmp_path: Path) -> None:
+    assert load(tmp_path, "").daemon.log_level is LogLevel.INFO
+    for level in LogLevel:
+        text = f'[daemon]\nlog_level = "{level.value}"\n'
+        assert load(tmp_path, text).daemon.log_level is level
+
+
+def test_load_config_unknown_log_level_names_the_key(tmp_path: Path) -> None:
+    assert problems(tmp_path, '[daemon]\nlog_level = "verbose"\n') == [
+        'daemon.log_level: "verbose" is not a choice; use one of: "debug", "info", "warning", '
+        '"error"'
     ]
 
 

@@ -189,3 +189,17 @@ def test_receipt_says_per_file_what_its_copy_was_converted_from_and_escaped() ->
     assert "escaped" not in users
     assert properties["escaped"] == 3 and "converted" not in properties
     assert list(courses) == ["name", "bytes", "sha256", "kind"]  # only where it happened
+
+
+def test_error_json_of_a_validate_failure_keeps_each_file_as_validation_read_it() -> None:
+    checked = (
+        FileRecord("users.csv", 51, "cd" * 32, "csv"),
+        FileRecord("caf\udce9.csv", 3, "ab" * 32),
+    )
+    failure = Failure(Step.VALIDATE, "bad header", (), checked)
+    data = record(failure=failure).to_json()
+    assert list(data)[-4:] == ["step", "reason", "problems", "files_at_failure"]
+    assert data["files_at_failure"] == [
+        {"name": "users.csv", "bytes": 51, "sha256": "cd" * 32},
+        {"name": "caf\\xe9.csv", "name_hex": "636166e92e637376", "bytes": 3, "sha256": "ab" * 32},
+    ]

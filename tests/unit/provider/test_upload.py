@@ -5,7 +5,10 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from daemon.provider.upload import (
     classify,
     new_session,
     retry_after_seconds,
+    trust_with,
     upload_url,
     upload_zip,
 )
@@ -688,3 +692,22 @@ def test_upload_zip_200_empty_body_is_retried(server: UploadServer, zip_file: Pa
 
     assert outcome.kind is OutcomeKind.RETRY
     assert "HTTP 200 with application/json (empty body)" in outcome.reason
+
+
+def test_ca_bundle_adds_to_the_systems_trust_and_never_replaces_it(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert = tmp_path / "campus.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=campus CA", "-keyout", str(tmp_path / "key.pem"), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    if not system:
+        pytest.skip("this system trusts no CA at all")
+    assert trust_with(cert).cert_store_stats()["x509_ca"] == system + 1

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from daemon.spool.history import FolderHistory, folder_history, held_batches
+from daemon.spool.history import FolderHistory, failed_batch_ids, folder_history, held_batches
 
 OLD, MID, NEW = (
     "20261120T080000.000000Z-aaaa",
@@ -96,3 +96,11 @@ def test_folder_history_a_batch_held_after_a_failure_is_the_newer_news(tmp_path:
     assert folder_history(tmp_path).last_failure is None
     failed(tmp_path, "20261124T080000.000000Z-dddd", "upload", "HTTP 403")
     assert folder_history(tmp_path).last_failure == ("upload", "HTTP 403")
+
+
+def test_folder_history_names_the_newest_failed_batch(tmp_path: Path) -> None:
+    failed(tmp_path, OLD)
+    failed(tmp_path, MID)
+    assert folder_history(tmp_path).newest_failed == MID
+    assert failed_batch_ids(tmp_path) == [OLD, MID]
+    assert failed_batch_ids(tmp_path / "missing") == []
