@@ -99,3 +99,28 @@ def test_architecture_names_every_layer_of_the_import_contract() -> None:
     }
     missing = sorted(m for m in modules if m not in text and f"{m.replace('.', '/')}/" not in text)
     assert not missing, f"architecture.md does not name the layers {missing}"
+
+
+# A call that logs an event: `log.info("event_name", ...)`, its name the first argument.
+LOGGED = re.compile(r"\blog\.(?:debug|info|warning|error|exception|critical)\(\s*\"([a-z_]+)\"")
+EVENT_ROW = re.compile(r"^\| `([a-z_]+)` \|", re.MULTILINE)
+
+
+def test_log_events_page_lists_every_event_the_code_logs_and_no_other() -> None:
+    sources = [p.read_text(encoding="utf-8") for p in sorted((REPO / "daemon").rglob("*.py"))]
+    logged = {name for text in sources for name in LOGGED.findall(text)}
+    listed = set(EVENT_ROW.findall((DOCS / "reference" / "log-events.md").read_text("utf-8")))
+    assert logged, "no log call found: the pattern no longer matches the code"
+    assert sorted(logged - listed) == [], "logged but not in docs/reference/log-events.md"
+    # Some events are named where they are passed on, not logged in place.
+    named = {name for name in listed if any(f'"{name}"' in text for text in sources)}
+    assert sorted(listed - named) == [], "listed in log-events.md but nowhere in daemon/"
+
+
+def test_packaging_has_an_spdx_license_and_installs_the_man_page() -> None:
+    # `license = {text = ...}` made every `pip install` warn that the table is deprecated.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    assert isinstance(project["project"]["license"], str)
+    data_files = project["tool"]["setuptools"]["data-files"]
+    assert data_files["share/man/man1"] == ["docs/dropd.1"]
+    assert (DOCS / "dropd.1").is_file()
