@@ -7,14 +7,15 @@
  * threads check two stretches of a file at once. It is optional: where it was not built
  * (no C compiler), the reference reader (daemon/base/opencsv.py) reads every line.
  *
- * It checks lines from the start of a run until the first line holding a backslash, a CR
- * not followed by LF, or a quote anywhere but at a field's edges, and says where that line
- * starts: the reader takes over there. A line of the header's width whose checked values
- * are all taken is counted (and counted as deleted where its status is "deleted"); any
- * other line with no quote is returned as odd, for the Python checks to read alone and say
- * exactly what is wrong, and a quoted one stops the run there. So it may only ever be
- * stricter than the Python checks, never looser: a value is taken here only where
- * `formats.ValueRule.complaint` takes it.
+ * A line of the header's width whose checked values are all taken is counted (and counted
+ * as deleted where its status is "deleted"). Any other line comes back for the Python
+ * checks, which say exactly what is wrong: an unquoted line to split at commas ("odd"), or
+ * a line with a backslash and no quote, which opencsv reads as one record but not as it
+ * looks, for the reader to read alone. A run ends at the first line that may start a
+ * record running over several lines, or that the reader must word: a quote anywhere but at
+ * a field's edges, a quoted line not taken whole, a CR not followed by LF; the reader takes
+ * over there. So the scanner may only ever be stricter than the Python checks, never
+ * looser: a value is taken here only where `formats.ValueRule.complaint` takes it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,10 +29,15 @@ typedef struct {
     Py_ssize_t count; /* allowed values; none: an email address */
     const char *values[MAX_RULES];
     Py_ssize_t sizes[MAX_RULES];
+    /* The last email domain taken, in the data: a column's addresses mostly share one. */
+    const unsigned char *domain;
+    Py_ssize_t domain_size;
 } Rule;
 
+enum { SPLIT = 0, ALONE = 1 }; /* a line returned: split at commas, or read alone */
+
 typedef struct {
-    Py_ssize_t index, begin, end; /* a line's index in the run, and its bytes */
+    Py_ssize_t index, begin, end, kind; /* a line's index in the run, its bytes, its kind */
 } Odd;
 
 typedef struct {
@@ -39,7 +45,8 @@ typedef struct {
     Py_ssize_t used, size;
 } OddList;
 
-static int odd_add(OddList *list, Py_ssize_t index, Py_ssize_t begin, Py_ssize_t end)
+static int odd_add(OddList *list, Py_ssize_t index, Py_ssize_t begin, Py_ssize_t end,
+                   Py_ssize_t kind)
 {
     if (list->used == list->size) {
         Py_ssize_t size = list->size ? list->size * 2 : 64;
@@ -49,7 +56,7 @@ static int odd_add(OddList *list, Py_ssize_t index, Py_ssize_t begin, Py_ssize_t
         list->items = items;
         list->size = size;
     }
-    list->items[list->used++] = (Odd){index, begin, end};
+    list->items[list->used++] = (Odd){index, begin, end, kind};
     return 0;
 }
 
@@ -70,8 +77,8 @@ static void classify_bytes(void)
 
 /* formats.EMAIL, matched whole: a local part, "@", labels each ended by ".", then the
  * top-level domain: two or more ASCII letters; no part holds white space, "@", "," or a
- * quote. */
-static int is_email(const unsigned char *s, Py_ssize_t n)
+ * quote. A domain equal to the last one taken (`rule->domain`) is taken again unread. */
+static int is_email(Rule *rule, const unsigned char *s, Py_ssize_t n)
 {
     const unsigned char *at = memchr(s, '@', (size_t)n);
     if (at == NULL || at == s)
@@ -79,8 +86,12 @@ static int is_email(const unsigned char *s, Py_ssize_t n)
     for (const unsigned char *p = s; p < at; p++)
         if (byte_class[*p] & STOP)
             return 0;
+    const unsigned char *domain = at + 1;
+    Py_ssize_t size = s + n - domain;
+    if (size == rule->domain_size && memcmp(domain, rule->domain, (size_t)size) == 0)
+        return 1;
     Py_ssize_t labels = 0, label = 0, letters = 1; /* the label being read: its length */
-    for (const unsigned char *p = at + 1; p < s + n; p++) {
+    for (const unsigned char *p = domain; p < s + n; p++) {
         unsigned char kind = byte_class[*p];
         if (kind & STOP)
             return 0;
@@ -96,7 +107,11 @@ static int is_email(const unsigned char *s, Py_ssize_t n)
             letters &= kind; /* LETTER is 1 */
         }
     }
-    return labels >= 1 && label >= 2 && letters;
+    if (!(labels >= 1 && label >= 2 && letters))
+        return 0;
+    rule->domain = domain;
+    rule->domain_size = size;
+    return 1;
 }
 
 /* `s` is `lower` (lowercase ASCII) but for the case of ASCII letters, as Canvas compares. */
@@ -114,10 +129,10 @@ static int same_word(const unsigned char *s, Py_ssize_t n, const char *lower, Py
     return 1;
 }
 
-static int taken(const Rule *rule, const unsigned char *s, Py_ssize_t n)
+static int taken(Rule *rule, const unsigned char *s, Py_ssize_t n)
 {
     if (rule->count == 0)
-        return is_email(s, n);
+        return is_email(rule, s, n);
     for (Py_ssize_t i = 0; i < rule->count; i++)
         if (same_word(s, n, rule->values[i], rule->sizes[i]))
             return 1;
@@ -127,7 +142,7 @@ static int taken(const Rule *rule, const unsigned char *s, Py_ssize_t n)
 typedef struct {
     const unsigned char *data;
     Py_ssize_t start, end, width, status, nrules;
-    const Rule *rules;
+    Rule *rules;
     Py_ssize_t lines, deleted;
     OddList odd;
 } Scan;
@@ -144,17 +159,17 @@ static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t *b
     const unsigned char *comma = data + begin, *stop = data + value_end;
     while ((comma = memchr(comma, ',', (size_t)(stop - comma))) != NULL) {
         if (++field == scan->width)
-            return odd_add(&scan->odd, scan->lines, begin, end) ? NO_MEMORY : SCANNED;
+            return odd_add(&scan->odd, scan->lines, begin, end, SPLIT) ? NO_MEMORY : SCANNED;
         bounds[field] = ++comma - data;
     }
     if (field != scan->width - 1)
-        return odd_add(&scan->odd, scan->lines, begin, end) ? NO_MEMORY : SCANNED;
+        return odd_add(&scan->odd, scan->lines, begin, end, SPLIT) ? NO_MEMORY : SCANNED;
     bounds[scan->width] = value_end + 1; /* as if a comma ended the last field too */
     for (Py_ssize_t r = 0; r < scan->nrules; r++) {
         Py_ssize_t column = scan->rules[r].column;
         const unsigned char *value = data + bounds[column];
         if (!taken(&scan->rules[r], value, bounds[column + 1] - 1 - bounds[column]))
-            return odd_add(&scan->odd, scan->lines, begin, end) ? NO_MEMORY : SCANNED;
+            return odd_add(&scan->odd, scan->lines, begin, end, SPLIT) ? NO_MEMORY : SCANNED;
     }
     if (scan->status >= 0) {
         Py_ssize_t column = scan->status;
@@ -165,17 +180,14 @@ static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t *b
     return SCANNED;
 }
 
-/* Where the first line the scan must leave to the reader starts: one holding a backslash
- * or a CR that ends a line on its own (a CR last in the run may be one). Quotes are judged
- * line by line. */
+/* Where the first line with a CR that ends a line on its own starts (a CR last in the run
+ * may be one): opencsv's line ends are not this scan's there. Quotes and backslashes are
+ * judged line by line. */
 static Py_ssize_t plain_end(const unsigned char *data, Py_ssize_t start, Py_ssize_t end)
 {
     Py_ssize_t limit = end;
-    const unsigned char *found = memchr(data + start, '\\', (size_t)(end - start));
-    if (found != NULL)
-        limit = found - data;
     const unsigned char *cr = data + start;
-    while ((cr = memchr(cr, '\r', (size_t)(data + limit - cr))) != NULL) {
+    while ((cr = memchr(cr, '\r', (size_t)(data + end - cr))) != NULL) {
         if (cr + 1 == data + end || cr[1] != '\n') {
             limit = cr - data;
             break;
@@ -243,26 +255,44 @@ static int scan_quoted_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end)
     return EDGE_TAKEN;
 }
 
+static const unsigned char *next_of(const unsigned char *data, Py_ssize_t from, Py_ssize_t end,
+                                    int byte)
+{
+    return from < end ? memchr(data + from, byte, (size_t)(end - from)) : NULL;
+}
+
 static int scan_lines(Scan *scan)
 {
     Py_ssize_t bounds[MAX_WIDTH + 1];
     const unsigned char *data = scan->data;
     Py_ssize_t begin = scan->start;
-    const unsigned char *quote = memchr(data + begin, '"', (size_t)(scan->end - begin));
+    const unsigned char *quote = next_of(data, begin, scan->end, '"');
+    const unsigned char *backslash = next_of(data, begin, scan->end, '\\');
     while (begin < scan->end) {
         const unsigned char *line_end = memchr(data + begin, '\n', (size_t)(scan->end - begin));
         Py_ssize_t end = line_end ? line_end - data : scan->end; /* the last may be unended */
-        int outcome;
-        if (quote != NULL && quote < data + end) {
+        int outcome = SCANNED;
+        int quoted = quote != NULL && quote < data + end;
+        if (backslash != NULL && backslash < data + end) {
+            /* With no quote, one record whatever its backslashes do: read alone. */
+            if (quoted) {
+                scan->end = begin;
+                return SCANNED;
+            }
+            if (odd_add(&scan->odd, scan->lines, begin, end, ALONE))
+                return NO_MEMORY;
+            backslash = next_of(data, end, scan->end, '\\');
+        }
+        else if (quoted) {
             if (scan_quoted_line(scan, begin, end) == EDGE_LEFT) {
                 scan->end = begin;
                 return SCANNED;
             }
-            outcome = SCANNED;
-            quote = end < scan->end ? memchr(data + end, '"', (size_t)(scan->end - end)) : NULL;
         }
         else
             outcome = scan_line(scan, begin, end, bounds);
+        if (quoted)
+            quote = next_of(data, end, scan->end, '"');
         if (outcome != SCANNED)
             return outcome;
         scan->lines++;
@@ -285,6 +315,8 @@ static int read_rules(PyObject *rules, Rule *into, Py_ssize_t width)
                               &values))
             return -1;
         rule->count = PyTuple_GET_SIZE(values);
+        rule->domain = NULL;
+        rule->domain_size = -1;
         if (rule->column < 0 || rule->column >= width || rule->count > MAX_RULES) {
             PyErr_SetString(PyExc_ValueError, "a rule's column or values are out of range");
             return -1;
@@ -309,7 +341,8 @@ static PyObject *odd_lines(const OddList *odd)
         return NULL;
     for (Py_ssize_t i = 0; i < odd->used; i++) {
         const Odd *item = &odd->items[i];
-        PyObject *entry = Py_BuildValue("(nnn)", item->index, item->begin, item->end);
+        PyObject *entry =
+            Py_BuildValue("(nnnn)", item->index, item->begin, item->end, item->kind);
         if (entry == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -322,12 +355,13 @@ static PyObject *odd_lines(const OddList *odd)
 PyDoc_STRVAR(plain_lines_doc,
 "plain_lines(data, start, end, width, rules, status, /)\n--\n\n"
 "Check the lines of data[start:end] (`start` begins a line, `end` ends one or the data)\n"
-"up to the first the reader must read (a backslash, a lone CR, a quote not at a field's\n"
-"edges, or a quoted line that is not taken whole):\n"
-"(lines, deleted, odd, stop), with odd a list of (index, begin, end) of the unquoted lines not of\n"
-"`width` fields or with a value `rules` ((column, allowed lowercase values or () for an\n"
-"email address), ...) does not take, and stop where the first line left to the reader begins\n"
-"(`end` if none). `status` is the status column, or -1.");
+"up to the first the reader must take over at (a quote not at a field's edges, a quoted\n"
+"line not taken whole, a line with a backslash and a quote, a lone CR):\n"
+"(lines, deleted, odd, stop). odd lists (index, begin, end, kind) of the lines left to\n"
+"Python: kind 0 an unquoted line not of `width` fields or with a value `rules` ((column,\n"
+"allowed lowercase values or () for an email address), ...) does not take, to split at\n"
+"commas; kind 1 a line with a backslash and no quote, to read alone. stop is where the\n"
+"reader takes over (`end` if nowhere). `status` is the status column, or -1.");
 
 static PyObject *plain_lines(PyObject *Py_UNUSED(module), PyObject *args)
 {

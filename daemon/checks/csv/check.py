@@ -4,11 +4,12 @@ A file is never held whole: it is read `CHUNK_BYTES` at a time, its bytes checke
 in the group's encoding (no NUL byte) and turned into the UTF-8 that goes up, then cut
 into stretches of whole lines. Every record is read as the server reads it, by the
 reference reader (`daemon.base.opencsv`), which also words what the server does silently
-to a record. Plain lines (no quote, no backslash, no lone CR), where opencsv's reading is
-a split at every comma, are checked by the compiled row scanner (`_rowscan.c`) where it
-was built, on two threads for a large file since it releases the GIL; the first line that
-is not plain hands over to the reader. `DROPD_ROWSCAN=off` in the environment leaves the
-scanner unused.
+to a record. Lines opencsv reads as they look (no backslash, no lone CR, quotes only at
+field edges) are checked by the compiled row scanner (`_rowscan.c`) where it was built, on
+two threads for a large file since it releases the GIL; it gives back a line with a
+backslash for the reader to read alone, and hands over to the reader at a line that may
+start a record running over several lines, going on after it where it does not.
+`DROPD_ROWSCAN=off` in the environment leaves the scanner unused.
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from daemon.base.opencsv import Note, NoteKind, PlainRows, Record, Unterminated, decode, read_rows
+from daemon.base.opencsv import (
+    Note,
+    NoteKind,
+    PlainRows,
+    Record,
+    Unterminated,
+    decode,
+    read_records,
+    read_rows,
+)
 from daemon.base.regular import open_regular
 from daemon.checks.csv.formats import (
     EMAIL_LINES,
@@ -49,7 +59,9 @@ _MENTIONED = ("courses", "sections")
 _SILENT_NOTES = (NoteKind.ESCAPED, NoteKind.LINE_BREAK)
 
 Rules = tuple[tuple[int, tuple[bytes, ...]], ...]  # (column, allowed values or () for email)
-Scanned = tuple[int, int, list[tuple[int, int, int]], int]  # lines, deleted, odd, stop
+# lines, deleted, odd (index, begin, end, kind: SPLIT or ALONE), stop; see _rowscan.c
+Scanned = tuple[int, int, list[tuple[int, int, int, int]], int]
+SPLIT, ALONE = 0, 1  # a line the scanner gives back: split it at commas, or read it alone
 # The row scanner's one function: data, start, end, width, rules, status (see _rowscan.c)
 RowScanner = Callable[[bytes, int, int, int, Rules, int], Scanned]
 
@@ -282,11 +294,16 @@ class _Rows:
         """Take in what the scanner found in `block`; where the reader must take over."""
         lines, deleted, odd, stop = found
         base, after = self.line, 0
-        for index, begin, end in odd:
+        for index, begin, end, kind in odd:
             if index > after:
                 self._flush_blank()  # clean lines came after it
-            text = block.data[begin:end].decode("utf-8", "replace").removesuffix("\r")
-            self._row(text.split(","), base + index, base + index)
+            if kind == ALONE:  # a backslash and no quote: one record, read by the reader
+                text = "".join(decode([block.data[begin:end]])).removesuffix("\r")
+                for record in read_records([text]):
+                    self._record(record, base + index - 1)
+            else:
+                text = block.data[begin:end].decode("utf-8", "replace").removesuffix("\r")
+                self._row(text.split(","), base + index, base + index)
             after = index + 1
         if lines > after:
             self._flush_blank()

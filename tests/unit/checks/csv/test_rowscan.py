@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from daemon.checks.csv import check as csvcheck
-from daemon.checks.csv.check import RowScanner, Scanned, scan_csv
+from daemon.checks.csv.check import ALONE, SPLIT, RowScanner, Scanned, scan_csv
 from daemon.checks.csv.formats import _EMAIL, HEADERS, value_rules
 
 SCANNER = csvcheck.ROWSCAN
@@ -40,15 +40,17 @@ def test_rowscan_is_built_where_a_c_compiler_is() -> None:
 
 def plain_lines(
     scanner: RowScanner, header: tuple[bytes, ...], body: bytes
-) -> tuple[int, int, list[tuple[int, bytes]], bytes]:
-    """What the scanner finds in `body`: lines, deleted, odd lines, and the rest it leaves."""
+) -> tuple[int, int, list[tuple[int, bytes] | tuple[int, int, bytes]], bytes]:
+    """What the scanner finds in `body`: lines, deleted, the lines it gives back ((index,
+    line) to split, (index, ALONE, line) to read alone), and the rest it leaves."""
     names = tuple(n.decode() for n in header)
     rules = value_rules(HEADERS[names], names)
     scanned = tuple((r.index, tuple(v.encode() for v in r.allowed)) for r in rules)
     status = names.index("status") if "status" in names else -1
     data = b"xx" + body  # not at the start of the data: the run's bounds are kept
     lines, deleted, odd, stop = scanner(data, 2, len(data), len(names), scanned, status)
-    return lines, deleted, [(index, data[begin:end]) for index, begin, end in odd], data[stop:]
+    given = [(i, data[b:e]) if kind == SPLIT else (i, ALONE, data[b:e]) for i, b, e, kind in odd]
+    return lines, deleted, given, data[stop:]
 
 
 @needs_scanner
@@ -83,7 +85,13 @@ def plain_lines(
         (b'C1,"u1",ta,S1,Mentor\n', (0, 0, [], b'C1,"u1",ta,S1,Mentor\n')),
         (b'C1,"u1",ta,S1\n', (0, 0, [], b'C1,"u1",ta,S1\n')),
         (b'C1,"u1",ta,S1,""\n', (0, 0, [], b'C1,"u1",ta,S1,""\n')),
-        (b"C1,u\\1,ta,S1,active\n", (0, 0, [], b"C1,u\\1,ta,S1,active\n")),
+        # A backslash and no quote: one record, given back for the reader to read alone.
+        (
+            b"C1,u\\1,ta,S1,active\nC1,u2,ta,S1,active\n",
+            (2, 0, [(0, ALONE, b"C1,u\\1,ta,S1,active")], b""),
+        ),
+        (b"C1,u\\,1,ta,S1,x\\\r\n", (1, 0, [(0, ALONE, b"C1,u\\,1,ta,S1,x\\\r")], b"")),
+        (b'C1,u\\1,"ta",S1,active\n', (0, 0, [], b'C1,u\\1,"ta",S1,active\n')),  # and a quote
         (
             b"C1,u1,ta,S1,active\rC1,u2,ta,S1,active\r",
             (0, 0, [], b"C1,u1,ta,S1,active\rC1,u2,ta,S1,active\r"),
@@ -92,7 +100,7 @@ def plain_lines(
     ],
 )
 def test_rowscan_answers_for_plain_lines_and_stops_at_the_first_other(
-    body: bytes, expected: tuple[int, int, list[tuple[int, bytes]], bytes]
+    body: bytes, expected: tuple[int, int, list[tuple[int, bytes] | tuple[int, int, bytes]], bytes]
 ) -> None:
     assert SCANNER is not None
     assert plain_lines(SCANNER, ENROLLMENTS, body) == expected
@@ -165,8 +173,9 @@ def random_csv(rng: random.Random, header: tuple[bytes, ...], lines: int, troubl
             row = b""
         elif trouble < 0.95:
             row = _quoted(rng, fields)
-        elif trouble < 1:
-            row = row.replace(b",", b",a\\b", 1)
+        elif trouble < 1:  # a backslash: vanishing, escaping a comma, a quote or itself
+            shape = rng.choice([b",a\\b", b",a\\,b", b",a\\\\b", b',a\\"b', b",a\\"])
+            row = row.replace(b",", shape, 1)
         rows.append(row + (b"\r" if rng.random() < 0.1 else b""))
     return b"\n".join(rows) + b"\n"
 
