@@ -66,7 +66,7 @@ def _decode_only(path: Path) -> int:
 def _bulk(path: Path) -> int:
     rows = 0
     for part in read_rows(decode(_chunks(path))):
-        rows += len(part.rows) if isinstance(part, PlainRows) else 1
+        rows += part.count if isinstance(part, PlainRows) else 1
     return rows
 
 
