@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Re-exported: reading message.properties as the server does is one of the checks.
+from daemon.base.headers import HEADER_KEYS
 from daemon.base.java_properties import read_properties as read_properties
 from daemon.base.opencsv import Record, Unterminated, decode, header_key, read_rows
 from daemon.sandbox.form import RequestError, UploadForm
@@ -48,36 +49,6 @@ _NO_USERS_DESCRIPTION = (
     "checking the notification option."
 )
 PROPERTIES_NAME = "message.properties"
-
-
-def _with_optional(base: str, *optional: str) -> list[str]:
-    """`base` followed by every in-order subset of `optional` (the server lists each one)."""
-    headers = [base]
-    for column in optional:
-        headers += [header + column for header in headers]
-    return headers
-
-
-def _header_kinds() -> dict[str, str]:
-    dates = (",start_date", ",end_date")
-    course_columns = (*dates, ",blueprint_course_id")
-    kinds: dict[str, list[str]] = {
-        # The server also takes courses without term_id, which the provider's table omits.
-        "courses": _with_optional(
-            "course_id,short_name,long_name,account_id,term_id,status", *course_columns
-        )
-        + _with_optional("course_id,short_name,long_name,account_id,status", *course_columns),
-        "sections": _with_optional("section_id,course_id,name,status", *dates),
-        "enrollments": _with_optional(
-            "course_id,user_id,role,section_id,status", ",limit_section_privileges"
-        ),
-        "users": _with_optional("user_id,login_id,first_name,last_name,email,status", ",service"),
-        "listings": _with_optional("user_id,listing_id", ",send_email"),
-    }
-    return {header: kind for kind, headers in kinds.items() for header in headers}
-
-
-HEADER_KINDS = _header_kinds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +170,7 @@ def file_kind(file: ReceivedFile) -> str | None:
         return None
     if first is None:
         return None
-    kind = HEADER_KINDS.get(header_key(first))
+    kind = HEADER_KEYS.get(header_key(first))
     if kind is None and _equals_ignore_case(file.name, PROPERTIES_NAME):
         return "properties"
     return kind

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from daemon.base.headers import HEADER_KEYS
 from daemon.base.opencsv import (
     Note,
     NoteKind,
@@ -34,13 +35,7 @@ from daemon.base.opencsv import (
     read_rows,
 )
 from daemon.base.regular import open_regular
-from daemon.checks.csv.formats import (
-    EMAIL_LINES,
-    HEADER_KEYS,
-    ValueRule,
-    header_complaint,
-    value_rules,
-)
+from daemon.checks.csv.formats import EMAIL_LINES, ValueRule, header_complaint, value_rules
 from daemon.checks.decoding import UTF8_FILES, Decoding
 
 CHUNK_BYTES = 1 << 20

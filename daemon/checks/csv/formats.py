@@ -18,26 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from daemon.base.headers import HEADERS, KINDS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from daemon.base.names import quoted
 
-KINDS = ("users", "courses", "sections", "enrollments", "listings")
-_BASES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "users": (("user_id", "login_id", "first_name", "last_name", "email", "status"),),
-    "courses": (
-        ("course_id", "short_name", "long_name", "account_id", "term_id", "status"),
-        ("course_id", "short_name", "long_name", "account_id", "status"),
-    ),
-    "sections": (("section_id", "course_id", "name", "status"),),
-    "enrollments": (("course_id", "user_id", "role", "section_id", "status"),),
-    "listings": (("user_id", "listing_id"),),
-}
-_OPTIONAL: dict[str, tuple[str, ...]] = {
-    "users": ("service",),
-    "courses": ("start_date", "end_date", "blueprint_course_id"),
-    "sections": ("start_date", "end_date"),
-    "enrollments": ("limit_section_privileges",),
-    "listings": ("send_email",),
-}
 STATUSES: dict[str, tuple[str, ...]] = {
     "users": ("active", "suspended", "deleted"),
     "courses": ("active", "deleted", "completed", "published"),
@@ -52,23 +35,6 @@ ROLES = ("student", "teacher", "ta", "observer", "designer")
 EMAIL = r"[^\s@,\"]++@(?:[^\s@,\".]++\.)++[A-Za-z]{2,}+"
 _EMAIL = re.compile(EMAIL, re.ASCII)
 EMAIL_LINES = re.compile(f"{EMAIL}(?:\n{EMAIL})*+", re.ASCII)  # a column, one a line
-
-
-def _with_optional(base: tuple[str, ...], optional: tuple[str, ...]) -> list[tuple[str, ...]]:
-    headers = [base]
-    for column in optional:
-        headers += [(*header, column) for header in headers]
-    return headers
-
-
-HEADERS: dict[tuple[str, ...], str] = {
-    header: kind
-    for kind, bases in _BASES.items()
-    for base in bases
-    for header in _with_optional(base, _OPTIONAL[kind])
-}
-# The server types a file by its header's fields joined with commas, compared exactly.
-HEADER_KEYS: dict[str, str] = {",".join(header): kind for header, kind in HEADERS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +120,12 @@ def _differences(fields: tuple[str, ...], names: list[str], header: tuple[str, .
 
 
 def _columns(kind: str) -> set[str]:
-    return {name for base in _BASES[kind] for name in base} | set(_OPTIONAL[kind])
+    return {name for base in REQUIRED_COLUMNS[kind] for name in base} | set(OPTIONAL_COLUMNS[kind])
 
 
 def _nearest(names: list[str]) -> str:
     kind = max(KINDS, key=lambda k: len(_columns(k) & set(names)))
-    base = ",".join(_BASES[kind][0])
+    base = ",".join(REQUIRED_COLUMNS[kind][0])
     if not _columns(kind) & set(names):
         return (
             "line 1 must be one of the headers in the README (e.g. enrollments: "
@@ -167,11 +133,11 @@ def _nearest(names: list[str]) -> str:
             "above it"
         )
     extra = [n for n in names if n not in _columns(kind)]
-    required = set.intersection(*(set(b) for b in _BASES[kind]))
-    missing = [n for n in _BASES[kind][0] if n in required and n not in names]
+    required = set.intersection(*(set(b) for b in REQUIRED_COLUMNS[kind]))
+    missing = [n for n in REQUIRED_COLUMNS[kind][0] if n in required and n not in names]
     said = [f"the server takes no {_listed(extra)}"] if extra else []
     said += [f"it lacks {_listed(missing)}"] if missing else []
-    optional = ",".join(_OPTIONAL[kind])
+    optional = ",".join(OPTIONAL_COLUMNS[kind])
     return (
         f'nearest is the {kind} header "{base}" (optionally followed by {optional}): '
         f"{' and '.join(said) or 'its columns repeat or are out of order'}"

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from daemon.base.headers import HEADERS
 from daemon.checks.csv import check as csvcheck
 from daemon.checks.csv.check import ALONE, SPLIT, RowScanner, Scanned, scan_csv
-from daemon.checks.csv.formats import _EMAIL, HEADERS, value_rules
+from daemon.checks.csv.formats import _EMAIL, value_rules
 
 SCANNER = csvcheck.ROWSCAN
 needs_scanner = pytest.mark.skipif(SCANNER is None, reason="the row scanner was not built")
