@@ -73,11 +73,12 @@ class Note:
     written: str
     shown: str
 
-    def sentence(self, file: str) -> str:
-        """`users.csv line 12: ...; the server would ...`: what happens and what to do."""
-        where = f"{file} line {self.line}"
+    def sentence(self) -> str:
+        """`line 12: ...; the server would ...`: what happens and what to do (the file is
+        named beside it, as with every finding)."""
+        where = f"line {self.line}"
         if self.last_line != self.line:
-            where = f"{file} lines {self.line}-{self.last_line}"
+            where = f"lines {self.line}-{self.last_line}"
         written, shown = _shown(self.written), _shown(self.shown)
         if self.kind is NoteKind.JOINED:
             rows = self.last_line - self.line
@@ -179,9 +180,9 @@ class Unterminated(ValueError):
         super().__init__(f"the quote opened on line {line} never closes")
         self.line, self.record_line, self.shown = line, record_line, shown
 
-    def sentence(self, file: str) -> str:
+    def sentence(self) -> str:
         return (
-            f'{file} line {self.line}: the quote opened here ("{_shown(self.shown)}") never '
+            f'line {self.line}: the quote opened here ("{_shown(self.shown)}") never '
             "closes, so the server refuses the whole upload; close the quote, or double it "
             '("") where it belongs in the value'
         )

@@ -361,7 +361,7 @@ class _Rows:
         except Unterminated as exc:
             if not self.stopped:
                 moved = Unterminated(offset + exc.line, offset + exc.record_line, exc.shown)
-                self._stop(moved.sentence(self.name), moved.line)
+                self._stop(moved.sentence(), moved.line)
         self.line = offset + fed + 1
         return resume
 
@@ -428,7 +428,7 @@ class _Rows:
             )
             # Joined lines lose whole rows, as a dropped row does: that fails the batch.
             found = self.scan.problems if note.kind is NoteKind.JOINED else self.scan.warnings
-            found.add(moved.line, moved.sentence(self.name))
+            found.add(moved.line, moved.sentence())
         if len(fields) != self.width:
             self.scan.problems.add(line, self._width(line, last, len(fields)))
             return

@@ -158,8 +158,8 @@ def test_a_quote_never_closed_is_refused_with_its_lines() -> None:
     with pytest.raises(Unterminated) as raised:
         _read('h\n1,ok\n2,"fine"\n3,x\n4,"open\n5,y\n')
     assert (raised.value.line, raised.value.record_line) == (5, 5)
-    assert raised.value.sentence("users.csv").startswith(
-        'users.csv line 5: the quote opened here ("open\\n5,y\\n") never closes, so the '
+    assert raised.value.sentence().startswith(
+        'line 5: the quote opened here ("open\\n5,y\\n") never closes, so the '
         "server refuses the whole upload"
     )
 
@@ -177,8 +177,8 @@ def test_mid_field_quotes_joining_lines_are_noted_with_the_rows_lost() -> None:
     assert joined.notes == (
         Note(NoteKind.JOINED, 2, 4, 'O"Brien', 'O"Brien\nc2,Plain\nc3,12" Pipe'),
     )
-    assert joined.notes[0].sentence("courses.csv") == (
-        'courses.csv lines 2-4: the quote in "O"Brien" opens a quoted field that only '
+    assert joined.notes[0].sentence() == (
+        'lines 2-4: the quote in "O"Brien" opens a quoted field that only '
         "closes on line 4; the server joins lines 2-4 into one record, so 2 rows vanish; "
         'write the quote as "" inside a quoted field, or remove it'
     )
@@ -188,8 +188,8 @@ def test_a_vanishing_backslash_is_noted() -> None:
     (record,) = _read("1,Art\\Design\n")
     assert record.fields == ("1", "ArtDesign")
     assert record.notes == (Note(NoteKind.VANISHED, 1, 1, "Art\\Design", "ArtDesign"),)
-    assert record.notes[0].sentence("courses.csv") == (
-        'courses.csv line 1: the server reads "Art\\Design" as "ArtDesign": it drops a '
+    assert record.notes[0].sentence() == (
+        'line 1: the server reads "Art\\Design" as "ArtDesign": it drops a '
         'backslash that escapes nothing; write "\\\\" for one backslash'
     )
 
@@ -198,14 +198,14 @@ def test_a_backslash_escape_is_noted() -> None:
     (record,) = _read('1,O\\"Brien,x\n')
     assert record.fields == ("1", 'O"Brien', "x")
     assert [note.kind for note in record.notes] == [NoteKind.ESCAPED]
-    assert 'reads "O\\"Brien" as "O"Brien"' in record.notes[0].sentence("users.csv")
+    assert 'reads "O\\"Brien" as "O"Brien"' in record.notes[0].sentence()
 
 
 def test_a_quoted_line_break_is_noted_once() -> None:
     (record,) = _read('1,"two\nlines",3\n')
     assert record.notes == (Note(NoteKind.LINE_BREAK, 1, 2, "two\nlines", "two\nlines"),)
-    assert record.notes[0].sentence("f.csv") == (
-        'f.csv lines 1-2: the quoted field "two\\nlines" holds a line break; the server '
+    assert record.notes[0].sentence() == (
+        'lines 1-2: the quoted field "two\\nlines" holds a line break; the server '
         "keeps it in the value"
     )
 
@@ -224,7 +224,7 @@ def test_regular_quoting_is_not_noted() -> None:
 
 def test_long_values_are_cut_in_sentences() -> None:
     note = Note(NoteKind.VANISHED, 3, 3, "A\\" + "b" * 100, "A" + "b" * 100)
-    assert "A" + "b" * 36 + "..." in note.sentence("f.csv")
+    assert "A" + "b" * 36 + "..." in note.sentence()
 
 
 def test_bytes_that_are_not_utf8_read_as_java_reads_them() -> None:

@@ -94,7 +94,7 @@ PROBLEMS = [
         "sections.csv",
         SECTIONS + b'S1,C1,"Dept\\",active\nS2,C1,Lab,active\n',
         2,
-        'sections.csv line 2: the quote opened here ("Dept",active\\nS2,C1,Lab,active\\n") '
+        'line 2: the quote opened here ("Dept",active\\nS2,C1,Lab,active\\n") '
         "never closes, so the server refuses the whole upload",
     ),
     (
@@ -171,7 +171,7 @@ def test_a_mid_field_quote_that_joins_lines_is_a_problem(tmp_path: Path) -> None
     assert said(report.problems) == [
         (
             2,
-            'courses.csv lines 2-4: the quote in "O"Brien Hall,Intro,A1,T1,active" opens a '
+            'lines 2-4: the quote in "O"Brien Hall,Intro,A1,T1,active" opens a '
             "quoted field that only closes on line 4; the server joins lines 2-4 into one "
             'record, so 2 rows vanish; write the quote as "" inside a quoted field, or remove it',
         )
@@ -197,7 +197,7 @@ WARNINGS = [
         "courses.csv",
         COURSES + b"C1,ART101,Art\\Design,A1,T1,active\n",
         2,
-        'courses.csv line 2: the server reads "Art\\Design" as "ArtDesign": it drops a '
+        'line 2: the server reads "Art\\Design" as "ArtDesign": it drops a '
         'backslash that escapes nothing; write "\\\\" for one backslash',
     ),
     (
@@ -205,7 +205,7 @@ WARNINGS = [
         "courses.csv",
         COURSES + b'C1,ART101,"Art" History,A1,T1,active\n',
         2,
-        'courses.csv line 2: the server reads ""Art" History" as "Art" History": a quote '
+        'line 2: the server reads ""Art" History" as "Art" History": a quote '
         "inside a field quotes or is dropped",
     ),
     (
