@@ -35,6 +35,7 @@ from daemon.base.opencsv import (
     read_rows,
 )
 from daemon.base.regular import open_regular
+from daemon.base.textcodec import UTF8
 from daemon.checks.csv.formats import EMAIL_LINES, ValueRule, header_complaint, value_rules
 from daemon.checks.decoding import UTF8_FILES, Decoding
 
@@ -530,6 +531,15 @@ class _Encoding:
         self.decoder = (
             None if decoding.utf8 else codecs.getincrementaldecoder(decoding.codec)("strict")
         )
+        # A file in UTF-8 where the group reads another encoding would go up garbled
+        # ("Renée" as "RenÃ©e") without a byte out of place: whether every byte so far reads
+        # as UTF-8, and where the first that is not ASCII is (its line, as each reads it).
+        self.as_utf8 = (
+            codecs.getincrementaldecoder(UTF8)("strict")
+            if self.decoder is not None and decoding.keeps_ascii
+            else None
+        )
+        self.first_non_ascii: tuple[int, str, str] | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """`chunk` as UTF-8 (itself, for a UTF-8 file), less what the next chunk ends."""
@@ -575,6 +585,8 @@ class _Encoding:
 
     def _convert(self, chunk: bytes, *, final: bool) -> bytes:
         assert self.decoder is not None
+        if self.as_utf8 is not None:
+            self._read_as_utf8(chunk, final)
         try:
             text = self.decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
@@ -586,6 +598,36 @@ class _Encoding:
             self._nul(self.lines + data.count(b"\n", 0, data.index(b"\0")) + 1)
         self.lines += data.count(b"\n")
         return data
+
+    def _read_as_utf8(self, chunk: bytes, final: bool) -> None:
+        assert self.as_utf8 is not None
+        if self.first_non_ascii is None and not chunk.isascii():
+            at = next(i for i, byte in enumerate(chunk) if byte >= 0x80)
+            start = chunk.rfind(b"\n", 0, at) + 1
+            end = chunk.find(b"\n", at)
+            shown = chunk[max(start, at - 30) : at + 30 if end < 0 else min(end, at + 30)]
+            line = self.lines + chunk.count(b"\n", 0, at) + 1
+            codec = self.decoding.codec
+            self.first_non_ascii = (
+                line,
+                shown.decode(UTF8, "replace"),
+                shown.decode(codec, "replace"),
+            )
+        try:
+            self.as_utf8.decode(chunk, final)
+        except UnicodeDecodeError:
+            self.as_utf8 = None  # not UTF-8: read in the group's encoding, as it says
+            return
+        if final and self.first_non_ascii is not None:
+            line, as_utf8, as_codec = self.first_non_ascii
+            setting, codec = self.decoding.setting, self.decoding.codec
+            self.problems.add(
+                line,
+                f'line {line} reads as UTF-8 ("{as_utf8.strip()}"), and so does the whole file, '
+                f'but {setting} is "{codec}", which would send "{as_codec.strip()}"; set '
+                f'{setting} to "utf-8", or save the file in {codec}',
+                always=True,
+            )
 
     def _unreadable(self, exc: UnicodeDecodeError) -> None:
         self.utf8 = False

@@ -617,6 +617,27 @@ def test_validate_batch_reads_a_cp1252_csv_in_its_group_encoding(tmp_path: Path)
     assert report.deleted == {"users.csv": 1}
 
 
+def test_validate_batch_refuses_a_utf8_csv_in_a_cp1252_group_that_would_go_up_garbled(
+    tmp_path: Path,
+) -> None:
+    # Every byte reads in cp1252 too, so only reading it as UTF-8 shows what it is.
+    data = USERS + GUEST + RENEE.encode() + b"u3,x@y.edu,Zo\xc3\xab,Z,x@y.edu,active\n"
+    report = check(tmp_path, {"users.csv": data}, decoding=CP1252)
+    assert_findings(
+        report.problems,
+        [
+            (
+                3,
+                'line 3 reads as UTF-8 ("u2,renee@example.edu,Renée,Dupré,renee@example.edu,'
+                'a"), and so does the whole file, but groups.music.encoding is "cp1252", which '
+                'would send "u2,renee@example.edu,RenÃ©e,DuprÃ©,renee@example.edu,a"; set '
+                'groups.music.encoding to "utf-8", or save the file in cp1252',
+            )
+        ],
+    )
+    assert report.rows == {"users.csv": 3}  # the rows are still checked, as cp1252 reads them
+
+
 def test_validate_batch_refuses_a_byte_the_group_encoding_does_not_have(tmp_path: Path) -> None:
     # 0x81 is one of the five bytes cp1252 leaves undefined: the file is not cp1252.
     data = USERS + GUEST + b"u2,a@b.edu,A\x81,B,a@b.edu,active\n" + b"u3,,\n"
