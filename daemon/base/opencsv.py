@@ -376,12 +376,19 @@ class _Reader:
 
     def _plain(self, text: str, has_cr: bool, fields: list[str]) -> None:
         """Split `text`, whole lines with no quote and no backslash, onto `fields`."""
-        if has_cr:  # CR, LF and CRLF each end a line, as `BufferedReader.readLine` has it
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.count("\n")
-        body = text[:-1].replace("\n", ",\n")
-        fields += ("\n" + body if fields else body).split(",")
-        self.number += lines
+        # CR, LF and CRLF each end a line, as `BufferedReader.readLine` has it: each
+        # becomes ",\n", so that every record's first field begins with its line end.
+        if has_cr:
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                text = text.replace("\r", "\n")
+        body = text.replace("\n", ",\n")
+        values = body.split(",")
+        values.pop()  # what follows the last line end: "\n"
+        if fields:
+            values[0] = "\n" + values[0]
+        self.number += body.count("\n")
+        fields += values
 
     def _slow(self, piece: str, start: int, found: list[PlainRows | Record]) -> int:
         """Read one line of `piece` from `start`; the next line's start."""

@@ -36,7 +36,7 @@ from daemon.base.opencsv import (
 )
 from daemon.base.regular import open_regular
 from daemon.base.textcodec import UTF8
-from daemon.checks.csv.formats import EMAIL_LINES, ValueRule, header_complaint, value_rules
+from daemon.checks.csv.formats import ValueRule, emails_taken, header_complaint, value_rules
 from daemon.checks.decoding import UTF8_FILES, Decoding
 
 CHUNK_BYTES = 1 << 20
@@ -392,7 +392,7 @@ class _Rows:
                 if rule.index == self.status and self.scan.deleted is not None:
                     self.scan.deleted += sum(n for v, n in counts.items() if _deleted(v))
             else:
-                taken = EMAIL_LINES.fullmatch("\n".join(column)) is not None
+                taken = emails_taken(column)
             if not taken:
                 found += [
                     (number, f"line {number}: {complaint}")
