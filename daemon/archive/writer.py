@@ -27,6 +27,7 @@ from typing import Protocol
 import structlog
 
 from daemon.archive.zipformat import (
+    DESCRIPTOR_LIMIT,
     Entry,
     Written,
     central_record,
@@ -298,7 +299,7 @@ def _add(
     # the compressor.
     with _open_source(entry) as source:
         before = os.fstat(source.fileno())
-        header = Entry.of(entry.name, before)
+        header = Entry.of(entry.name, before, size=_copy_size(entry, source, before))
         offset = out.count
         out.write(local_header(header))
         sink, digest, size = _Deflating(out, engine), hashlib.sha256(), 0
@@ -386,6 +387,29 @@ class _Copy:
         if self.escaped is not None:
             text = self.escaped.feed(text) + (self.escaped.finish() if last else "")
         return memoryview(text.encode(UTF8))
+
+
+# A copy in another encoding or with escapes is at most this many bytes a source byte
+# (`\u00E9` for one cp1252 byte).
+_MOST_GROWTH = 6
+_MEASURE_BYTES = 1 << 20
+
+
+def _copy_size(entry: ZipEntry, source: io.BufferedReader, stat: os.stat_result) -> int:
+    """The size of `entry`'s copy in the ZIP where it decides Zip64 (past 4 GiB), or a bound
+    that stays under it. A copy written again (another encoding, escapes) that might pass
+    it is measured first: one more read of the source, without moving its position."""
+    copy = _Copy(entry)
+    if copy.decoder is None:  # the bytes as they are, less a byte-order mark
+        bom = entry.strip_bom and os.pread(source.fileno(), len(BOM), 0) == BOM
+        return stat.st_size - (len(BOM) if bom else 0)
+    if stat.st_size * _MOST_GROWTH <= DESCRIPTOR_LIMIT:
+        return stat.st_size * _MOST_GROWTH
+    size = offset = 0
+    while chunk := os.pread(source.fileno(), _MEASURE_BYTES, offset):
+        size += len(copy.of(memoryview(chunk), offset))
+        offset += len(chunk)
+    return size + len(copy.finish(offset))
 
 
 def _open_source(entry: ZipEntry) -> io.BufferedReader:

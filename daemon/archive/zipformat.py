@@ -2,10 +2,17 @@
 
 Each entry is a local header, its deflated data (method 8), then a data descriptor with the
 CRC-32 and sizes, which are known only once the data is written; the central directory and
-the end record close the file. Past 2 GiB (the limit the standard library's `zipfile`
-keeps, as some readers take sizes as signed), sizes and offsets go to Zip64 records: an
-entry whose file is that large is written as Zip64 from its local header on, and the
-archive gets Zip64 end records when its entries, their count or the directory need them.
+the end record close the file.
+
+The server reads an upload with Java's `ZipInputStream`, which decides how to read a data
+descriptor from the entry itself: Java 17 reads the Zip64 one (8-byte sizes) only once the
+entry's data passed 4 GiB, later Javas also where the local header holds a Zip64 field. So
+an entry is written as Zip64 from its local header on exactly when its copy is larger than
+4 GiB (`DESCRIPTOR_LIMIT`), which every Java reads alike; an entry of 2 to 4 GiB with a
+Zip64 descriptor fails on Java 17 ("invalid entry size"). The central directory, which
+`ZipInputStream` never reads, moves sizes and offsets past 2 GiB to Zip64 fields, as the
+standard library's `zipfile` does (some readers take them as signed), and the archive gets
+Zip64 end records when its entries, their count or the directory need them.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import struct
 import time
 from dataclasses import dataclass
 
-ZIP64_LIMIT = (1 << 31) - 1
+ZIP64_LIMIT = (1 << 31) - 1  # past it, the central directory's sizes and offsets are Zip64
+DESCRIPTOR_LIMIT = 0xFFFFFFFF  # past it, an entry is Zip64 from its local header on
 COUNT_LIMIT = 0xFFFF
 DEFLATED = 8
 _VERSION = 20  # what a deflated entry needs to be read
@@ -45,15 +53,18 @@ class Entry:
     zip64: bool
 
     @classmethod
-    def of(cls, name: str, stat: os.stat_result, force_zip64: bool = False) -> Entry:
-        """The entry for a file of `stat` stored as `name`; Zip64 if it may pass 2 GiB."""
+    def of(
+        cls, name: str, stat: os.stat_result, *, size: int | None = None, force_zip64: bool = False
+    ) -> Entry:
+        """The entry for a file of `stat` stored as `name`, its copy `size` bytes (default:
+        the file's size); Zip64 where the copy passes 4 GiB."""
         try:
             encoded, flags = name.encode("ascii"), _DESCRIPTOR_FLAG
         except UnicodeEncodeError:
             encoded, flags = name.encode("utf-8"), _DESCRIPTOR_FLAG | _UTF8_FLAG
         dos_time, dos_date = dos_moment(stat.st_mtime)
-        # As zipfile decides: 5% of room for data that does not compress.
-        zip64 = force_zip64 or stat.st_size * 1.05 > ZIP64_LIMIT
+        copy = stat.st_size if size is None else size
+        zip64 = force_zip64 or copy > DESCRIPTOR_LIMIT
         return cls(encoded, flags, dos_time, dos_date, stat.st_mode & 0xFFFF, zip64)
 
     @property
@@ -95,11 +106,16 @@ def local_header(entry: Entry) -> bytes:
 
 def data_descriptor(written: Written) -> bytes:
     """The record after an entry's data. Raises ValueError if its sizes need Zip64 and
-    its local header did not say so (the file grew while it was read)."""
+    its local header did not say so (the file grew while it was read, or its deflated
+    data passed 4 GiB)."""
     if written.entry.zip64:
         return _DESCRIPTOR64.pack(b"PK\x07\x08", written.crc, written.compressed, written.size)
-    if max(written.compressed, written.size) > ZIP64_LIMIT:
-        raise ValueError(f"{written.entry.name!r} grew past 2 GiB while it was zipped")
+    if max(written.compressed, written.size) > DESCRIPTOR_LIMIT:
+        raise ValueError(
+            f"{written.entry.name.decode('utf-8', 'replace')!r} came to more than 4 GiB in the "
+            "ZIP, where its local header said less (it grew while it was zipped, or its data "
+            "does not compress)"
+        )
     return _DESCRIPTOR.pack(b"PK\x07\x08", written.crc, written.compressed, written.size)
 
 

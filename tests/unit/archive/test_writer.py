@@ -17,6 +17,7 @@ import pytest
 import structlog
 
 from daemon.archive import writer as archive
+from daemon.archive import zipformat
 from daemon.archive.writer import (
     DEFLATE,
     ZipEntry,
@@ -449,3 +450,46 @@ def test_build_zip_refuses_a_source_that_no_longer_reads_in_its_encoding(tmp_pat
     with pytest.raises(ArchiveError, match="does not read as cp1252 near byte 4"):
         build_zip([ZipEntry(tmp_path / "a.csv", "a.csv", encoding="cp1252")], tmp_path / "z")
     assert not (tmp_path / "z").exists()
+
+
+# --- Zip64 from the local header on, exactly when an entry's copy passes 4 GiB ------------
+
+
+def copy_size(entry: ZipEntry) -> int:
+    with entry.source.open("rb") as raw:
+        return archive._copy_size(entry, raw, os.fstat(raw.fileno()))
+
+
+def test_copy_size_is_the_file_less_a_bom_stripped(tmp_path: Path) -> None:
+    plain = source(tmp_path, "a.csv", BOM + USERS)
+    assert copy_size(ZipEntry(plain, "a.csv")) == len(BOM + USERS)
+    assert copy_size(ZipEntry(plain, "a.csv", strip_bom=True)) == len(USERS)
+
+
+def test_copy_size_of_a_converted_copy_is_measured_where_it_may_pass_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = "user_id\r\nRenée,Müller\r\n".encode("cp1252") * 50
+    entry = ZipEntry(source(tmp_path, "a.csv", data), "a.csv", encoding="cp1252")
+    assert copy_size(entry) == 6 * len(data)  # far under 4 GiB: a bound does
+    monkeypatch.setattr(archive, "DESCRIPTOR_LIMIT", len(data))
+    assert copy_size(entry) == len(data.decode("cp1252").encode())  # measured: exact
+    with entry.source.open("rb") as raw:
+        archive._copy_size(entry, raw, os.fstat(raw.fileno()))
+        assert raw.tell() == 0, "measuring left the file where it was"
+
+
+def test_a_converted_copy_past_the_limit_is_zip64_and_one_under_it_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = "user_id\r\nRenée\r\n".encode("cp1252") * 50
+    converted = len(data.decode("cp1252").encode())
+    entry = ZipEntry(source(tmp_path, "a.csv", data), "a.csv", encoding="cp1252")
+    for limit, zip64 in ((converted - 1, True), (converted, False)):
+        monkeypatch.setattr(archive, "DESCRIPTOR_LIMIT", limit)
+        monkeypatch.setattr(zipformat, "DESCRIPTOR_LIMIT", limit)
+        built = build_zip([entry], tmp_path / f"{limit}.zip")
+        local = built.path.read_bytes()[:30]
+        assert (local[4], int.from_bytes(local[28:30], "little") > 0) == (
+            (45, True) if zip64 else (20, False)
+        )

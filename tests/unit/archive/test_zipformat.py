@@ -51,11 +51,14 @@ def test_entry_of_a_utf8_name_sets_the_language_flag() -> None:
 
 @pytest.mark.parametrize(
     ("size", "zip64"),
-    [(2_000_000_000, False), (2_100_000_000, True), (5 * GIB, True)],  # 5% of room kept
+    [(2_100_000_000, False), (0xFFFFFFFF, False), (0x100000000, True), (5 * GIB, True)],
 )
-def test_entry_of_a_file_near_2_gib_is_zip64(size: int, zip64: bool) -> None:
+def test_entry_is_zip64_exactly_when_its_copy_passes_4_gib(size: int, zip64: bool) -> None:
+    # Java 17's ZipInputStream reads a Zip64 descriptor only past 4 GiB of data: an entry of
+    # 2 to 4 GiB written as Zip64 fails there ("invalid entry size").
     entry = Entry.of("big.csv", stat_of(size))
     assert (entry.zip64, entry.version) == (zip64, 45 if zip64 else 20)
+    assert Entry.of("big.csv", stat_of(10), size=size).zip64 is zip64  # the copy's size
 
 
 def test_dos_moment_keeps_within_the_formats_years() -> None:
@@ -86,10 +89,12 @@ def test_data_descriptor_sizes_are_8_bytes_for_zip64() -> None:
     assert struct.unpack("<4s3L", data_descriptor(small)) == (b"PK\x07\x08", 7, 5, 10)
 
 
-def test_data_descriptor_refuses_a_file_that_grew_past_2_gib() -> None:
+def test_data_descriptor_refuses_an_entry_past_4_gib_its_header_did_not_announce() -> None:
     grown = Written(Entry.of("a.csv", stat_of(10)), 7, 3 * GIB, 5 * GIB, 0)
-    with pytest.raises(ValueError, match="grew past 2 GiB"):
+    with pytest.raises(ValueError, match="came to more than 4 GiB in the ZIP"):
         data_descriptor(grown)
+    between = Written(Entry.of("a.csv", stat_of(3 * GIB)), 7, GIB, 3 * GIB, 0)
+    assert struct.unpack("<4s3L", data_descriptor(between)) == (b"PK\x07\x08", 7, GIB, 3 * GIB)
 
 
 def test_central_record_of_a_large_entry_far_in_moves_sizes_and_offset_to_zip64() -> None:
