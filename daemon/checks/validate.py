@@ -148,7 +148,9 @@ def _check_properties(
         text = data.decode(_properties_codec(data, decoding.codec))
     except UnicodeDecodeError as exc:
         return [_not_decoded(path.name, exc, decoding)], []
-    # Read as Java reads the copy that goes up: ASCII, the rest as \uXXXX escapes.
+    # Read as Java reads the copy that goes up: no byte-order mark (Java would read it as
+    # part of the first key), ASCII, the rest as \uXXXX escapes.
+    text = text.removeprefix("\ufeff")
     escaper = UnicodeEscaper()
     sent = (escaper.feed(text) + escaper.finish()).encode("ascii")
     try:
@@ -160,7 +162,7 @@ def _check_properties(
     problems = [
         Finding(path.name, None, message)
         for key in NOTIFICATION_KEYS
-        if (message := _key_problem(key, values, text.startswith("\ufeff"))) is not None
+        if (message := _key_problem(key, values)) is not None
     ]
     if not has_users:
         problems.append(Finding(path.name, None, _NO_USERS))
@@ -223,16 +225,10 @@ _NO_USERS = (
 )
 
 
-def _key_problem(key: str, values: Mapping[str, str], bom: bool) -> str | None:
+def _key_problem(key: str, values: Mapping[str, str]) -> str | None:
     needs = "the custom notification needs sender, subject and body, none blank"
     if key not in values:
-        why = f'message.properties has no "{key}"; {needs}'
-        if bom:
-            why += (
-                " (the file begins with a UTF-8 byte-order mark, which Java reads as part "
-                "of the first key: save it without one)"
-            )
-        return why
+        return f'message.properties has no "{key}"; {needs}'
     if not values[key].strip(_JAVA_SPACE):
         return f'"{key}" in message.properties is blank; {needs}'
     return None

@@ -312,7 +312,8 @@ def _has_properties(names: list[str]) -> bool:
 def zip_entries(files_dir: Path, names: list[str], encoding: str = UTF8) -> list[ZipEntry]:
     """The entries of the ZIP that goes up for the files `names` of `files_dir`, in order;
     the files are in `encoding` (the group's), their copies in UTF-8."""
-    # The server reads a byte-order mark as part of the first header name: strip it. A name
+    # The server reads a byte-order mark as part of the first header name, or of
+    # message.properties' first key: strip it. A name
     # that is not UTF-8 gets an entry name the server's Java can read. Java reads
     # message.properties as ISO-8859-1: its text beyond ASCII goes as \uXXXX escapes.
     taken = {n for n in names if is_plain(n)}
@@ -324,7 +325,7 @@ def zip_entries(files_dir: Path, names: list[str], encoding: str = UTF8) -> list
             ZipEntry(
                 files_dir / name,
                 entry,
-                strip_bom=name.lower().endswith(".csv"),
+                strip_bom=name.lower().endswith(".csv") or is_properties(name),
                 encoding=(
                     properties_encoding(files_dir / name, encoding)
                     if is_properties(name)

@@ -56,7 +56,8 @@ class Part:
     bytes: int
     sha256: str
     custom_notification: bool  # sent with customUsersNotification (a message.properties)
-    bom_removed: tuple[str, ...] = ()  # CSVs whose byte-order mark was left out of the ZIP
+    # Files (CSVs, message.properties) whose byte-order mark was left out of the ZIP.
+    bom_removed: tuple[str, ...] = ()
     sent: bool = False
     # The answer, once the server took it; None (and null in JSON) until then.
     status: int | None = None

@@ -336,7 +336,8 @@ PROPERTIES_CASES = [
         b"sender=a@b.edu\n# \\uZZ in a comment is skipped\nsubject=Caf\\u00g9\nbody=x\n",
         [(3, "line 3 of message.properties has a malformed \\uXXXX escape")],
     ),
-    ("byte-order mark", b"\xef\xbb\xbf" + PROPERTIES, [(None, "byte-order mark")]),
+    # A byte-order mark is taken off the copy that goes up, as a CSV's is: nothing to fix.
+    ("byte-order mark", b"\xef\xbb\xbf" + PROPERTIES, []),
 ]
 
 

@@ -385,3 +385,17 @@ def test_pack_a_dropped_zip_converts_its_entries_as_loose_files_and_says_so(
     assert manifest.unpacked is not None
     [entry] = manifest.unpacked.entries
     assert (entry.name, entry.converted_from) == ("users.csv", "cp1252")
+
+
+def test_pack_takes_the_bom_off_message_properties_and_records_it(tmp_path: Path) -> None:
+    # Java reads a byte-order mark as part of the first key: "\ufeffsender" is no sender.
+    files = {"users.csv": USERS, "message.properties": b"\xef\xbb\xbf" + PROPERTIES.encode()}
+    spool, manifest = batch(tmp_path, files)
+    packing.pack(spool, manifest, 0, Validation.STRICT)
+    with zipfile.ZipFile(spool.zip_path(manifest.batch)) as zipped:
+        sent = zipped.read("message.properties")
+    assert sent == PROPERTIES.replace("é", "\\u00e9").encode()
+    assert [p.bom_removed for p in manifest.parts] == [("message.properties",)]
+    assert (spool.files_dir(manifest.batch) / "message.properties").read_bytes() == files[
+        "message.properties"
+    ], "the original stays as dropped"
