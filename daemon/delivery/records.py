@@ -116,7 +116,7 @@ class HeldRecord:
         """The record as it is written: a release needs its batch, files, attempts,
         created, earlier errors and warnings."""
         about = self.about.to_json()
-        return {
+        data = {
             **{key: about[key] for key in _HELD_KEYS},
             "step": Step.GUARD,
             "reason": self.reason,
@@ -124,6 +124,9 @@ class HeldRecord:
             "min_rows_for_guard": self.min_rows_for_guard,
             "held": self.held,
         }
+        if "unpacked" in about:  # a batch dropped as a ZIP: what was taken and left out
+            data["unpacked"] = about["unpacked"]
+        return data
 
 
 # What held.json keeps of the record a sent or failed batch would have.

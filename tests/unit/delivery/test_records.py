@@ -175,6 +175,11 @@ def test_receipt_of_a_dropped_zip_lists_its_entries_and_the_junk_left_out() -> N
     failed = record(unpacked=unpacked, failure=Failure(Step.INTAKE, "two users.csv")).to_json()
     assert list(failed)[-3:] == ["unpacked", "step", "reason"]
     assert "unpacked" not in record().to_json(), "only a batch dropped as a ZIP has it"
+    found = (Offence("users.csv", 200, 150, 50),)
+    held = HeldRecord(record(unpacked=unpacked), found, 100, "t")
+    assert list(held.to_json())[-1] == "unpacked"
+    assert held.to_json()["unpacked"] == data["unpacked"]
+    assert "unpacked" not in HeldRecord(record(), found, 100, "t").to_json()
 
 
 def test_receipt_says_per_file_what_its_copy_was_converted_from_and_escaped() -> None:
