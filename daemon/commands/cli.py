@@ -148,6 +148,11 @@ def _verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "groups", nargs="*", metavar="GROUP", help="the groups to check (default: all)"
     )
+    parser.add_argument(
+        "--send-test",
+        action="store_true",
+        help="also send a test message through each of [notify]'s URLs",
+    )
 
 
 def _status(parser: argparse.ArgumentParser) -> None:
@@ -289,13 +294,14 @@ COMMANDS = (
         "Check each group (or those named) step by step, like the provider's Verify Account\n"
         "button: config (the secret, the ca_bundle), folder (writable, sent/ failed/ held/\n"
         "on its file system), token (one is fetched, and kept nowhere), endpoint (answers a\n"
-        "GET; nothing is uploaded). A line per group and step.",
+        "GET; nothing is uploaded). A line per group and step, then one for [notify]'s\n"
+        "URLs (read and taken by apprise; with --send-test, a test message through each).",
         (
             (0, "every step of every group checked is ok"),
-            (1, "a step failed"),
+            (1, "a step failed, or a test message did not go"),
             (2, "a bad config, or a group the config does not have"),
         ),
-        ("dropd verify", "dropd verify music"),
+        ("dropd verify", "dropd verify music", "dropd verify --send-test"),
     ),
     Command(
         "status",

@@ -32,6 +32,7 @@ from daemon.config.load import load_config
 from daemon.config.model import Config, Environment, Group, NotifySettings, UrlsKind
 from daemon.config.notify_urls import read_urls, scheme_of
 from daemon.config.toml import check_path, join_key
+from daemon.observe.alerts import send_test
 from daemon.provider import upload as api
 from daemon.provider.tokens import TokenSource, read_secret
 from daemon.spool.folder_checks import folder_problems
@@ -77,11 +78,12 @@ class Access:
 
 def run(args: argparse.Namespace) -> int:
     """`dropd verify`, as the command line asked for it."""
-    return verify_command(args.config, args.groups)
+    return verify_command(args.config, args.groups, send_test=args.send_test)
 
 
-def verify_command(config_path: Path, names: Sequence[str]) -> int:
-    """`dropd verify`: a line per group and step; returns 0, 1 or 2 (see the module)."""
+def verify_command(config_path: Path, names: Sequence[str], *, send_test: bool = False) -> int:
+    """`dropd verify`: a line per group and step; returns 0, 1 or 2 (see the module).
+    `send_test`: also a test message through each of [notify]'s URLs."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -107,7 +109,24 @@ def verify_command(config_path: Path, names: Sequence[str]) -> int:
         told = notify_result(config.notify)
         print(f"{'[notify]':<{width}}  {'urls':<8}  {told}")
         failed = failed or told.startswith("failed")
+        if send_test and told.startswith("ok"):
+            for line in test_results(config.notify):
+                print(f"{'[notify]':<{width}}  {'test':<8}  {line}")
+                failed = failed or line.startswith("failed")
+    elif send_test:
+        print(f"{config_path}: --send-test: the config has no [notify] table", file=sys.stderr)
+        failed = True
     return 1 if failed else 0
+
+
+def test_results(notify: NotifySettings) -> list[str]:
+    """A test message through each URL: a line each, naming it by its place and scheme."""
+    return [
+        f"sent through {target.where} ({target.scheme})"
+        if failure is None
+        else f"failed through {target.where} ({target.scheme}): {failure}"
+        for target, failure in send_test(read_urls(notify))
+    ]
 
 
 def notify_result(notify: NotifySettings) -> str:

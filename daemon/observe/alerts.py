@@ -11,6 +11,7 @@ an exception: a target is named by its place in the config and its scheme only.
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ __all__ = [
     "Repeats",
     "Target",
     "compose",
+    "send_test",
 ]
 
 log = structlog.get_logger()
@@ -252,30 +254,46 @@ class AlertSender:
 def send(target: Target, alert: Alert, title: str, body: str) -> bool:
     """Send one message through one target; log how it went. True if it was sent."""
     fields = {"alert": str(alert.event), "group": alert.group, "batch": alert.batch}
-    failure = ""
+    failure = _deliver(target, title, body, _KINDS[alert.event])
+    if failure is None:
+        log.info("alert_sent", **fields, target=target.where, scheme=target.scheme)
+        return True
+    log.warning("alert_failed", **fields, target=target.where, scheme=target.scheme, reason=failure)
+    return False
+
+
+def send_test(found: UrlList) -> list[tuple[Target, str | None]]:
+    """`dropd verify --send-test`: one test message through each URL, now, in this thread;
+    each target with why it failed (blanked of the URL), or None where it was sent."""
+    title = "dropd: a test message"
+    body = (
+        f"dropd on {socket.gethostname()} sends its alerts here: failed and held batches, and "
+        "groups that need a person or are fine again. Nothing is wrong; `dropd verify "
+        "--send-test` sent this."
+    )
+    return [
+        (target, _deliver(target, title, body, apprise.NotifyType.INFO))
+        for target in _targets(found)
+    ]
+
+
+def _deliver(target: Target, title: str, body: str, kind: apprise.NotifyType) -> str | None:
+    """Send through `target`: None when it went, else why not, blanked of the URL."""
     with apprise_reason(target.url) as said:
         try:
             sent = bool(
                 target.service.notify(
                     body=body,
                     title=title,
-                    notify_type=_KINDS[alert.event],
+                    notify_type=kind,
                     body_format=apprise.NotifyFormat.TEXT,  # its lines and indents kept
                 )
             )
         except Exception as exc:  # apprise's plugins raise what their libraries raise
-            sent, failure = False, blank_url(f"{type(exc).__name__}: {exc}", target.url)
+            return blank_url(f"{type(exc).__name__}: {exc}", target.url)
     if sent:
-        log.info("alert_sent", **fields, target=target.where, scheme=target.scheme)
-        return True
-    log.warning(
-        "alert_failed",
-        **fields,
-        target=target.where,
-        scheme=target.scheme,
-        reason=failure or "; ".join(said) or "apprise gave no reason",
-    )
-    return False
+        return None
+    return "; ".join(said) or "apprise gave no reason"
 
 
 def _targets(found: UrlList) -> tuple[Target, ...]:

@@ -173,3 +173,28 @@ def test_check_config_names_a_bad_url_by_its_place_and_scheme_only(tmp_path: Pat
     done = run_dropd("check-config", "--config", str(config))
     assert done.returncode == 2 and "notify.urls[0]: a mailto:// URL with a password" in done.stderr
     assert PASSWORD not in done.stderr + done.stdout
+
+
+def test_verify_send_test_sends_through_each_url_and_names_the_one_that_failed(
+    tmp_path: Path, mail: MailServer, webhooks: list[Webhook]
+) -> None:
+    config = tmp_path / "dropd.toml"
+    urls = tmp_path / "notify.urls"
+    urls.write_text(f"{mail.url(PASSWORD)}\n{webhooks[0].url()}\njson://127.0.0.1:9/nobody\n")
+    urls.chmod(0o600)
+    config.write_text(f'[notify]\nurls_file = "{urls}"\n\n[daemon]\nstate_dir = "{tmp_path}/s"\n')
+    done = run_dropd("verify", "--config", str(config), "--send-test")
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert lines[0] == "[notify]  urls      ok (3 URLs: json, mailto)"
+    assert lines[1] == f"[notify]  test      sent through {urls} line 1 (mailto)"
+    assert lines[2] == f"[notify]  test      sent through {urls} line 2 (json)"
+    assert lines[3].startswith(f"[notify]  test      failed through {urls} line 3 (json): ")
+    [message] = mail.messages
+    assert message["Subject"] == "dropd: a test message"
+    [body] = webhooks[0].bodies()
+    assert body["title"] == "dropd: a test message" and "Nothing is wrong" in body["message"]
+    assert PASSWORD not in done.stdout + done.stderr and "/nobody" not in done.stdout
+    config.write_text(f'[daemon]\nstate_dir = "{tmp_path}/s"\n')
+    done = run_dropd("verify", "--config", str(config), "--send-test")
+    assert done.returncode == 1 and "--send-test: the config has no [notify] table" in done.stderr
