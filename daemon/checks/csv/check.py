@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +41,7 @@ from daemon.checks.csv.formats import ValueRule, emails_taken, header_complaint,
 from daemon.checks.decoding import UTF8_FILES, Decoding
 
 CHUNK_BYTES = 1 << 20
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 HEADER_READ_BYTES = 16 << 10  # a header line is a few hundred bytes at most
 LONG_LINE_BYTES = 1 << 20  # a line (or a record a quote holds open) longer is no SIS row
 MAX_NOTES = 20  # findings listed per file and sort; the rest are counted
@@ -602,7 +604,9 @@ class _Encoding:
     def _read_as_utf8(self, chunk: bytes, final: bool) -> None:
         assert self.as_utf8 is not None
         if self.first_non_ascii is None and not chunk.isascii():
-            at = next(i for i, byte in enumerate(chunk) if byte >= 0x80)
+            found = _NON_ASCII.search(chunk)
+            assert found is not None  # the chunk is not ASCII
+            at = found.start()
             start = chunk.rfind(b"\n", 0, at) + 1
             end = chunk.find(b"\n", at)
             shown = chunk[max(start, at - 30) : at + 30 if end < 0 else min(end, at + 30)]
