@@ -78,14 +78,17 @@ class Command:
         return "\n".join(lines)
 
 
-def _config(parser: argparse.ArgumentParser) -> None:
+def _config(
+    parser: argparse.ArgumentParser,
+    default: str = "$DROPD_CONFIG, else /etc/dropd/dropd.toml",
+) -> None:
     parser.add_argument(
         "--config",
         "-c",
         type=Path,
         default=None,
         metavar="F",
-        help="the TOML configuration file (default: $DROPD_CONFIG, else /etc/dropd/dropd.toml)",
+        help=f"the TOML configuration file (default: {default})",
     )
 
 
@@ -181,14 +184,9 @@ def _retry(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        type=Path,
-        default=None,
-        metavar="F",
-        help="the TOML configuration file (default: $DROPD_CONFIG, else /etc/dropd/dropd.toml "
-        "when it exists, else the default settings)",
+    _config(
+        parser,
+        "$DROPD_CONFIG, else /etc/dropd/dropd.toml when it exists, else the default settings",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
     parser.add_argument(
