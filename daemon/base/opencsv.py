@@ -273,6 +273,12 @@ def _line_end(text: str, start: int, end: int) -> int:
     return lf if cr < 0 or 0 <= lf < cr else cr
 
 
+def _line_at(text: str, start: int) -> tuple[str, int]:
+    """The line of `text` from `start` (a line end follows it), and where the next starts."""
+    end = _line_end(text, start, len(text))
+    return text[start:end], end + 2 if text.startswith("\r\n", end) else end + 1
+
+
 class _Reader:
     """opencsv's `CSVParser.parseLine` in multi-line mode, and `CSVReader`'s record loop.
 
@@ -349,12 +355,11 @@ class _Reader:
             if line_start >= start:
                 self._plain(piece[start : line_start + 1], has_cr, fields)
                 start = line_start + 1
-            line_end = _line_end(piece, start, end)
-            line = piece[start:line_end]
+            line, after = _line_at(piece, start)
             # A line with no comma (`""`) stays a Record: a quoted empty field is no blank
             # line, though a split row would look like one.
             if (
-                (backslash < 0 or backslash > line_end)
+                (backslash < 0 or backslash >= after)
                 and "," in line
                 and _EDGE_QUOTED.fullmatch(line)
             ):
@@ -363,7 +368,7 @@ class _Reader:
                     values[0] = "\n" + values[0]
                 fields += values
                 self.number += 1
-                start = line_end + 2 if piece.startswith("\r\n", line_end) else line_end + 1
+                start = after
                 continue
             if fields:
                 found.append(PlainRows(first, self.number - first, fields))
@@ -392,9 +397,7 @@ class _Reader:
 
     def _slow(self, piece: str, start: int, found: list[PlainRows | Record]) -> int:
         """Read one line of `piece` from `start`; the next line's start."""
-        end = _line_end(piece, start, len(piece))
-        after = end + 2 if piece.startswith("\r\n", end) else end + 1
-        line = piece[start:end]
+        line, after = _line_at(piece, start)
         if not self.open:
             if _EDGE_QUOTED.fullmatch(line):
                 found.append(Record(tuple(_edge_quoted_fields(line)), self.number, self.number))
