@@ -383,16 +383,20 @@ class _Reader:
         """Split `text`, whole lines with no quote and no backslash, onto `fields`."""
         # CR, LF and CRLF each end a line, as `BufferedReader.readLine` has it: each
         # becomes ",\n", so that every record's first field begins with its line end.
-        if has_cr:
-            text = text.replace("\r\n", "\n")
-            if "\r" in text:
-                text = text.replace("\r", "\n")
-        body = text.replace("\n", ",\n")
+        lines = text.count("\n")
+        if not has_cr:
+            body = text.replace("\n", ",\n")
+        elif text.count("\r\n") == lines == text.count("\r"):  # CRLF throughout: one pass
+            body = text.replace("\r\n", ",\n")
+        else:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            lines = text.count("\n")
+            body = text.replace("\n", ",\n")
         values = body.split(",")
         values.pop()  # what follows the last line end: "\n"
         if fields:
             values[0] = "\n" + values[0]
-        self.number += body.count("\n")
+        self.number += lines
         fields += values
 
     def _slow(self, piece: str, start: int, found: list[PlainRows | Record]) -> int:
