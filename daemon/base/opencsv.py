@@ -273,10 +273,21 @@ def _line_end(text: str, start: int, end: int) -> int:
     return lf if cr < 0 or 0 <= lf < cr else cr
 
 
-def _line_at(text: str, start: int) -> tuple[str, int]:
-    """The line of `text` from `start` (a line end follows it), and where the next starts."""
-    end = _line_end(text, start, len(text))
-    return text[start:end], end + 2 if text.startswith("\r\n", end) else end + 1
+def _body(piece: str) -> tuple[str, int]:
+    """`piece` (whole lines) with every line end written ",\n", and its count of lines.
+
+    CR, LF and CRLF each end a line, as `BufferedReader.readLine` has it; the comma makes
+    a split at commas start every record's first field with its line end.
+    """
+    if "\r" not in piece:
+        return piece.replace("\n", ",\n"), piece.count("\n")
+    body = piece.replace("\r\n", ",\n")  # CRLF throughout: one pass
+    lines = piece.count("\n")
+    if "\r" in body or piece.count("\r") != lines:
+        body = piece.replace("\r\n", "\n").replace("\r", "\n")
+        lines = body.count("\n")
+        body = body.replace("\n", ",\n")
+    return body, lines
 
 
 class _Reader:
@@ -328,81 +339,94 @@ class _Reader:
 
     def _piece(self, piece: str) -> list[PlainRows | Record]:
         found: list[PlainRows | Record] = []
-        start, end = 0, len(piece)
-        has_cr = "\r" in piece
-        quote, backslash = piece.find('"'), piece.find("\\")  # the next of each, or -1
-        # The bulk being gathered: plain lines and lines quoted at field edges, from `first`.
-        fields: list[str] = []
-        first = self.number
-        while start < end:
-            if self.open:
-                start = self._slow(piece, start, found)
-                first = self.number
-                continue
-            if 0 <= quote < start:
-                quote = piece.find('"', start)
-            if 0 <= backslash < start:
-                backslash = piece.find("\\", start)
+        body, lines = _body(piece)
+        start = 0
+        while self.open and start < len(body):  # a record the last piece left open
+            start = self._slow(body, start, found)
+        if start:
+            body, lines = body[start:], body.count("\n", start)
+        if body:
+            self._bulk(body, lines, found)
+        return found
+
+    def _bulk(self, body: str, lines: int, found: list[PlainRows | Record]) -> None:
+        """The records of `body` (`lines` whole lines, each ending ",\n", the first not in
+        an open quote): split at commas, stretch by stretch between the lines that hold a
+        quote or a backslash.
+
+        A line quoted at field edges is split around its quotes and stays in the bulk; at
+        any other such line the bulk ends, and the state machine reads its record.
+        """
+        quote, backslash = body.find('"'), body.find("\\")
+        if quote < 0 and backslash < 0:
+            values = body.split(",")
+            values.pop()  # what follows the last line end: "\n"
+            found.append(PlainRows(self.number, lines, values))
+            self.number += lines
+            return
+        fields: list[str] = []  # the bulk being gathered, from line `first` at `begun`
+        first, begun = self.number, 0
+        at = 0  # a line start: the text before it is read
+        while True:
+            if 0 <= quote < at:
+                quote = body.find('"', at)
+            if 0 <= backslash < at:
+                backslash = body.find("\\", at)
             special = (
                 min(quote, backslash) if quote >= 0 and backslash >= 0 else quote + backslash + 1
             )
             if special < 0:
-                self._plain(piece[start:] if start else piece, has_cr, fields)
                 break
-            line_start = piece.rfind("\n", start, special)
-            if has_cr:
-                line_start = max(line_start, piece.rfind("\r", start, special))
-            if line_start >= start:
-                self._plain(piece[start : line_start + 1], has_cr, fields)
-                start = line_start + 1
-            line, after = _line_at(piece, start)
-            # A line with no comma (`""`) stays a Record: a quoted empty field is no blank
-            # line, though a split row would look like one.
+            start = body.rfind("\n", at - 1 if at else 0, special) + 1
+            end = body.find("\n", special) - 1  # the line's own text ends at its ",\n"
+            line = body[start:end]
+            if start > at:
+                self._stretch(body, at, start, fields)
             if (
-                (backslash < 0 or backslash >= after)
-                and "," in line
+                (backslash < 0 or backslash > end)
+                and "," in line  # `""` alone stays a Record: a quoted empty field is no blank line
                 and _EDGE_QUOTED.fullmatch(line)
             ):
-                values = _edge_quoted_fields(line)
+                quoted = _edge_quoted_fields(line)
                 if fields:
-                    values[0] = "\n" + values[0]
-                fields += values
-                self.number += 1
-                start = after
+                    quoted[0] = "\n" + quoted[0]
+                fields += quoted
+                at = end + 2
                 continue
+            self.number = first + body.count("\n", begun, start)
             if fields:
                 found.append(PlainRows(first, self.number - first, fields))
                 fields = []
-            start = self._slow(piece, start, found)
-            first = self.number
+            at = self._slow(body, start, found)
+            while self.open and at < len(body):
+                at = self._slow(body, at, found)
+            if self.open:
+                return
+            first, begun = self.number, at
+        if at < len(body):
+            self._stretch(body, at, len(body), fields)
+        self.number = first + (lines if begun == 0 else body.count("\n", begun))
         if fields:
             found.append(PlainRows(first, self.number - first, fields))
-        return found
 
-    def _plain(self, text: str, has_cr: bool, fields: list[str]) -> None:
-        """Split `text`, whole lines with no quote and no backslash, onto `fields`."""
-        # CR, LF and CRLF each end a line, as `BufferedReader.readLine` has it: each
-        # becomes ",\n", so that every record's first field begins with its line end.
-        lines = text.count("\n")
-        if not has_cr:
-            body = text.replace("\n", ",\n")
-        elif text.count("\r\n") == lines == text.count("\r"):  # CRLF throughout: one pass
-            body = text.replace("\r\n", ",\n")
-        else:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-            lines = text.count("\n")
-            body = text.replace("\n", ",\n")
-        values = body.split(",")
+    @staticmethod
+    def _stretch(body: str, start: int, end: int, fields: list[str]) -> None:
+        """Split `body[start:end]`, whole lines with no quote and no backslash, onto `fields`."""
+        # Taken with the line end before it, the stretch's first field begins with "\n"
+        # as a record's must that is not a bulk's first.
+        values = body[start - 1 if fields else start : end].split(",")
         values.pop()  # what follows the last line end: "\n"
-        if fields:
-            values[0] = "\n" + values[0]
-        self.number += lines
         fields += values
 
-    def _slow(self, piece: str, start: int, found: list[PlainRows | Record]) -> int:
-        """Read one line of `piece` from `start`; the next line's start."""
-        line, after = _line_at(piece, start)
+    def _slow(self, body: str, start: int, found: list[PlainRows | Record]) -> int:
+        """Read the line of `body` from `start` by the state machine; the next line's start."""
+        after = body.find("\n", start) + 1
+        line = body[start : after - 2]
         if not self.open:
+            if '"' not in line and "\\\\" not in line and "\\," not in line:
+                found.append(_vanishing(line, self.number))
+                self.number += 1
+                return after
             if _EDGE_QUOTED.fullmatch(line):
                 found.append(Record(tuple(_edge_quoted_fields(line)), self.number, self.number))
                 self.number += 1
@@ -514,6 +538,20 @@ class _Reader:
                 continue  # read as written: nothing changed
             last = self.number if kind is NoteKind.LINE_BREAK else line_number
             self.notes.append(Note(kind, line_number, last, written, value))
+
+
+def _vanishing(line: str, number: int) -> Record:
+    """Line `number`, with no quote and every backslash escaping nothing: split at commas,
+    each backslash dropped and noted, as the state machine would."""
+    fields = line.split(",")
+    notes = tuple(
+        Note(NoteKind.VANISHED, number, number, value, value.replace("\\", ""))
+        for value in fields
+        if "\\" in value
+    )
+    if notes:
+        fields = [value.replace("\\", "") for value in fields]
+    return Record(tuple(fields), number, number, notes)
 
 
 def _edge_quoted_fields(line: str) -> list[str]:

@@ -6,8 +6,12 @@ tests/unit/checks/csv/test_opencsv.py.
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
+from daemon.base import opencsv
 from daemon.base.opencsv import (
     Note,
     NoteKind,
@@ -280,3 +284,60 @@ def test_a_line_longer_than_a_piece_with_cr_ends() -> None:
     long = "x" * 200_000
     records = _read(f"a\r{long},{long}\r\nb\r")
     assert [r.fields for r in records] == [("a",), (long, long), ("b",)]
+
+
+# What the reader must tell apart: plain runs, fields quoted at their edges, quotes and
+# backslashes inside fields, quoted line ends, every line end.
+_PARTS = (
+    *("ab", "1", "é", "😀", " ", ",", ",", ",", '"x, y"', '"a"', '"', '""'),
+    *("\\", "\\\\", "\\,", "Art\\Design", 'O"Brien', "\n", "\n", "\n", "\r\n", "\r"),
+)
+
+
+def _outcome(text: str) -> list[list[Record]] | tuple[int, int]:
+    """The records of each part `read_rows` gives."""
+    try:
+        parts = list(read_rows([text]))
+    except Unterminated as exc:
+        return (exc.line, exc.record_line)
+    return [list(part.records()) if isinstance(part, PlainRows) else [part] for part in parts]
+
+
+def _records(text: str) -> list[Record] | tuple[int, int]:
+    try:
+        return list(read_records([text]))
+    except Unterminated as exc:
+        return (exc.line, exc.record_line)
+
+
+@pytest.mark.parametrize("piece", [1, 3, 40, 1 << 16])
+def test_the_same_records_and_notes_whatever_the_piece(
+    monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    # A piece of one character reads each line alone; larger ones gather lines in bulk
+    # around the quoted and backslashed ones, or end a piece inside an open quote.
+    rng = random.Random(piece)
+    texts = ["".join(rng.choice(_PARTS) for _ in range(rng.randint(1, 90))) for _ in range(400)]
+    expected = [_records(text) for text in texts]
+    monkeypatch.setattr(opencsv, "_PIECE", piece)
+    assert [_records(text) for text in texts] == expected
+    for text in texts:  # each bulk's lines are numbered from where it starts
+        outcome = _outcome(text)
+        if isinstance(outcome, list):
+            records = [record for part in outcome for record in part]
+            assert all(a.last_line < b.line for a, b in itertools.pairwise(records)), text
+
+
+def test_a_line_whose_backslashes_escape_nothing_reads_as_the_state_machine_reads_it() -> None:
+    rng = random.Random(3)
+    words = ("ab", "é", ",", ",", "\\", "Art\\Design", "x\\", " ", "\\t")
+    for _ in range(2_000):
+        line = "".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+        if "\\\\" in line or "\\," in line:
+            continue  # an escape taken: the state machine's alone
+        machine = opencsv._Reader(escape_opens_field=True)
+        machine.record_line = machine.field_line = 1
+        machine._line(line)
+        assert opencsv._vanishing(line, 1) == Record(
+            tuple(machine.fields), 1, 1, tuple(machine.notes)
+        ), line
