@@ -31,7 +31,7 @@ from unittest import mock
 
 from sis_data import write_blocks, write_enrollments
 
-from daemon.checks.csv.check import ROWSCAN, THREADED_BYTES
+from daemon.checks.csv.check import FIRST_BAD_UTF8, ROWSCAN, THREADED_BYTES
 from daemon.checks.csv.formats import ValueRule, value_rules
 from daemon.checks.validate import Report, validate_batch
 from daemon.config.model import Validation
@@ -94,6 +94,9 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
         with (
             mock.patch("daemon.checks.csv.check.value_rules", value_rules if values else no_rules),
             mock.patch("daemon.checks.csv.check.ROWSCAN", ROWSCAN if scanner else None),
+            mock.patch(
+                "daemon.checks.csv.check.FIRST_BAD_UTF8", FIRST_BAD_UTF8 if scanner else None
+            ),
             mock.patch(
                 "daemon.checks.csv.check.THREADED_BYTES", THREADED_BYTES if threads else 1 << 62
             ),

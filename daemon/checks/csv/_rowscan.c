@@ -20,6 +20,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_WIDTH 256 /* more fields than any header the server knows */
 #define MAX_RULES 16
@@ -80,12 +83,11 @@ static void classify_bytes(void)
  * quote. A domain equal to the last one taken (`rule->domain`) is taken again unread. */
 static int is_email(Rule *rule, const unsigned char *s, Py_ssize_t n)
 {
-    const unsigned char *at = memchr(s, '@', (size_t)n);
-    if (at == NULL || at == s)
+    const unsigned char *at = s, *stop = s + n;
+    while (at < stop && !(byte_class[*at] & STOP))
+        at++;
+    if (at == s || at == stop || *at != '@')
         return 0;
-    for (const unsigned char *p = s; p < at; p++)
-        if (byte_class[*p] & STOP)
-            return 0;
     const unsigned char *domain = at + 1;
     Py_ssize_t size = s + n - domain;
     if (size == rule->domain_size && memcmp(domain, rule->domain, (size_t)size) == 0)
@@ -149,21 +151,48 @@ typedef struct {
 
 enum { SCANNED = 0, NO_MEMORY = 1 };
 
-/* One line, `data[begin:end]` (no "\n"); the fields' bounds go in `bounds`. */
-static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t *bounds)
+/* The line from `begin`: where it ends (its "\n", or `scan->end`) goes in `line_end`, the
+ * start of each field after a comma in `bounds[1..]` (as far as `bounds[width]`); returns
+ * its count of commas. One pass: where SSE2 is at hand, 16 bytes at a time, a mask of the
+ * commas and one of the line ends from each; the last bytes of a run one at a time. */
+static Py_ssize_t find_line(const Scan *scan, Py_ssize_t begin, Py_ssize_t *bounds,
+                            Py_ssize_t *line_end)
 {
     const unsigned char *data = scan->data;
-    Py_ssize_t value_end = (end > begin && data[end - 1] == '\r') ? end - 1 : end;
-    Py_ssize_t field = 0;
-    bounds[0] = begin;
-    const unsigned char *comma = data + begin, *stop = data + value_end;
-    while ((comma = memchr(comma, ',', (size_t)(stop - comma))) != NULL) {
-        if (++field == scan->width)
-            return odd_add(&scan->odd, scan->lines, begin, end, SPLIT) ? NO_MEMORY : SCANNED;
-        bounds[field] = ++comma - data;
+    Py_ssize_t end = scan->end, width = scan->width, pos = begin, commas = 0;
+#if defined(__SSE2__) && defined(__GNUC__)
+    const __m128i comma = _mm_set1_epi8(','), newline = _mm_set1_epi8('\n');
+    for (; pos + 16 <= end; pos += 16) {
+        __m128i block = _mm_loadu_si128((const __m128i *)(data + pos));
+        unsigned ends = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(block, newline));
+        unsigned found = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(block, comma));
+        if (ends)
+            found &= (ends & -ends) - 1; /* the commas before the first line end */
+        for (; found; found &= found - 1)
+            if (++commas <= width)
+                bounds[commas] = pos + __builtin_ctz(found) + 1;
+        if (ends) {
+            *line_end = pos + __builtin_ctz(ends);
+            return commas;
+        }
     }
-    if (field != scan->width - 1)
+#endif
+    for (; pos < end && data[pos] != '\n'; pos++)
+        if (data[pos] == ',' && ++commas <= width)
+            bounds[commas] = pos + 1;
+    *line_end = pos;
+    return commas;
+}
+
+/* One line, `data[begin:end]` (no "\n"), of `commas` commas at `bounds` (find_line). */
+static int scan_line(Scan *scan, Py_ssize_t begin, Py_ssize_t end, Py_ssize_t commas,
+                     Py_ssize_t *bounds)
+{
+    const unsigned char *data = scan->data;
+    if (commas != scan->width - 1)
         return odd_add(&scan->odd, scan->lines, begin, end, SPLIT) ? NO_MEMORY : SCANNED;
+    Py_ssize_t value_end = (end > begin && data[end - 1] == '\r') ? end - 1 : end;
+    bounds[0] = begin;
     bounds[scan->width] = value_end + 1; /* as if a comma ended the last field too */
     for (Py_ssize_t r = 0; r < scan->nrules; r++) {
         Py_ssize_t column = scan->rules[r].column;
@@ -269,8 +298,8 @@ static int scan_lines(Scan *scan)
     const unsigned char *quote = next_of(data, begin, scan->end, '"');
     const unsigned char *backslash = next_of(data, begin, scan->end, '\\');
     while (begin < scan->end) {
-        const unsigned char *line_end = memchr(data + begin, '\n', (size_t)(scan->end - begin));
-        Py_ssize_t end = line_end ? line_end - data : scan->end; /* the last may be unended */
+        Py_ssize_t end; /* the last line may be unended */
+        Py_ssize_t commas = find_line(scan, begin, bounds, &end);
         int outcome = SCANNED;
         int quoted = quote != NULL && quote < data + end;
         if (backslash != NULL && backslash < data + end) {
@@ -290,7 +319,7 @@ static int scan_lines(Scan *scan)
             }
         }
         else
-            outcome = scan_line(scan, begin, end, bounds);
+            outcome = scan_line(scan, begin, end, commas, bounds);
         if (quoted)
             quote = next_of(data, end, scan->end, '"');
         if (outcome != SCANNED)
@@ -400,8 +429,82 @@ done:
     return result;
 }
 
+/* The offset of the first byte in data[start:end] that does not begin a whole, valid UTF-8
+ * sequence as Python's strict decoder reads UTF-8 (no overlong form, no surrogate, nothing
+ * past U+10FFFF; a sequence the end cuts counts), or -1. Runs of ASCII are passed over 16
+ * bytes at a time where SSE2 is at hand. */
+static Py_ssize_t first_bad_utf8(const unsigned char *s, Py_ssize_t start, Py_ssize_t end)
+{
+    Py_ssize_t i = start;
+    while (i < end) {
+#if defined(__SSE2__) && defined(__GNUC__)
+        while (i + 16 <= end) {
+            unsigned high = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+            if (high) {
+                i += __builtin_ctz(high);
+                break;
+            }
+            i += 16;
+        }
+        if (i >= end)
+            break;
+#endif
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        Py_ssize_t more; /* continuation bytes */
+        unsigned char low = 0x80, high = 0xBF; /* the bounds of the first of them */
+        if (c >= 0xC2 && c <= 0xDF)
+            more = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            more = 2;
+            if (c == 0xE0)
+                low = 0xA0; /* overlong below */
+            else if (c == 0xED)
+                high = 0x9F; /* surrogates above */
+        }
+        else if (c >= 0xF0 && c <= 0xF4) {
+            more = 3;
+            if (c == 0xF0)
+                low = 0x90;
+            else if (c == 0xF4)
+                high = 0x8F; /* past U+10FFFF above */
+        }
+        else
+            return i;
+        if (end - i - 1 < more || s[i + 1] < low || s[i + 1] > high)
+            return i;
+        for (Py_ssize_t k = 2; k <= more; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+        i += more + 1;
+    }
+    return -1;
+}
+
+PyDoc_STRVAR(first_bad_utf8_doc,
+"first_bad_utf8(data, /)\n--\n\n"
+"The offset of the first byte of data that does not begin a whole, valid UTF-8 sequence\n"
+"(as bytes.decode('utf-8') reads it; a sequence the end cuts counts), or -1.");
+
+static PyObject *first_bad_utf8_py(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    Py_buffer buffer;
+    if (PyObject_GetBuffer(arg, &buffer, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t found;
+    Py_BEGIN_ALLOW_THREADS
+    found = first_bad_utf8(buffer.buf, 0, buffer.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buffer);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
     {"plain_lines", plain_lines, METH_VARARGS, plain_lines_doc},
+    {"first_bad_utf8", first_bad_utf8_py, METH_O, first_bad_utf8_doc},
     {NULL, NULL, 0, NULL},
 };
 

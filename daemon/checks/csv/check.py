@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO
 
 from daemon.base.headers import HEADER_KEYS
@@ -64,17 +65,22 @@ SPLIT, ALONE = 0, 1  # a line the scanner gives back: split it at commas, or rea
 RowScanner = Callable[[bytes, int, int, int, Rules, int], Scanned]
 
 
-def _row_scanner() -> RowScanner | None:
+def _compiled() -> ModuleType | None:
     if os.environ.get("DROPD_ROWSCAN") == "off":
         return None
     try:
         from daemon.checks.csv import _rowscan
     except ImportError:  # not built: no C compiler where dropd was installed
         return None
-    return _rowscan.plain_lines
+    return _rowscan
 
 
-ROWSCAN = _row_scanner()
+_ROWSCAN_MODULE = _compiled()
+ROWSCAN: RowScanner | None = None if _ROWSCAN_MODULE is None else _ROWSCAN_MODULE.plain_lines
+# Where the first byte is that may not read as UTF-8 (the decoder then says what it is).
+FIRST_BAD_UTF8: Callable[[bytes], int] | None = (
+    None if _ROWSCAN_MODULE is None else _ROWSCAN_MODULE.first_bad_utf8
+)
 
 Finding = tuple[int | None, str]
 
@@ -86,9 +92,13 @@ class Notes:
     listed: list[Finding] = field(default_factory=list)
     more: int = 0
 
-    def add(self, line: int | None, message: str, *, always: bool = False) -> None:
+    def add(
+        self, line: int | None, message: str | Callable[[], str], *, always: bool = False
+    ) -> None:
+        """Add a finding; `message` may be a function that words it, asked only where it
+        is listed."""
         if always or len(self.listed) < MAX_NOTES:
-            self.listed.append((line, message))
+            self.listed.append((line, message if isinstance(message, str) else message()))
         else:
             self.more += 1
 
@@ -292,13 +302,15 @@ class _Rows:
         """Take in what the scanner found in `block`; where the reader must take over."""
         lines, deleted, odd, stop = found
         base, after = self.line, 0
+        # A line with a backslash and no quote is one record: the reader reads them all at
+        # once, one to a line, the k-th numbered k + 1.
+        alone = iter(_alone_records(block.data, odd))
         for index, begin, end, kind in odd:
             if index > after:
                 self._flush_blank()  # clean lines came after it
-            if kind == ALONE:  # a backslash and no quote: one record, read by the reader
-                text = "".join(decode([block.data[begin:end]])).removesuffix("\r")
-                for record in read_records([text]):
-                    self._record(record, base + index - 1)
+            if kind == ALONE:
+                record = next(alone)
+                self._record(record, base + index - record.line)
             else:
                 text = block.data[begin:end].decode("utf-8", "replace").removesuffix("\r")
                 self._row(text.split(","), base + index, base + index)
@@ -431,7 +443,7 @@ class _Rows:
             )
             # Joined lines lose whole rows, as a dropped row does: that fails the batch.
             found = self.scan.problems if note.kind is NoteKind.JOINED else self.scan.warnings
-            found.add(moved.line, moved.sentence())
+            found.add(moved.line, moved.sentence)
         if len(fields) != self.width:
             self.scan.problems.add(line, self._width(line, last, len(fields)))
             return
@@ -489,6 +501,17 @@ class _Rows:
 
 def _deleted(value: str) -> bool:
     return value.strip().lower() == "deleted"
+
+
+def _alone_records(data: bytes, odd: list[tuple[int, int, int, int]]) -> list[Record]:
+    """The records of the lines `odd` gives to read alone (each with a backslash and no
+    quote, so one record), read in one go: the k-th is numbered k + 1."""
+    lines = [data[begin:end].removesuffix(b"\r") for _, begin, end, kind in odd if kind == ALONE]
+    if not lines:
+        return []
+    records = list(read_records(decode([b"\n".join(lines) + b"\n"])))
+    assert len(records) == len(lines), "a line with a backslash and no quote is one record"
+    return records
 
 
 def _line_ends(text: str) -> int:
@@ -553,13 +576,16 @@ class _Encoding:
         start, self.pending = self.offset - len(self.pending), b""
         self.offset += len(chunk)
         if self.utf8 and not data.isascii():
+            # Compiled, the check finds where to look, and the decoder reads from there.
+            bad = 0 if FIRST_BAD_UTF8 is None else FIRST_BAD_UTF8(data)
             try:
-                data.decode("utf-8")
+                if bad >= 0:
+                    (data[bad:] if bad else data).decode("utf-8")
             except UnicodeDecodeError as exc:
-                if exc.reason == "unexpected end of data" and exc.end == len(data):
-                    self.pending = data[exc.start :]
+                if exc.reason == "unexpected end of data" and bad + exc.end == len(data):
+                    self.pending = data[bad + exc.start :]
                 else:
-                    self._report(data, exc.start, start)
+                    self._report(data, bad + exc.start, start)
         return chunk
 
     def finish(self) -> bytes:

@@ -40,6 +40,7 @@ def row_checks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         pytest.skip("the row scanner was not built")
     if request.param == "python":
         monkeypatch.setattr(csvcheck, "ROWSCAN", None)
+        monkeypatch.setattr(csvcheck, "FIRST_BAD_UTF8", None)
 
 
 MUSIC = Decoding("utf-8", "groups.music.encoding")

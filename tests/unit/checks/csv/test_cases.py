@@ -31,6 +31,7 @@ def row_checks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         pytest.skip("the row scanner was not built")
     if request.param == "reader":
         monkeypatch.setattr(csvcheck, "ROWSCAN", None)
+        monkeypatch.setattr(csvcheck, "FIRST_BAD_UTF8", None)
 
 
 def check(tmp_path: Path, name: str, data: bytes) -> Report:

@@ -233,6 +233,60 @@ def test_rowscan_finds_what_the_python_checks_find(
 @needs_scanner
 def test_rowscan_off_in_the_environment_leaves_it_unused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DROPD_ROWSCAN", "off")
-    assert csvcheck._row_scanner() is None
+    assert csvcheck._compiled() is None  # neither the scanner nor the UTF-8 check
     monkeypatch.delenv("DROPD_ROWSCAN")
-    assert csvcheck._row_scanner() is SCANNER
+    compiled = csvcheck._compiled()
+    assert compiled is not None and compiled.plain_lines is SCANNER
+
+
+# Bytes that make every kind of UTF-8 sequence, whole, cut, overlong, surrogate and past
+# U+10FFFF, with ASCII runs long enough for the 16-byte steps.
+_UTF8_PARTS = (
+    b"a",
+    b"plain ascii text, 16+",
+    b"\xc3\xa9",
+    b"\xe2\x82\xac",
+    b"\xf0\x9f\x98\x80",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\xf0\x9f\x98",
+    b"\x80",
+    b"\xbf",
+    b"\xc0\xaf",
+    b"\xc1\xbf",
+    b"\xe0\x80\xaf",
+    b"\xe0\xa0\x80",
+    b"\xed\x9f\xbf",
+    b"\xed\xa0\x80",
+    b"\xef\xbf\xbf",
+    b"\xf0\x8f\xbf\xbf",
+    b"\xf0\x90\x80\x80",
+    b"\xf4\x8f\xbf\xbf",
+    b"\xf4\x90\x80\x80",
+    b"\xf5\x80\x80\x80",
+    b"\xff",
+    b"\xfe",
+    b"\n",
+    b"\r\n",
+)
+
+
+def _first_bad(data: bytes) -> int:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return -1
+
+
+@needs_scanner
+def test_the_compiled_utf8_check_finds_the_first_byte_the_decoder_refuses() -> None:
+    assert csvcheck.FIRST_BAD_UTF8 is not None
+    rng = random.Random(16)
+    for _ in range(20_000):
+        data = b"".join(rng.choice(_UTF8_PARTS) for _ in range(rng.randint(0, 12)))
+        assert csvcheck.FIRST_BAD_UTF8(data) == _first_bad(data), data
+    for size in range(0, 70):  # every place a bad byte may take in and after 16-byte steps
+        for bad in (b"\xff", b"\xc3", b"\xed\xa0\x80"):
+            data = b"x" * size + bad + b"y" * 20
+            assert csvcheck.FIRST_BAD_UTF8(data) == size
