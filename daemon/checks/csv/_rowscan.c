@@ -35,6 +35,7 @@ typedef struct {
     /* The last email domain taken, in the data: a column's addresses mostly share one. */
     const unsigned char *domain;
     Py_ssize_t domain_size;
+    const unsigned char *limit; /* the run's end: bytes before it may be read ahead */
 } Rule;
 
 enum { SPLIT = 0, ALONE = 1 }; /* a line returned: split at commas, or read alone */
@@ -84,6 +85,27 @@ static void classify_bytes(void)
 static int is_email(Rule *rule, const unsigned char *s, Py_ssize_t n)
 {
     const unsigned char *at = s, *stop = s + n;
+#if defined(__SSE2__) && defined(__GNUC__)
+    /* 16 bytes at a time while they are in the run: a mask of what stops a local part. */
+    const __m128i tab = _mm_set1_epi8('\t'), span = _mm_set1_epi8('\r' - '\t');
+    for (; at + 16 <= rule->limit; at += 16) {
+        __m128i block = _mm_loadu_si128((const __m128i *)at);
+        __m128i low = _mm_sub_epi8(block, tab); /* \t..\r become 0..4 */
+        __m128i stops = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(block, _mm_set1_epi8('@')),
+                         _mm_cmpeq_epi8(block, _mm_set1_epi8(','))),
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(block, _mm_set1_epi8('"')),
+                                      _mm_cmpeq_epi8(block, _mm_set1_epi8(' '))),
+                         _mm_cmpeq_epi8(_mm_min_epu8(low, span), low)));
+        unsigned found = (unsigned)_mm_movemask_epi8(stops);
+        if (found) {
+            at += __builtin_ctz(found);
+            break;
+        }
+    }
+    if (at > stop)
+        at = stop; /* the value ended inside the last block: no stop in it */
+#endif
     while (at < stop && !(byte_class[*at] & STOP))
         at++;
     if (at == s || at == stop || *at != '@')
@@ -121,6 +143,8 @@ static int same_word(const unsigned char *s, Py_ssize_t n, const char *lower, Py
 {
     if (n != m)
         return 0;
+    if (memcmp(s, lower, (size_t)n) == 0)
+        return 1; /* as most are written */
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = s[i];
         if (c >= 'A' && c <= 'Z')
@@ -410,6 +434,8 @@ static PyObject *plain_lines(PyObject *Py_UNUSED(module), PyObject *args)
     }
     if (read_rules(rules, parsed, width) < 0)
         goto done;
+    for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(rules); r++)
+        parsed[r].limit = data + end;
     Scan scan = {data, start, end, width, status, PyTuple_GET_SIZE(rules), parsed, 0, 0, {0}};
     int outcome;
     Py_BEGIN_ALLOW_THREADS
