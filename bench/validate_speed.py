@@ -23,6 +23,7 @@ import resource
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 from unittest import mock
 
 from sis_data import write_blocks, write_enrollments
+from steal import Steal
 
 from daemon.checks.csv.check import FIRST_BAD_UTF8, ROWSCAN, THREADED_BYTES
 from daemon.checks.csv.formats import ValueRule, value_rules
@@ -66,21 +68,26 @@ def timed(run: Callable[[], Report], repeats: int) -> tuple[float, Report]:
 
 
 USERS_HEADER = b"user_id,login_id,first_name,last_name,email,status\n"
-_NAMES = ("Ann", "Bo", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jo", "Kemal")
+# Names as written, and as a login spells them: a third with an accent, as school rolls have.
+_NAMES = (
+    *("Ann", "Bo", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jo", "Kemal"),
+    *("Chloé", "José", "Zoë", "Hélène", "Núñez"),
+)
 
 
 def write_users(path: Path, size: int, seed: int = 7) -> int:
-    """Write a users CSV of about `size` bytes (whole rows, 2% of them quoted, 1 in 1,000
-    with a backslash); its size."""
+    """Write a users CSV of about `size` bytes (whole rows, about a third with an accented
+    name, 2% quoted, 1 in 1,000 with a backslash); its size."""
     rng = random.Random(seed)
     rows = []
     for _ in range(5000):
         first, last = rng.choice(_NAMES), rng.choice(_NAMES) + "son"
+        login = unicodedata.normalize("NFKD", f"{first}.{last}").encode("ascii", "ignore")
         status = rng.choices(("active", "suspended", "deleted"), (0.96, 0.02, 0.02))[0]
         # As SIS exports write them: 2% of names quoted for a comma, 1 in 1,000 a backslash.
         shown = rng.choices((last, f'"{last}, Jr."', f"{last}\\Art"), (0.979, 0.02, 0.001))[0]
         rows.append(
-            f"#####%s,{first}.{last}%s@example.edu,{first},{shown},x%s@mail.example.org,{status}"
+            f"#####%s,{login.decode()}%s@example.edu,{first},{shown},x%s@mail.example.org,{status}"
         )
     template = "\n".join(row % ((n,) * 3) for n, row in enumerate(rows)).encode() + b"\n"
     return write_blocks(path, USERS_HEADER, template, size)
@@ -90,6 +97,16 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
     """Every way's seconds and findings on the CSV at `path`, and the peak RSS."""
     size = path.stat().st_size
     figures: dict[str, Any] = {"bytes": size, "start_peak_mib": peak_mib(), "ways": {}}
+    with Steal() as steal:
+        _measure_ways(path, repeats, figures)
+    figures["peak_mib"] = peak_mib()
+    figures["helper_peak_mib"] = None  # no helper process any more; bench/speeds.py reads it
+    figures["host_steal"] = steal.share
+    return figures
+
+
+def _measure_ways(path: Path, repeats: int, figures: dict[str, Any]) -> None:
+    size = figures["bytes"]
     for label, validation, values, threads, scanner in WAYS:
         with (
             mock.patch("daemon.checks.csv.check.value_rules", value_rules if values else no_rules),
@@ -111,9 +128,6 @@ def measure(path: Path, repeats: int) -> dict[str, Any]:
             "problems": len(report.problems),
             "warnings": len(report.warnings),
         }
-    figures["peak_mib"] = peak_mib()
-    figures["helper_peak_mib"] = None  # no helper process any more; bench/speeds.py reads it
-    return figures
 
 
 def show(path: Path, figures: dict[str, Any]) -> None:
@@ -123,6 +137,7 @@ def show(path: Path, figures: dict[str, Any]) -> None:
         found = f"rows {way['rows']}, deleted {way['deleted']}, {way['problems']} problems"
         print(f"{label:42} {way['mb_per_s']:6,.0f} MB/s  ({found})")
     print(f"peak RSS after: {figures['peak_mib']:.0f} MiB")
+    print(Steal.describe(figures["host_steal"]))
 
 
 def main(argv: list[str]) -> None:
