@@ -9,9 +9,12 @@ answers must agree on findings, line numbers, rows and deleted rows.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import random
 import shutil
+import subprocess
 import sysconfig
 from pathlib import Path
 from typing import Any
@@ -303,3 +306,39 @@ def test_the_compiled_utf8_check_finds_the_first_byte_the_decoder_refuses() -> N
         for bad in (b"\xff", b"\xc3", b"\xed\xa0\x80"):
             data = b"x" * size + bad + b"y" * 20
             assert csvcheck.FIRST_BAD_UTF8(data) == size
+
+
+def _build_without_sse2(folder: Path) -> Any:
+    """The row scanner compiled with SSE2 off: its one-byte-at-a-time paths alone."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs a C compiler on x86-64 (where the 16-byte steps are built)")
+    source = Path(csvcheck.__file__).with_name("_rowscan.c")
+    target = folder / "_rowscan.so"
+    include = sysconfig.get_paths()["include"]
+    if not Path(include, "Python.h").exists():
+        pytest.skip(f"no Python headers in {include}")
+    command = [compiler, "-O2", "-fPIC", "-shared", "-mno-sse2", f"-I{include}"]
+    subprocess.run([*command, str(source), "-o", str(target)], check=True)
+    spec = importlib.util.spec_from_file_location("scalar._rowscan", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_scanner
+def test_the_scanner_without_sse2_finds_what_it_finds_with_it(tmp_path: Path) -> None:
+    compiled = csvcheck._compiled()
+    assert compiled is not None
+    scalar = _build_without_sse2(tmp_path)
+    rng = random.Random(5)
+    parts = [b"a", b"bb", b",", b",", b"\n", b"\r\n", b"@", b"x@example.edu", b"active"]
+    parts += [b"deleted", b"\xc3\xa9", b"\xff", b"\xed\xa0\x80", b'"', b"\\", b" "]
+    parts += [b"Ann.Lee.Smithson123@mail.example.org", b'"Lee, Jr."']
+    rules = ((1, ()), (2, (b"active", b"deleted")))
+    for _ in range(20_000):
+        data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 60)))
+        assert scalar.first_bad_utf8(data) == compiled.first_bad_utf8(data), data
+        expected = compiled.plain_lines(data, 0, len(data), 3, rules, 2)
+        assert scalar.plain_lines(data, 0, len(data), 3, rules, 2) == expected, data
