@@ -68,7 +68,8 @@ def timed(run: Callable[[], Report], repeats: int) -> tuple[float, Report]:
 
 
 USERS_HEADER = b"user_id,login_id,first_name,last_name,email,status\n"
-# Names as written, and as a login spells them: a third with an accent, as school rolls have.
+# Names as written (about half the rows hold an accented one, as school rolls do); a login
+# spells them in ASCII.
 _NAMES = (
     *("Ann", "Bo", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jo", "Kemal"),
     *("Chloé", "José", "Zoë", "Hélène", "Núñez"),
@@ -76,7 +77,7 @@ _NAMES = (
 
 
 def write_users(path: Path, size: int, seed: int = 7) -> int:
-    """Write a users CSV of about `size` bytes (whole rows, about a third with an accented
+    """Write a users CSV of about `size` bytes (whole rows, about half with an accented
     name, 2% quoted, 1 in 1,000 with a backslash); its size."""
     rng = random.Random(seed)
     rows = []
