@@ -298,8 +298,9 @@ class _Reader:
     `open` (a quote is open at the line end), `in_field` (the parser's `inField`, which a
     quote toggles and which also makes `""` and a backslash escape).
 
-    Line ends are taken where they stand (CR, LF or CRLF, as `BufferedReader.readLine`
-    takes them): rewriting a Windows file to LF ends would cost more than reading it.
+    A piece's line ends (CR, LF or CRLF, as `BufferedReader.readLine` takes them) are
+    written ",\n" once (`_body`): a split at commas then starts each record's first field
+    with its line end, and the state machine reads its lines from the same text.
     """
 
     def __init__(self, escape_opens_field: bool) -> None:
