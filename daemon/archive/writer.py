@@ -41,7 +41,6 @@ from daemon.base.names import quoted
 from daemon.base.regular import BOM, open_regular
 from daemon.base.textcodec import UTF8, is_utf8, keeps_ascii
 
-CHUNK = 1 << 20  # reads of a whole file, to hash it
 # Reads into the ZIP: large, as each step takes the GIL again, which the checks running
 # beside the ZIP hold most of the time; two buffers in turn (see `_Reading`).
 ZIP_CHUNK = 4 << 20
@@ -487,12 +486,3 @@ class _Deflating:
     def _emit(self, data: bytes) -> None:
         self.out.write(data)
         self.compressed += len(data)
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open_regular(path) as source:
-        while chunk := source.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

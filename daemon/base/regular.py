@@ -7,11 +7,13 @@ dropped files too, and those layers do not import each other.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import stat
 from pathlib import Path
 
+_CHUNK = 1 << 20  # reads of a whole file, to hash it
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which Excel writes and the server misreads
 
 
@@ -30,3 +32,15 @@ def open_regular(path: Path) -> io.BufferedReader:
     except BaseException:
         os.close(fd)
         raise
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a dropped file, read in chunks through `open_regular`.
+
+    Raises OSError as `open_regular` does.
+    """
+    digest = hashlib.sha256()
+    with open_regular(path) as source:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

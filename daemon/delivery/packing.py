@@ -21,7 +21,6 @@ from daemon.archive.writer import (
     SourceDigest,
     ZipEntry,
     build_zip,
-    file_sha256,
 )
 from daemon.base.errors import (
     ArchiveError,
@@ -33,6 +32,7 @@ from daemon.base.errors import (
     ValidationError,
 )
 from daemon.base.names import entry_name, is_plain, quoted
+from daemon.base.regular import file_sha256
 from daemon.base.textcodec import UTF8
 from daemon.checks.csv import check as csvcheck
 from daemon.checks.csv.check import csv_kind

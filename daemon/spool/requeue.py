@@ -22,7 +22,6 @@ A crash between steps is finished by `finish_staged` (at the daemon's start, or 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ from daemon.base.durable import write_json_atomic
 from daemon.base.errors import FolderError, RequeueError, SpoolError
 from daemon.base.folders import Folder
 from daemon.base.names import quoted
-from daemon.base.regular import open_regular
+from daemon.base.regular import file_sha256, open_regular
 from daemon.base.steps import Step
 from daemon.base.timestamps import iso, iso_precise
 from daemon.spool.history import RECORD_READ_LIMIT
@@ -176,13 +175,10 @@ def _fingerprint(batch: Folder, name: str, size: object) -> tuple[object, object
         info = os.stat(name, dir_fd=batch.fd, follow_symlinks=False)
         if not stat.S_ISREG(info.st_mode) or info.st_size != size:
             return info.st_size, None
-        digest = hashlib.sha256()
-        with open_regular(batch.io_path / name) as source:
-            while chunk := source.read(1 << 20):
-                digest.update(chunk)
+        digest = file_sha256(batch.io_path / name)
     except OSError:
         return None, None  # not readable now: changed, and the daemon says why
-    return info.st_size, digest.hexdigest()
+    return info.st_size, digest
 
 
 def requeued(

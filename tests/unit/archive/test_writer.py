@@ -23,12 +23,11 @@ from daemon.archive.writer import (
     ZipEntry,
     build_zip,
     fastest_deflate,
-    file_sha256,
     measure_zip,
     stdlib_deflate,
 )
 from daemon.base.errors import ArchiveError, SourceError
-from daemon.base.regular import BOM
+from daemon.base.regular import BOM, file_sha256
 
 USERS = b"user_id,login_id,first_name,last_name,email,status\r\nu1,a@b.edu,A,B,a@b.edu,active\r\n"
 COURSES = b"course_id,short_name,long_name,account_id,term_id,status\nc1,C1,Course,acc,t1,active\n"
