@@ -98,11 +98,6 @@ class Retried:
     changes: FileChanges | None  # None: it failed at another step, or was forced
 
 
-def retry_failed(spool: Spool, batch_id: str, moment: datetime, *, force: bool = False) -> Manifest:
-    """`retry_batch`'s manifest."""
-    return retry_batch(spool, batch_id, moment, force=force).manifest
-
-
 def retry_batch(spool: Spool, batch_id: str, moment: datetime, *, force: bool = False) -> Retried:
     """Put `failed/BATCH` back in line, at its back, with its files as they are now.
 

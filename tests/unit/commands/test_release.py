@@ -14,7 +14,7 @@ import pytest
 from daemon.base.errors import RequeueError
 from daemon.commands.release import release_held, releaser
 from daemon.spool.manifest import BatchState, Release
-from daemon.spool.requeue import STAGING_PREFIX, finish_staged, retry_failed
+from daemon.spool.requeue import STAGING_PREFIX, finish_staged, retry_batch
 from daemon.spool.store import Spool
 
 BATCH = "20261123T085810.123456Z-3f9a"
@@ -114,14 +114,14 @@ def test_release_then_failed_batch_retried_stays_released(tmp_path: Path) -> Non
     record = {"batch": BATCH, "step": "upload", "reason": "HTTP 403", "released": True}
     record.update(released_by="alice", released_at="2026-11-24T09:00:00.000Z")
     (failed / "error.json").write_text(json.dumps(record))
-    manifest = retry_failed(Spool(tmp_path, "music"), BATCH, MOMENT)
+    manifest = retry_batch(Spool(tmp_path, "music"), BATCH, MOMENT).manifest
     assert manifest.released == Release("alice", "2026-11-24T09:00:00.000Z")
 
 
 def test_release_retry_points_a_held_batch_to_release(tmp_path: Path) -> None:
     held_batch(tmp_path)
     with pytest.raises(RequeueError, match=r"the guard holds it .*`dropd release`"):
-        retry_failed(Spool(tmp_path, "music"), BATCH, MOMENT)
+        retry_batch(Spool(tmp_path, "music"), BATCH, MOMENT)
 
 
 def test_release_releaser_names_the_person_behind_sudo(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from daemon.base.errors import RequeueError
 from daemon.base.timestamps import utc_now
-from daemon.spool.requeue import FileChanges, retry_batch, retry_failed
+from daemon.spool.requeue import FileChanges, retry_batch
 from daemon.spool.store import Spool
 
 BATCH = "20261123T085810.123456Z-3f9a"
@@ -31,7 +31,7 @@ def test_requeue_as_root_leaves_the_batch_to_the_daemons_user(tmp_path: Path) ->
         os.chown(path, NOBODY, NOBODY)
 
     spool = Spool(folder, "music")
-    retry_failed(spool, BATCH, utc_now())
+    retry_batch(spool, BATCH, utc_now())
 
     back = spool.batch_dir(BATCH)
     for path in (back, back / "manifest.json", back / "files", back / "files" / "users.csv"):
