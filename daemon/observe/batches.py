@@ -10,26 +10,28 @@ opened without following a link, as the daemon opens them.
 from __future__ import annotations
 
 import enum
-import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.base.errors import DropdError
 from daemon.base.folders import Folder
 from daemon.base.names import shown
 from daemon.base.records import for_people
-from daemon.base.regular import open_regular
-from daemon.spool.history import RECORD_READ_LIMIT, batch_names
+from daemon.spool.history import (
+    batch_names,
+    is_batch_id,
+    open_child,
+    read_json,
+    record_names,
+    text_or_none,
+)
 from daemon.spool.manifest import BatchState
 from daemon.spool.store import SPOOL_DIR
 
 __all__ = ["Batch", "BatchFile", "Place", "find_batch", "is_batch_id", "list_batches"]
 
-_BATCH_ID = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+")
 _MANIFEST = "manifest.json"
 
 
@@ -98,15 +100,10 @@ def _parsed(text: str | None) -> datetime | None:
 
 
 def _id_time(batch_id: str) -> datetime | None:
-    found = _BATCH_ID.fullmatch(batch_id)
-    if found is None:
+    if not is_batch_id(batch_id):
         return None
-    return datetime.strptime(found[1], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
-
-
-def is_batch_id(text: str) -> bool:
-    """True when `text` has the shape of a batch id (`20261123T085810.123456Z-3f9a`)."""
-    return _BATCH_ID.fullmatch(text) is not None
+    moment = batch_id.partition("-")[0]
+    return datetime.strptime(moment, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
 
 
 def list_batches(folder: Path, group: str) -> list[Batch]:
@@ -141,31 +138,24 @@ def find_batch(folder: Path, group: str, batch_id: str) -> Batch | None:
 def _places(root: Folder) -> Iterator[tuple[Place, Folder]]:
     """Each folder that holds batches, with their place: .dropd/work, sent/DAY, failed, held.
     The caller closes each."""
-    spool = _child(root, SPOOL_DIR)
+    spool = open_child(root, SPOOL_DIR)
     if spool is not None:
         with spool:
-            work = _child(spool, "work")
+            work = open_child(spool, "work")
         if work is not None:
             yield Place.WAITING, work
-    sent = _child(root, "sent")
+    sent = open_child(root, "sent")
     if sent is not None:
         with sent:
             days = sorted(_subfolders(sent))
             for day in days:
-                dated = _child(sent, day)
+                dated = open_child(sent, day)
                 if dated is not None:
                     yield Place.SENT, dated
     for place in (Place.FAILED, Place.HELD):
-        parent = _child(root, place.value)
+        parent = open_child(root, place.value)
         if parent is not None:
             yield place, parent
-
-
-def _child(parent: Folder, name: str) -> Folder | None:
-    try:
-        return parent.find(name)
-    except (DropdError, OSError):
-        return None  # a link or a file where a folder should be: never followed
 
 
 def _subfolders(parent: Folder) -> list[str]:
@@ -177,27 +167,22 @@ def _subfolders(parent: Folder) -> list[str]:
 
 def _read(parent: Folder, name: str, place: Place, group: str) -> Batch:
     where = parent.shown / name
-    batch = _child(parent, name)
+    batch = open_child(parent, name)
     if batch is None:
         return _unread(name, group, place, where, "it cannot be opened", ())
     with batch:
-        stems = (_MANIFEST,) if place is Place.WAITING else _record_names(_RECORD_STEM[place])
+        stems = (_MANIFEST,) if place is Place.WAITING else record_names(_RECORD_STEM[place])
         names = _names(batch)
         for record_file in stems:
-            if record_file in names and (data := _json(batch, record_file)) is not None:
+            if record_file in names and (data := read_json(batch, record_file)) is not None:
                 return _from_record(name, group, place, where, record_file, data)
     files = tuple(BatchFile(shown(n), None, None) for n in names if not _is_record(n, place))
     what = "manifest.json" if place is Place.WAITING else f"{_RECORD_STEM[place]}.json"
     return _unread(name, group, place, where, f"it has no readable {what}", files)
 
 
-def _record_names(stem: str) -> tuple[str, ...]:
-    # Where a dropped file bore the record's name, dropd's own is STEM.dropd.json.
-    return f"{stem}.dropd.json", f"{stem}.json"
-
-
 def _is_record(name: str, place: Place) -> bool:
-    return place is Place.WAITING or name in _record_names(_RECORD_STEM[place])
+    return place is Place.WAITING or name in record_names(_RECORD_STEM[place])
 
 
 def _names(batch: Folder) -> list[str]:
@@ -205,15 +190,6 @@ def _names(batch: Folder) -> list[str]:
         return sorted(batch.names())
     except OSError:
         return []
-
-
-def _json(batch: Folder, name: str) -> dict[str, Any] | None:
-    try:
-        with open_regular(batch.io_path / name) as source:
-            data = json.loads(source.read(RECORD_READ_LIMIT))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _unread(
@@ -232,16 +208,16 @@ def _from_record(
     files = tuple(_file(f) for f in data.get("files") or () if isinstance(f, dict))
     more = data.get("files_not_listed")
     more_files = more if isinstance(more, int) and not isinstance(more, bool) else 0
-    step = _text(data.get("step"))
+    step = text_or_none(data.get("step"))
     status = data.get("status") if isinstance(data.get("status"), int) else None
     if place is Place.WAITING:
         folder = where / "files"
-        when = _text(data.get("queued")) or _text(data.get("created"))
+        when = text_or_none(data.get("queued")) or text_or_none(data.get("created"))
         reason = _doing(data)
     else:
         folder = where
-        when = _text(data.get("held" if place is Place.HELD else "finished"))
-        reason = _text(data.get("reason")) or ""
+        when = text_or_none(data.get("held" if place is Place.HELD else "finished"))
+        reason = text_or_none(data.get("reason")) or ""
         if place is Place.SENT:
             reason = "sent" if status is None else f"sent, {status}"
     return Batch(
@@ -265,9 +241,5 @@ def _file(data: dict[str, Any]) -> BatchFile:
     return BatchFile(
         shown(str(data.get("name", "?"))),
         size if isinstance(size, int) and not isinstance(size, bool) else None,
-        _text(data.get("kind")),
+        text_or_none(data.get("kind")),
     )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from daemon.base.errors import DropdError
 from daemon.base.folders import Folder
@@ -82,7 +83,45 @@ def _held_reason(held: Folder, name: str) -> str:
 
 def batch_names(parent: Folder | None) -> list[str]:
     """The batch folders in `parent`, oldest first; [] if it cannot be listed."""
-    return sorted(n for n in _folders(parent) if _BATCH_ID.fullmatch(n))
+    return sorted(n for n in _folders(parent) if is_batch_id(n))
+
+
+def is_batch_id(text: str) -> bool:
+    """True when `text` has the shape of a batch id (`20261123T085810.123456Z-3f9a`)."""
+    return _BATCH_ID.fullmatch(text) is not None
+
+
+def record_names(stem: str) -> tuple[str, str]:
+    """The names the record `stem` (receipt, error, held) may have, dropd's own first:
+    where a dropped file bore the record's name, dropd's is STEM.dropd.json."""
+    return f"{stem}.dropd.json", f"{stem}.json"
+
+
+def read_json(batch: Folder, name: str) -> dict[str, Any] | None:
+    """The JSON object in `batch`'s file `name` (a regular file, at most RECORD_READ_LIMIT
+    bytes read); None where it cannot be read or holds no object."""
+    try:
+        with open_regular(batch.io_path / name) as source:
+            data = json.loads(source.read(RECORD_READ_LIMIT))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def open_child(parent: Folder | None, name: str) -> Folder | None:
+    """The folder `name` in `parent`, opened; None where it is missing, a link or a file
+    (never followed). The caller closes it."""
+    if parent is None:
+        return None
+    try:
+        return parent.find(name)
+    except (DropdError, OSError):
+        return None
+
+
+def text_or_none(value: object) -> str | None:
+    """`value` where it is a non-empty text, else None: a record's field read with care."""
+    return value if isinstance(value, str) and value else None
 
 
 def _newest_sent(root: Folder) -> Folder | None:
@@ -92,7 +131,7 @@ def _newest_sent(root: Folder) -> Folder | None:
         for day in sorted((d for d in _folders(sent) if _DAY.fullmatch(d)), reverse=True):
             with _sub(sent, day) as dated:
                 for name in reversed(batch_names(dated)):
-                    batch = _open(dated, name)
+                    batch = open_child(dated, name)
                     if batch is not None and _record(batch, "receipt") is not None:
                         return batch
                     if batch is not None:
@@ -135,16 +174,7 @@ def _held(folder: Path | Folder) -> _Optional:
 
 
 def _sub(parent: Folder | None, name: str) -> _Optional:
-    return _Optional(_open(parent, name))
-
-
-def _open(parent: Folder | None, name: str) -> Folder | None:
-    if parent is None:
-        return None
-    try:
-        return parent.find(name)
-    except (DropdError, OSError):
-        return None  # a link, a file: never followed, read as empty
+    return _Optional(open_child(parent, name))
 
 
 def _folders(parent: Folder | None) -> list[str]:
@@ -167,23 +197,14 @@ class _Summary:
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> _Summary:
-        return cls(_text(data.get("finished")), _text(data.get("step")), _text(data.get("reason")))
+        text = text_or_none
+        return cls(text(data.get("finished")), text(data.get("step")), text(data.get("reason")))
 
 
 def _record(batch: Folder | None, stem: str) -> _Summary | None:
-    # Where a dropped file bore the record's name, dropd's own is STEM.dropd.json.
     if batch is None:
         return None
-    for name in (f"{stem}.dropd.json", f"{stem}.json"):
-        try:
-            with open_regular(batch.io_path / name) as source:
-                data = json.loads(source.read(RECORD_READ_LIMIT))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
+    for name in record_names(stem):
+        if (data := read_json(batch, name)) is not None:
             return _Summary.from_json(data)
     return None
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
